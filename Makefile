@@ -1,0 +1,38 @@
+# make test   start the services the tests need, vet, and run every test
+# make bench  run the benchmarks; results go to benchmarks/results/
+# make demo   the zero-setup demo (no servers needed)
+
+GO       ?= go
+BIN      := .build/bin/datashift
+# Packages whose code runs concurrently are tested with the race detector.
+RACE_PKGS := ./engine/... ./coordinator/... ./connectors/...
+PLAIN_PKGS := $(shell $(GO) list ./... | grep -v -e /engine -e /coordinator -e /connectors -e /benchmarks)
+
+export DATASHIFT_SERVICES ?= required
+
+.PHONY: all build test services vet demo bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/datashift
+
+services:
+	scripts/services.sh
+
+vet:
+	$(GO) vet ./...
+
+test: services vet build
+	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 20m $(PLAIN_PKGS)
+	$(BIN) demo --rows 200000 --dir .build/demo-ci
+
+demo: build
+	$(BIN) demo
+
+bench: services build
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./benchmarks/ | tee .build/bench.txt
+
+clean:
+	rm -rf .build

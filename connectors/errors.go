@@ -1,0 +1,72 @@
+package connectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+)
+
+// ValueError is a value the sink (or the source's type map) cannot represent.
+// It is not retryable: the same row fails the same way again.
+type ValueError struct {
+	Column string
+	Key    Key    // the row's key, nil when the source has none
+	Value  string // a short rendering of the value, for the message
+	Reason string
+}
+
+func (e *ValueError) Error() string {
+	where := fmt.Sprintf("column %q", e.Column)
+	if e.Key != nil {
+		where += fmt.Sprintf(", row with key %s", e.Key)
+	}
+	if e.Value != "" {
+		return fmt.Sprintf("%s: value %s: %s", where, e.Value, e.Reason)
+	}
+	return where + ": " + e.Reason
+}
+
+// TransientError marks an error after which the same work may succeed: a
+// dropped connection, a server restarting. The engine retries the partition
+// from its checkpoint.
+type TransientError struct{ Err error }
+
+func (e *TransientError) Error() string { return e.Err.Error() }
+func (e *TransientError) Unwrap() error { return e.Err }
+
+// Transient marks err as retryable; nil stays nil.
+func Transient(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &TransientError{Err: err}
+}
+
+// IsTransient reports whether retrying the work from its checkpoint may
+// succeed: errors marked Transient, and network failures whatever their
+// origin. A cancelled context is not transient: somebody asked to stop.
+func IsTransient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var te *TransientError
+	if errors.As(err, &te) {
+		return true
+	}
+	var ve *ValueError
+	if errors.As(err, &ve) {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, net.ErrClosed)
+}
