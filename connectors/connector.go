@@ -32,8 +32,19 @@ type SourceConfig struct {
 	// Snapshot, when set, is an exported snapshot id every reader imports so all
 	// partitions see the same data (PostgreSQL).
 	Snapshot string
+	// Cursor, when set, narrows the read to an incremental window:
+	// Cursor.After < column <= Cursor.UpTo (After nil: no lower bound).
+	Cursor *CursorWindow
 	// Options holds connector-specific settings, validated by the connector.
 	Options map[string]string
+}
+
+// CursorWindow is the slice of an incremental sync a run copies. Values are
+// key values (see Key): int64, float64, string, time.Time, ….
+type CursorWindow struct {
+	Column string
+	After  any
+	UpTo   any
 }
 
 // WriteMode says how a sink treats rows already in the target.
@@ -133,6 +144,14 @@ type Stats struct {
 // tests and verification, never on the copy path).
 type Counter interface {
 	Count(ctx context.Context, r Range) (int64, error)
+}
+
+// CursorSource is implemented by sources that support incremental syncs
+// (SourceConfig.Cursor).
+type CursorSource interface {
+	// MaxCursor returns the greatest value of column among the rows the
+	// source reads (its Where applies), or nil when there are none.
+	MaxCursor(ctx context.Context, column string) (any, error)
 }
 
 // Snapshotter is implemented by sources that can export a consistent snapshot

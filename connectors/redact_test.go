@@ -1,0 +1,29 @@
+package connectors
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRedacted(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"postgres://alice:s3cret@db:5432/app?sslmode=disable", "postgres://alice:xxxxx@db:5432/app?sslmode=disable"},
+		{"postgres://alice@db/app", "postgres://alice@db/app"},
+		{"host=db user=alice password=s3cret dbname=app", "host=db user=alice password=xxxxx dbname=app"},
+		{"host=db password='s 3cret' dbname=app", "host=db password=xxxxx dbname=app"},
+		{"alice:s3cret@tcp(127.0.0.1:3306)/app?parseTime=true", "alice:xxxxx@tcp(127.0.0.1:3306)/app?parseTime=true"},
+		{"redis://:s3cret@127.0.0.1:6379/0", "redis://:xxxxx@127.0.0.1:6379/0"},
+		{"mysql://u:p@h/db?password=s3cret", "mysql://u:xxxxx@h/db?password=xxxxx"},
+		{"/tmp/demo.sqlite", "/tmp/demo.sqlite"},
+		{"root@tcp(127.0.0.1:3306)/test", "root@tcp(127.0.0.1:3306)/test"},
+	}
+	for _, tt := range tests {
+		got := Redacted(tt.in)
+		if got != tt.want {
+			t.Errorf("Redacted(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		if strings.Contains(got, "s3cret") || strings.Contains(got, "s 3cret") {
+			t.Errorf("Redacted(%q) leaks the password: %q", tt.in, got)
+		}
+	}
+}
