@@ -1,0 +1,344 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/partitioner"
+)
+
+// Runner runs whole jobs on one process: plan, prepare the sink, run every
+// partition with Job.Parallelism workers, record the outcome. A run that was
+// interrupted (killed, crashed) is found in State and continues from its
+// checkpoints with the same plan.
+type Runner struct {
+	State State
+	// Progress, if set, receives every partition's progress.
+	Progress func(Progress)
+	// OnPlan, if set, is called once the run's partitions are known.
+	OnPlan func(run *RunRecord, parts []PartitionRecord)
+	Log    *slog.Logger
+	// MaxPartitions caps the plan below the job's partitions.max (the
+	// cluster's free slots); 0: no extra cap.
+	MaxPartitions int
+}
+
+// Check opens the job's source and sink to refuse, before anything runs,
+// what only the stores can tell: a missing table, an unknown key, column or
+// cursor column, an unreachable database.
+func Check(ctx context.Context, job *Job) error {
+	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, nil))
+	if err != nil {
+		return &SpecError{Job: job.Name, Field: "source", Reason: err.Error()}
+	}
+	defer src.Close()
+	schema, err := src.Schema(ctx)
+	if err != nil {
+		return &SpecError{Job: job.Name, Field: "source", Reason: err.Error()}
+	}
+	if _, err := connectors.ColumnIndexes(schema, job.Source.Key); err != nil {
+		return &SpecError{Job: job.Name, Field: "source.key", Reason: err.Error()}
+	}
+	if inc := job.Incremental; inc != nil {
+		if _, err := connectors.ColumnIndexes(schema, []string{inc.Cursor}); err != nil {
+			return &SpecError{Job: job.Name, Field: "incremental.cursor", Reason: err.Error()}
+		}
+		if _, ok := src.(connectors.CursorSource); !ok {
+			return &SpecError{Job: job.Name, Field: "incremental", Reason: fmt.Sprintf("source type %q does not support incremental syncs", job.Source.Type)}
+		}
+	}
+	if job.Snapshot {
+		if _, ok := src.(connectors.Snapshotter); !ok {
+			return &SpecError{Job: job.Name, Field: "snapshot", Reason: fmt.Sprintf("source type %q cannot export a snapshot", job.Source.Type)}
+		}
+	}
+	sink, err := connectors.OpenSink(ctx, job.Sink.Type, sinkConfig(job))
+	if err != nil {
+		return &SpecError{Job: job.Name, Field: "sink", Reason: err.Error()}
+	}
+	return sink.Close()
+}
+
+// Plan plans a job's source without running anything.
+func Plan(ctx context.Context, job *Job, maxPartitions int) (partitioner.Plan, error) {
+	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, nil))
+	if err != nil {
+		return partitioner.Plan{}, fmt.Errorf("job %q: open source: %w", job.Name, err)
+	}
+	defer src.Close()
+	return planSource(ctx, job, src, maxPartitions)
+}
+
+func planSource(ctx context.Context, job *Job, src connectors.Source, maxPartitions int) (partitioner.Plan, error) {
+	limit := job.Partitions.Max
+	if maxPartitions > 0 && maxPartitions < limit {
+		limit = maxPartitions
+	}
+	return partitioner.PlanSource(ctx, src, job.Source.Key, partitioner.Options{
+		TargetRows:    job.Partitions.TargetRows,
+		TargetBytes:   int64(job.Partitions.TargetBytes),
+		MaxPartitions: limit,
+	})
+}
+
+// NewRunID returns a run id that sorts by start time.
+func NewRunID(now time.Time) string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
+
+// Run runs a job to its end, continuing its unfinished run if there is one.
+// It returns the finished run record; the error is the run's failure.
+func (r *Runner) Run(ctx context.Context, job *Job) (*RunRecord, error) {
+	log := r.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	run, parts, err := r.startOrResume(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("run", "job", job.Name, "run", run.ID, "partitions", len(parts), "scheme", run.Scheme, "reason", run.Reason)
+	if r.OnPlan != nil {
+		r.OnPlan(run, parts)
+	}
+
+	var release func()
+	if job.Snapshot && run.Snapshot == "" {
+		// The snapshot lives as long as this process holds it open; a run
+		// resumed by another process takes a new one (said in the run log).
+		if release, err = r.exportSnapshot(ctx, job, run); err != nil {
+			return nil, err
+		}
+		defer release()
+	}
+
+	if !run.Prepared {
+		if err := prepareSink(ctx, job); err != nil {
+			return r.finish(job, run, fmt.Errorf("prepare sink: %w", err))
+		}
+		run.Prepared = true
+		if err := r.State.UpdateRun(ctx, run); err != nil {
+			return nil, err
+		}
+	}
+
+	exec := &Executor{Checkpoints: r.State, Progress: r.Progress, Budget: NewBudget(job.BadRows.Max)}
+	if job.RateLimit.RowsPerSecond > 0 {
+		exec.Limiter = rate.NewLimiter(rate.Limit(job.RateLimit.RowsPerSecond), int(min(job.RateLimit.RowsPerSecond, int64(job.BatchRows))))
+	}
+	if job.BadRows.Max > 0 && job.BadRows.RejectFile != "" {
+		rf, err := OpenRejectFile(job.BadRows.RejectFile)
+		if err != nil {
+			return nil, err
+		}
+		defer rf.Close()
+		exec.Rejects = rf
+	}
+
+	runErr := r.runPartitions(ctx, job, run, parts, exec)
+	if ctx.Err() != nil {
+		// Interrupted: leave the run active to be resumed.
+		return run, ctx.Err()
+	}
+	return r.finish(job, run, runErr)
+}
+
+func (r *Runner) startOrResume(ctx context.Context, job *Job) (*RunRecord, []PartitionRecord, error) {
+	run, err := r.State.ActiveRun(ctx, job.Name)
+	switch {
+	case err == nil:
+		parts, err := r.State.Partitions(ctx, job.Name, run.ID)
+		return run, parts, err
+	case !errors.Is(err, ErrNotFound):
+		return nil, nil, fmt.Errorf("job %q: read active run: %w", job.Name, err)
+	}
+
+	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, nil))
+	if err != nil {
+		return nil, nil, fmt.Errorf("job %q: open source: %w", job.Name, err)
+	}
+	defer src.Close()
+	run = &RunRecord{Job: job.Name, ID: NewRunID(time.Now()), State: RunRunning, Started: time.Now().UTC()}
+	if inc := job.Incremental; inc != nil {
+		if err := r.cursorWindow(ctx, job, src, run); err != nil {
+			return nil, nil, err
+		}
+		// Plan only the rows of this run's window.
+		src.Close()
+		if src, err = connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, run)); err != nil {
+			return nil, nil, fmt.Errorf("job %q: open source: %w", job.Name, err)
+		}
+	}
+	plan, err := planSource(ctx, job, src, r.MaxPartitions)
+	if err != nil {
+		return nil, nil, fmt.Errorf("job %q: %w", job.Name, err)
+	}
+	if err := plan.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("job %q: plan: %w", job.Name, err)
+	}
+	run.Scheme, run.Reason = plan.Scheme, plan.Reason
+	parts := make([]PartitionRecord, len(plan.Partitions))
+	for i, p := range plan.Partitions {
+		parts[i] = PartitionRecord{ID: p.ID, Range: p.Range, EstRows: p.EstRows, State: Pending}
+	}
+	if err := r.State.CreateRun(ctx, run, parts); err != nil {
+		return nil, nil, fmt.Errorf("job %q: create run: %w", job.Name, err)
+	}
+	return run, parts, nil
+}
+
+// cursorWindow fixes this run's incremental window: past the job's
+// high-water mark, up to the greatest cursor value now. Fixing the upper
+// end keeps rows that arrive during the run for the next run, whole.
+func (r *Runner) cursorWindow(ctx context.Context, job *Job, src connectors.Source, run *RunRecord) error {
+	cs, ok := src.(connectors.CursorSource)
+	if !ok {
+		return &SpecError{Job: job.Name, Field: "incremental", Reason: fmt.Sprintf("source type %q does not support incremental syncs", job.Source.Type)}
+	}
+	hw, err := r.State.HighWater(ctx, job.Name)
+	if err != nil {
+		return fmt.Errorf("job %q: read high-water mark: %w", job.Name, err)
+	}
+	upTo, err := cs.MaxCursor(ctx, job.Incremental.Cursor)
+	if err != nil {
+		return fmt.Errorf("job %q: incremental.cursor %q: %w", job.Name, job.Incremental.Cursor, err)
+	}
+	run.CursorAfter = hw
+	if upTo == nil {
+		upTo = nil
+		if hw != nil {
+			upTo = hw[0]
+		}
+	}
+	if upTo != nil {
+		run.CursorUpTo = connectors.Key{upTo}
+	}
+	return nil
+}
+
+func (r *Runner) exportSnapshot(ctx context.Context, job *Job, run *RunRecord) (func(), error) {
+	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, nil))
+	if err != nil {
+		return nil, err
+	}
+	snap, ok := src.(connectors.Snapshotter)
+	if !ok {
+		src.Close()
+		return nil, &SpecError{Job: job.Name, Field: "snapshot", Reason: fmt.Sprintf("source type %q cannot export a snapshot", job.Source.Type)}
+	}
+	id, release, err := snap.ExportSnapshot(ctx)
+	if err != nil {
+		src.Close()
+		return nil, fmt.Errorf("job %q: export snapshot: %w", job.Name, err)
+	}
+	run.Snapshot = id
+	if err := r.State.UpdateRun(ctx, run); err != nil {
+		release()
+		src.Close()
+		return nil, err
+	}
+	return func() { release(); src.Close() }, nil
+}
+
+func prepareSink(ctx context.Context, job *Job) error {
+	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, nil))
+	if err != nil {
+		return err
+	}
+	schema, err := src.Schema(ctx)
+	src.Close()
+	if err != nil {
+		return err
+	}
+	sink, err := connectors.OpenSink(ctx, job.Sink.Type, sinkConfig(job))
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+	return sink.Prepare(ctx, schema, job.Sink.Mode == connectors.Truncate)
+}
+
+func (r *Runner) runPartitions(ctx context.Context, job *Job, run *RunRecord, parts []PartitionRecord, exec *Executor) error {
+	todo := make(chan string)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range max(1, job.Parallelism) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range todo {
+				if err := exec.Execute(ctx, Task{Job: job, Run: run, Partition: id}); err != nil && ctx.Err() == nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("partition %s: %w", id, err)
+					}
+					mu.Unlock()
+					if errors.Is(err, ErrBudgetExceeded) || !connectors.IsTransient(err) {
+						cancel() // the run has failed; stop the rest
+					}
+				}
+			}
+		}()
+	}
+	for _, p := range parts {
+		if p.State == Done {
+			continue
+		}
+		select {
+		case todo <- p.ID:
+		case <-ctx.Done():
+		}
+	}
+	close(todo)
+	wg.Wait()
+	return firstErr
+}
+
+// finish totals the partitions and records the run's outcome.
+func (r *Runner) finish(job *Job, run *RunRecord, runErr error) (*RunRecord, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	parts, err := r.State.Partitions(ctx, job.Name, run.ID)
+	if err != nil {
+		return run, fmt.Errorf("job %q: read partitions: %w", job.Name, err)
+	}
+	run.Rows, run.Bytes, run.BadRows = 0, 0, 0
+	for _, p := range parts {
+		run.Rows += p.Checkpoint.Rows
+		run.Bytes += p.Checkpoint.Bytes
+		run.BadRows += p.Checkpoint.BadRows
+		if runErr == nil && p.State != Done {
+			runErr = fmt.Errorf("partition %s ended %s: %s", p.ID, p.State, p.Error)
+		}
+	}
+	if runErr == nil && job.BadRows.Ratio > 0 && run.Rows+run.BadRows > 0 {
+		if ratio := float64(run.BadRows) / float64(run.Rows+run.BadRows); ratio > job.BadRows.Ratio {
+			runErr = fmt.Errorf("%w: %d of %d rows (%.4f) exceed bad_rows.ratio %.4f", ErrBudgetExceeded, run.BadRows, run.Rows+run.BadRows, ratio, job.BadRows.Ratio)
+		}
+	}
+	run.Finished = time.Now().UTC()
+	run.State = RunSucceeded
+	if runErr != nil {
+		run.State = RunFailed
+		run.Error = runErr.Error()
+		runErr = fmt.Errorf("job %q run %s failed: %w", job.Name, run.ID, runErr)
+	}
+	if err := r.State.FinishRun(ctx, run); err != nil && runErr == nil {
+		runErr = fmt.Errorf("job %q: record run: %w", job.Name, err)
+	}
+	return run, runErr
+}

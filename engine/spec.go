@@ -1,0 +1,548 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"gopkg.in/yaml.v3"
+
+	"github.com/datashift/datashift/connectors"
+)
+
+// Job is a transfer job: copy a source into a sink, now or on a schedule.
+// It is decoded from YAML or JSON with unknown fields refused, and checked by
+// Validate before anything runs.
+type Job struct {
+	Name       string        `yaml:"name" json:"name"`
+	Source     SourceSpec    `yaml:"source" json:"source"`
+	Sink       SinkSpec      `yaml:"sink" json:"sink"`
+	Partitions PartitionSpec `yaml:"partitions,omitempty" json:"partitions,omitempty"`
+	// BatchRows and BatchBytes bound one Arrow record batch.
+	BatchRows  int  `yaml:"batch_rows,omitempty" json:"batch_rows,omitempty"`
+	BatchBytes Size `yaml:"batch_bytes,omitempty" json:"batch_bytes,omitempty"`
+	// CommitRows is how many rows a partition writes between sink commits
+	// (and checkpoints): smaller loses less work on a crash, larger is faster.
+	CommitRows int64 `yaml:"commit_rows,omitempty" json:"commit_rows,omitempty"`
+	// Parallelism is how many partitions run at once on one process.
+	Parallelism int              `yaml:"parallelism,omitempty" json:"parallelism,omitempty"`
+	Incremental *IncrementalSpec `yaml:"incremental,omitempty" json:"incremental,omitempty"`
+	Snapshot    bool             `yaml:"snapshot,omitempty" json:"snapshot,omitempty"`
+	Schedule    *ScheduleSpec    `yaml:"schedule,omitempty" json:"schedule,omitempty"`
+	Retries     RetrySpec        `yaml:"retries,omitempty" json:"retries,omitempty"`
+	Callbacks   []CallbackSpec   `yaml:"callbacks,omitempty" json:"callbacks,omitempty"`
+	RateLimit   RateLimitSpec    `yaml:"rate_limit,omitempty" json:"rate_limit,omitempty"`
+	BadRows     BadRowsSpec      `yaml:"bad_rows,omitempty" json:"bad_rows,omitempty"`
+}
+
+// SourceSpec says what to read.
+type SourceSpec struct {
+	Type    string            `yaml:"type" json:"type"`
+	DSN     string            `yaml:"dsn" json:"dsn"`
+	Table   string            `yaml:"table,omitempty" json:"table,omitempty"`
+	Query   string            `yaml:"query,omitempty" json:"query,omitempty"`
+	Key     []string          `yaml:"key,omitempty" json:"key,omitempty"`
+	Columns []string          `yaml:"columns,omitempty" json:"columns,omitempty"`
+	Where   string            `yaml:"where,omitempty" json:"where,omitempty"`
+	Options map[string]string `yaml:"options,omitempty" json:"options,omitempty"`
+}
+
+// SinkSpec says where to write.
+type SinkSpec struct {
+	Type        string               `yaml:"type" json:"type"`
+	DSN         string               `yaml:"dsn" json:"dsn"`
+	Table       string               `yaml:"table,omitempty" json:"table,omitempty"`
+	Mode        connectors.WriteMode `yaml:"mode,omitempty" json:"mode,omitempty"`
+	CreateTable bool                 `yaml:"create_table,omitempty" json:"create_table,omitempty"`
+	Options     map[string]string    `yaml:"options,omitempty" json:"options,omitempty"`
+}
+
+// PartitionSpec sizes the partitions of a run.
+type PartitionSpec struct {
+	TargetRows  int64 `yaml:"target_rows,omitempty" json:"target_rows,omitempty"`
+	TargetBytes Size  `yaml:"target_bytes,omitempty" json:"target_bytes,omitempty"`
+	Max         int   `yaml:"max,omitempty" json:"max,omitempty"`
+}
+
+// IncrementalSpec makes each run copy only rows whose cursor column grew past
+// the previous run's high-water mark.
+type IncrementalSpec struct {
+	Cursor string `yaml:"cursor" json:"cursor"`
+}
+
+// Overlap policies: what a trigger does while the job's previous run is still going.
+const (
+	OverlapSkip  = "skip"  // drop the new fire
+	OverlapQueue = "queue" // run it after the current one
+	OverlapAllow = "allow" // run both
+)
+
+// ScheduleSpec fires the job by cron, after upstream jobs, or both.
+type ScheduleSpec struct {
+	Cron     string   `yaml:"cron,omitempty" json:"cron,omitempty"`
+	Timezone string   `yaml:"timezone,omitempty" json:"timezone,omitempty"`
+	After    []string `yaml:"after,omitempty" json:"after,omitempty"`
+	Overlap  string   `yaml:"overlap,omitempty" json:"overlap,omitempty"`
+}
+
+// RetrySpec bounds retries of a partition after transient errors.
+type RetrySpec struct {
+	Max        int      `yaml:"max,omitempty" json:"max,omitempty"`
+	Backoff    Duration `yaml:"backoff,omitempty" json:"backoff,omitempty"`
+	MaxBackoff Duration `yaml:"max_backoff,omitempty" json:"max_backoff,omitempty"`
+}
+
+// CallbackSpec is an HTTP POST sent when a run ends.
+type CallbackSpec struct {
+	URL string   `yaml:"url" json:"url"`
+	On  []string `yaml:"on,omitempty" json:"on,omitempty"` // success, failure; empty: both
+}
+
+// RateLimitSpec caps the rows per second of the whole job (0: no cap).
+type RateLimitSpec struct {
+	RowsPerSecond int64 `yaml:"rows_per_second,omitempty" json:"rows_per_second,omitempty"`
+}
+
+// BadRowsSpec is the error budget: rows the sink rejects are set aside with
+// their reason instead of failing the run, up to Max rows or Ratio of the rows
+// read. The default budget is zero: the first bad row fails the run, naming
+// its column and key.
+type BadRowsSpec struct {
+	Max        int64   `yaml:"max,omitempty" json:"max,omitempty"`
+	Ratio      float64 `yaml:"ratio,omitempty" json:"ratio,omitempty"`
+	RejectFile string  `yaml:"reject_file,omitempty" json:"reject_file,omitempty"`
+}
+
+// Defaults filled in by Normalize.
+const (
+	DefaultBatchRows   = 10000
+	DefaultBatchBytes  = 8 << 20
+	DefaultCommitRows  = 100000
+	DefaultTargetRows  = 500000
+	DefaultMaxParts    = 64
+	DefaultRetries     = 5
+	DefaultBackoff     = 500 * time.Millisecond
+	DefaultMaxBackoff  = 30 * time.Second
+	DefaultParallelism = 4
+)
+
+// Normalize fills in defaults. It does not validate.
+func (j *Job) Normalize() {
+	if j.Sink.Mode == "" {
+		j.Sink.Mode = connectors.Append
+	}
+	if j.BatchRows == 0 {
+		j.BatchRows = DefaultBatchRows
+	}
+	if j.BatchBytes == 0 {
+		j.BatchBytes = DefaultBatchBytes
+	}
+	if j.CommitRows == 0 {
+		j.CommitRows = DefaultCommitRows
+	}
+	if j.Partitions.TargetRows == 0 && j.Partitions.TargetBytes == 0 {
+		j.Partitions.TargetRows = DefaultTargetRows
+	}
+	if j.Partitions.Max == 0 {
+		j.Partitions.Max = DefaultMaxParts
+	}
+	if j.Parallelism == 0 {
+		j.Parallelism = DefaultParallelism
+	}
+	if j.Retries.Max == 0 {
+		j.Retries.Max = DefaultRetries
+	}
+	if j.Retries.Backoff == 0 {
+		j.Retries.Backoff = Duration(DefaultBackoff)
+	}
+	if j.Retries.MaxBackoff == 0 {
+		j.Retries.MaxBackoff = Duration(DefaultMaxBackoff)
+	}
+	if j.Schedule != nil && j.Schedule.Overlap == "" {
+		j.Schedule.Overlap = OverlapSkip
+	}
+}
+
+// SpecError is a job spec refused before anything runs; Field is the path of
+// the offending field, e.g. "sink.mode".
+type SpecError struct {
+	Job    string
+	Field  string
+	Reason string
+}
+
+func (e *SpecError) Error() string {
+	if e.Job == "" {
+		return fmt.Sprintf("job spec: %s: %s", e.Field, e.Reason)
+	}
+	return fmt.Sprintf("job %q: %s: %s", e.Job, e.Field, e.Reason)
+}
+
+// SpecErrors is every problem found in a spec, so a user fixes them in one go.
+type SpecErrors []*SpecError
+
+func (es SpecErrors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// Unwrap lets errors.As find a *SpecError.
+func (es SpecErrors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
+var jobName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// ParseCron parses a schedule's cron expression in its time zone: five fields
+// (or six with seconds first) or a descriptor such as @hourly / @every 5m.
+func ParseCron(expr, timezone string) (cron.Schedule, error) {
+	if timezone != "" && !strings.HasPrefix(expr, "@every") {
+		expr = "CRON_TZ=" + timezone + " " + expr
+	}
+	return cronParser.Parse(expr)
+}
+
+// Validate checks what can be checked without reaching the stores: every
+// field, the connector types, cron and time zone. Columns are checked against
+// the source by Check, which opens it.
+func (j *Job) Validate() error {
+	var errs SpecErrors
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &SpecError{Job: j.Name, Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	if !jobName.MatchString(j.Name) {
+		bad("name", "must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit (got %q)", j.Name)
+	}
+	if j.Source.Type == "" {
+		bad("source.type", "is required (one of %v)", connectors.SourceTypes())
+	} else if !contains(connectors.SourceTypes(), j.Source.Type) {
+		bad("source.type", "unknown connector %q (one of %v)", j.Source.Type, connectors.SourceTypes())
+	}
+	if j.Source.DSN == "" {
+		bad("source.dsn", "is required")
+	}
+	if j.Source.Table != "" && j.Source.Query != "" {
+		bad("source.query", "give table or query, not both")
+	}
+	if j.Sink.Type == "" {
+		bad("sink.type", "is required (one of %v)", connectors.SinkTypes())
+	} else if !contains(connectors.SinkTypes(), j.Sink.Type) {
+		bad("sink.type", "unknown connector %q (one of %v)", j.Sink.Type, connectors.SinkTypes())
+	}
+	if j.Sink.DSN == "" {
+		bad("sink.dsn", "is required")
+	}
+	switch j.Sink.Mode {
+	case "", connectors.Append, connectors.Truncate:
+	case connectors.Upsert:
+		if len(j.Source.Key) == 0 {
+			bad("source.key", "is required for sink.mode upsert (the columns rows are matched by)")
+		}
+	default:
+		bad("sink.mode", "must be append, truncate or upsert (got %q)", j.Sink.Mode)
+	}
+	if dup := firstDuplicate(j.Source.Key); dup != "" {
+		bad("source.key", "column %q is listed twice", dup)
+	}
+	if dup := firstDuplicate(j.Source.Columns); dup != "" {
+		bad("source.columns", "column %q is listed twice", dup)
+	}
+	if len(j.Source.Columns) > 0 {
+		for _, k := range j.Source.Key {
+			if !contains(j.Source.Columns, k) {
+				bad("source.key", "key column %q must be among source.columns", k)
+			}
+		}
+	}
+	if j.BatchRows < 0 {
+		bad("batch_rows", "must not be negative")
+	}
+	if j.CommitRows < 0 {
+		bad("commit_rows", "must not be negative")
+	}
+	if j.Parallelism < 0 {
+		bad("parallelism", "must not be negative")
+	}
+	if j.Partitions.TargetRows < 0 || j.Partitions.TargetBytes < 0 || j.Partitions.Max < 0 {
+		bad("partitions", "sizes must not be negative")
+	}
+	if inc := j.Incremental; inc != nil {
+		if inc.Cursor == "" {
+			bad("incremental.cursor", "is required")
+		} else if len(j.Source.Columns) > 0 && !contains(j.Source.Columns, inc.Cursor) {
+			bad("incremental.cursor", "column %q must be among source.columns", inc.Cursor)
+		}
+	}
+	if s := j.Schedule; s != nil {
+		if s.Cron == "" && len(s.After) == 0 {
+			bad("schedule", "needs cron, after, or both")
+		}
+		if s.Timezone != "" {
+			if _, err := time.LoadLocation(s.Timezone); err != nil {
+				bad("schedule.timezone", "unknown time zone %q", s.Timezone)
+			}
+		}
+		if s.Cron != "" {
+			if _, err := ParseCron(s.Cron, ""); err != nil {
+				bad("schedule.cron", "%v", err)
+			}
+		}
+		for _, up := range s.After {
+			if up == j.Name {
+				bad("schedule.after", "job cannot run after itself")
+			}
+		}
+		switch s.Overlap {
+		case "", OverlapSkip, OverlapQueue, OverlapAllow:
+		default:
+			bad("schedule.overlap", "must be skip, queue or allow (got %q)", s.Overlap)
+		}
+	}
+	if j.Retries.Max < 0 {
+		bad("retries.max", "must not be negative")
+	}
+	for i, cb := range j.Callbacks {
+		if !strings.HasPrefix(cb.URL, "http://") && !strings.HasPrefix(cb.URL, "https://") {
+			bad(fmt.Sprintf("callbacks[%d].url", i), "must be an http:// or https:// URL (got %q)", cb.URL)
+		}
+		for _, on := range cb.On {
+			if on != "success" && on != "failure" {
+				bad(fmt.Sprintf("callbacks[%d].on", i), "must be success or failure (got %q)", on)
+			}
+		}
+	}
+	if j.RateLimit.RowsPerSecond < 0 {
+		bad("rate_limit.rows_per_second", "must not be negative")
+	}
+	if j.BadRows.Max < 0 {
+		bad("bad_rows.max", "must not be negative")
+	}
+	if j.BadRows.Ratio < 0 || j.BadRows.Ratio > 1 {
+		bad("bad_rows.ratio", "must be between 0 and 1")
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// ValidateSet checks what involves several jobs: unique names, `after`
+// naming jobs that exist, and no cycle among `after` edges.
+func ValidateSet(jobs []*Job) error {
+	byName := map[string]*Job{}
+	var errs SpecErrors
+	for _, j := range jobs {
+		if _, dup := byName[j.Name]; dup {
+			errs = append(errs, &SpecError{Job: j.Name, Field: "name", Reason: "another job has the same name"})
+		}
+		byName[j.Name] = j
+	}
+	for _, j := range jobs {
+		if j.Schedule == nil {
+			continue
+		}
+		for _, up := range j.Schedule.After {
+			if _, ok := byName[up]; !ok {
+				errs = append(errs, &SpecError{Job: j.Name, Field: "schedule.after", Reason: fmt.Sprintf("unknown job %q", up)})
+			}
+		}
+	}
+	if cycle := findCycle(jobs); cycle != nil {
+		errs = append(errs, &SpecError{Job: cycle[0], Field: "schedule.after", Reason: "cycle: " + strings.Join(cycle, " -> ")})
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// findCycle returns the names along one cycle of `after` edges, first name
+// repeated at the end, or nil.
+func findCycle(jobs []*Job) []string {
+	after := map[string][]string{}
+	var names []string
+	for _, j := range jobs {
+		names = append(names, j.Name)
+		if j.Schedule != nil {
+			after[j.Name] = j.Schedule.After
+		}
+	}
+	sort.Strings(names)
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := map[string]int{}
+	var path []string
+	var visit func(n string) []string
+	visit = func(n string) []string {
+		state[n] = onPath
+		path = append(path, n)
+		for _, up := range after[n] {
+			switch state[up] {
+			case onPath:
+				for i, p := range path {
+					if p == up {
+						return append(append([]string(nil), path[i:]...), up)
+					}
+				}
+			case unseen:
+				if c := visit(up); c != nil {
+					return c
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		state[n] = done
+		return nil
+	}
+	for _, n := range names {
+		if state[n] == unseen {
+			if c := visit(n); c != nil {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// ParseJob decodes a job from YAML or JSON (JSON is YAML), refusing unknown
+// fields, fills in defaults and validates it.
+func ParseJob(data []byte) (*Job, error) {
+	var j Job
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&j); err != nil {
+		return nil, fmt.Errorf("job spec: %w", err)
+	}
+	j.Normalize()
+	if err := j.Validate(); err != nil {
+		return nil, err
+	}
+	return &j, nil
+}
+
+// LoadJob reads and parses a job file.
+func LoadJob(path string) (*Job, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	j, err := ParseJob(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
+	}
+	return j, nil
+}
+
+// Redacted returns a copy of the job with DSN passwords replaced, for
+// printing, logs and API answers.
+func (j *Job) Redacted() *Job {
+	c := *j
+	c.Source.DSN = connectors.Redacted(j.Source.DSN)
+	c.Sink.DSN = connectors.Redacted(j.Sink.DSN)
+	return &c
+}
+
+// JSON returns the job as JSON with passwords redacted.
+func (j *Job) JSON() []byte {
+	b, _ := json.MarshalIndent(j.Redacted(), "", "  ")
+	return b
+}
+
+// Duration is a time.Duration written as "500ms", "5m".
+type Duration time.Duration
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 500ms or 5m", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	*d = Duration(v)
+	return err
+}
+
+// Size is a byte count written as 8388608, "8MiB" or "64MB".
+type Size int64
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+
+// ParseSize parses a byte count.
+func ParseSize(s string) (Size, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscan(s, &n); err != nil || n < 0 {
+		return 0, errors.New("not a size like 8388608, 8MiB or 64MB")
+	}
+	return Size(n * mult), nil
+}
+
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q: %w", n.Line, n.Value, err)
+	}
+	*s = v
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func firstDuplicate(list []string) string {
+	seen := map[string]bool{}
+	for _, x := range list {
+		if seen[x] {
+			return x
+		}
+		seen[x] = true
+	}
+	return ""
+}
