@@ -79,6 +79,9 @@ func fromSample(st connectors.Stats, rows, n int64, why string) ([]connectors.Ke
 		method = " (" + st.Method + ")"
 	}
 	reason := fmt.Sprintf("%d key ranges from %d sampled keys%s; %s", len(splits)+1, m, method, why)
+	if len(splits) == 0 {
+		reason = fmt.Sprintf("one key range from %d sampled keys%s; %s", m, method, why)
+	}
 	if int64(len(splits)+1) < n && distinct < int(n) {
 		reason += fmt.Sprintf("; only %d distinct sampled keys", distinct)
 	}
@@ -97,11 +100,13 @@ type run struct{ at, count int }
 // a cut at i makes sample[i] a split point, so it is only placed where a new
 // key value starts (strictly increasing split points, no empty range).
 //
-// It walks left to right, aiming each cut at an equal share of what remains
-// and snapping it to the nearest value boundary. Re-aiming after every cut is
-// what keeps a skewed sample balanced: a heavy run of one value becomes a
-// partition of its own and the rest share the remaining cuts, instead of the
-// fixed quantiles i·m/n collapsing onto the run.
+// It walks left to right, aiming each cut at an equal share of what remains.
+// The cut must land on a value boundary, so of the boundaries just below and
+// just above the aim it takes the one that leaves the smaller of the two
+// sizes that matter: this partition, and the mean of the partitions still to
+// come. Re-aiming after every cut is what keeps a skewed sample balanced: a
+// heavy run of one value becomes a partition of its own and the rest share
+// the remaining cuts, instead of fixed quantiles i·m/n collapsing onto it.
 func cutPoints(sample []connectors.Key, n int64) (cuts []int, heaviest run, distinct int) {
 	m := len(sample)
 	var bounds []int // i such that sample[i] differs from sample[i-1]
@@ -122,11 +127,12 @@ func cutPoints(sample []connectors.Key, n int64) (cuts []int, heaviest run, dist
 	for k := n; k > 1; k-- {
 		ideal := float64(prev) + float64(m-prev)/float64(k)
 		j := sort.Search(len(bounds), func(j int) bool { return float64(bounds[j]) >= ideal })
+		cost := func(c int) float64 { return max(float64(c-prev), float64(m-c)/float64(k-1)) }
 		best := -1
 		if j < len(bounds) {
-			best = bounds[j]
+			best = bounds[j] // > prev, since ideal > prev
 		}
-		if j > 0 && bounds[j-1] > prev && (best < 0 || ideal-float64(bounds[j-1]) < float64(best)-ideal) {
+		if j > 0 && bounds[j-1] > prev && (best < 0 || cost(bounds[j-1]) <= cost(best)) {
 			best = bounds[j-1]
 		}
 		if best < 0 {
