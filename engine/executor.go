@@ -197,9 +197,9 @@ type partitionRun struct {
 	keyCols []int
 	keyed   bool
 
-	lastKey     connectors.Key   // key of the last row written
+	lastKey     connectors.Key      // key of the last row written
 	uncommitted []arrow.RecordBatch // kept only while a bad-row budget needs them
-	sinceRows   int64            // rows written since the last commit
+	sinceRows   int64               // rows written since the last commit
 	sinceBytes  int64
 }
 

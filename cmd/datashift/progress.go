@@ -1,0 +1,147 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/datashift/datashift/engine"
+)
+
+// progressUI shows a bar per partition and one for the whole run on a
+// terminal; elsewhere (CI logs, pipes) a line every few seconds.
+type progressUI struct {
+	w     io.Writer
+	bars  bool
+	mu    sync.Mutex
+	p     *mpb.Progress
+	total *mpb.Bar
+	part  map[string]*mpb.Bar
+	rows  map[string]int64
+	est   int64
+	done  int
+	n     int
+	start time.Time
+	last  time.Time
+}
+
+func newProgressUI(w io.Writer, bars bool) *progressUI {
+	ui := &progressUI{w: w, part: map[string]*mpb.Bar{}, rows: map[string]int64{}, start: time.Now()}
+	if f, ok := w.(*os.File); ok && bars && isTerminal(f) {
+		ui.bars = true
+		ui.p = mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
+	}
+	return ui
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// Plan creates the bars once the partitions are known.
+func (ui *progressUI) Plan(run *engine.RunRecord, parts []engine.PartitionRecord) {
+	ui.mu.Lock()
+	defer ui.mu.Unlock()
+	ui.n = len(parts)
+	sort.Slice(parts, func(i, j int) bool { return parts[i].ID < parts[j].ID })
+	for _, p := range parts {
+		ui.est += max(p.EstRows, 1)
+		ui.rows[p.ID] = p.Checkpoint.Rows
+		if p.State == engine.Done {
+			ui.done++
+		}
+	}
+	fmt.Fprintf(ui.w, "%s: run %s, %d partitions (%s): %s\n", run.Job, run.ID, len(parts), run.Scheme, run.Reason)
+	if !ui.bars {
+		return
+	}
+	ui.total = ui.p.AddBar(ui.est,
+		mpb.PrependDecorators(decor.Name("total  ", decor.WC{W: 8}), decor.CountersNoUnit("%d/%d rows", decor.WCSyncWidth)),
+		mpb.AppendDecorators(decor.AverageSpeed(0, "%.0f rows/s"), decor.Name(" "), decor.Percentage()))
+	for _, p := range parts {
+		bar := ui.p.AddBar(max(p.EstRows, 1),
+			mpb.PrependDecorators(decor.Name(p.ID, decor.WC{W: 8}), decor.CountersNoUnit("%d/%d", decor.WCSyncWidth)),
+			mpb.AppendDecorators(decor.OnComplete(decor.Percentage(), "done")))
+		bar.SetCurrent(p.Checkpoint.Rows)
+		if p.State == engine.Done {
+			bar.SetTotal(-1, true)
+		}
+		ui.part[p.ID] = bar
+	}
+	ui.total.SetCurrent(ui.sumRows())
+}
+
+func (ui *progressUI) sumRows() int64 {
+	var n int64
+	for _, r := range ui.rows {
+		n += r
+	}
+	return n
+}
+
+// Update takes an executor's progress report.
+func (ui *progressUI) Update(p engine.Progress) {
+	ui.mu.Lock()
+	defer ui.mu.Unlock()
+	ui.rows[p.Partition] = p.Rows
+	if p.State == engine.Done {
+		ui.done++
+	}
+	if !ui.bars {
+		if p.State == engine.Failed || (p.State == engine.Pending && p.Err != nil) {
+			fmt.Fprintf(ui.w, "partition %s: %s: %v\n", p.Partition, p.State, p.Err)
+		}
+		if time.Since(ui.last) >= 5*time.Second || (ui.done == ui.n && p.State == engine.Done) {
+			ui.last = time.Now()
+			rows := ui.sumRows()
+			fmt.Fprintf(ui.w, "%d/%d partitions done, %d rows, %s rows/s\n", ui.done, ui.n, rows, humanCount(float64(rows)/time.Since(ui.start).Seconds()))
+		}
+		return
+	}
+	if bar := ui.part[p.Partition]; bar != nil {
+		if p.Rows > p.EstRows {
+			bar.SetTotal(p.Rows+1, false)
+		}
+		bar.SetCurrent(p.Rows)
+		if p.State == engine.Done {
+			bar.SetTotal(-1, true)
+		}
+		if p.State == engine.Failed {
+			bar.Abort(false)
+		}
+	}
+	if rows := ui.sumRows(); ui.total != nil {
+		if rows > ui.est {
+			ui.total.SetTotal(rows+1, false)
+		}
+		ui.total.SetCurrent(rows)
+	}
+}
+
+// Partitions is how many partitions the run had.
+func (ui *progressUI) Partitions() int { return ui.n }
+
+// Wait lets the bars draw their last state.
+func (ui *progressUI) Wait() {
+	if !ui.bars {
+		return
+	}
+	ui.mu.Lock()
+	for _, b := range ui.part {
+		if !b.Completed() {
+			b.Abort(false)
+		}
+	}
+	if ui.total != nil && !ui.total.Completed() {
+		ui.total.SetTotal(-1, true)
+	}
+	ui.mu.Unlock()
+	ui.p.Wait()
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/datashift/datashift/coordinator"
+	"github.com/datashift/datashift/coordinator/store/embedded"
+	"github.com/datashift/datashift/engine"
+)
+
+// defaultStatePath is where a standalone run keeps its runs and checkpoints
+// unless --state says otherwise.
+const defaultStatePath = ".datashift/state.db"
+
+func runCmd() *cobra.Command {
+	var (
+		statePath   string
+		quiet       bool
+		parallelism int
+	)
+	cmd := &cobra.Command{
+		Use:   "run JOB.yaml",
+		Short: "Run one job on this process; run it again after a crash to resume",
+		Long: `Plans the job's source into partitions, runs them in parallel on this process
+and prints a summary. Runs and checkpoints are kept in an embedded store file
+(--state); if the run is interrupted or the process is killed, the same command
+continues from the checkpoints with no row lost or written twice.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			job, err := engine.LoadJob(args[0])
+			if err != nil {
+				return err
+			}
+			if parallelism > 0 {
+				job.Parallelism = parallelism
+			}
+			ctx := cmd.Context()
+			if err := engine.Check(ctx, job); err != nil {
+				return err
+			}
+			state, closeState, err := openState(statePath)
+			if err != nil {
+				return err
+			}
+			defer closeState()
+			_, err = runJob(ctx, job, state, cmd.ErrOrStderr(), !quiet)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&statePath, "state", envOr("DATASHIFT_STATE", defaultStatePath), "embedded store file for runs and checkpoints")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bars")
+	cmd.Flags().IntVar(&parallelism, "parallelism", 0, "partitions at once (default: the job's parallelism)")
+	return cmd
+}
+
+// runJob runs job with progress bars on w and prints its summary.
+func runJob(ctx context.Context, job *engine.Job, state engine.State, w io.Writer, bars bool) (*engine.RunRecord, error) {
+	ui := newProgressUI(w, bars)
+	r := &engine.Runner{State: state, Progress: ui.Update, OnPlan: ui.Plan}
+	start := time.Now()
+	run, err := r.Run(ctx, job)
+	ui.Wait()
+	if run == nil {
+		return nil, err
+	}
+	elapsed := time.Since(start)
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintf(w, "%s: interrupted after %s; run the same command again to resume run %s\n", job.Name, elapsed.Round(time.Millisecond), run.ID)
+		return run, err
+	}
+	fmt.Fprintf(w, "%s: run %s %s: %d rows, %s in %s (%s rows/s), %d partitions (%s)\n",
+		job.Name, run.ID, run.State, run.Rows, humanBytes(run.Bytes), elapsed.Round(time.Millisecond),
+		humanCount(float64(run.Rows)/elapsed.Seconds()), ui.Partitions(), run.Scheme)
+	if run.BadRows > 0 {
+		fmt.Fprintf(w, "%s: %d bad rows set aside", job.Name, run.BadRows)
+		if job.BadRows.RejectFile != "" {
+			fmt.Fprintf(w, " in %s", job.BadRows.RejectFile)
+		}
+		fmt.Fprintln(w)
+	}
+	return run, err
+}
+
+// openState opens the embedded store file (creating its folder) and returns
+// the run state kept in it.
+func openState(path string) (engine.State, func(), error) {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, nil, fmt.Errorf("state folder: %w", err)
+		}
+	}
+	db, err := embedded.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := db.Session()
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return &coordinator.RunState{S: s}, func() { s.Close(); db.Close() }, nil
+}
+
+func planCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "plan JOB.yaml",
+		Short: "Print the partitions a run of the job would have, with bounds and estimated rows",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			job, err := engine.LoadJob(args[0])
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			plan, err := engine.Plan(cmd.Context(), job, 0)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(plan)
+			}
+			var total int64
+			for _, p := range plan.Partitions {
+				total += p.EstRows
+			}
+			fmt.Fprintf(out, "job %s: %d partitions, scheme %s, ~%d rows, planned in %s\n%s\n",
+				job.Name, len(plan.Partitions), plan.Scheme, total, time.Since(start).Round(time.Millisecond), plan.Reason)
+			for _, p := range plan.Partitions {
+				fmt.Fprintf(out, "  %-6s %-60s ~%d rows\n", p.ID, p.Range, p.EstRows)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	return cmd
+}
+
+func checkCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check JOB.yaml",
+		Short: "Validate a job spec and reach its source and sink, without copying",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			job, err := engine.LoadJob(args[0])
+			if err != nil {
+				return err
+			}
+			if err := engine.Check(cmd.Context(), job); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "job %s is valid\n%s\n", job.Name, job.JSON())
+			return nil
+		},
+	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func humanCount(f float64) string {
+	switch {
+	case f >= 1e6:
+		return fmt.Sprintf("%.2fM", f/1e6)
+	case f >= 1e3:
+		return fmt.Sprintf("%.1fk", f/1e3)
+	}
+	return fmt.Sprintf("%.0f", f)
+}
