@@ -216,7 +216,7 @@ func splitUnkeyed(in Input) Plan {
 	if st.Method != "" {
 		method = " (" + st.Method + ")"
 	}
-	reason := fmt.Sprintf("no usable key: %d partitions of ~%d of %d pages%s; %s", n, per, st.PageCount, method, why)
+	reason := fmt.Sprintf("no usable key: %d partitions of ~%d pages each (%d pages%s); %s", n, per, st.PageCount, method, why)
 	if n == 1 {
 		reason = fmt.Sprintf("no usable key: one partition of %d pages%s; %s", st.PageCount, method, why)
 	}

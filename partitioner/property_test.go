@@ -201,7 +201,7 @@ func (tb table) probes(r *rand.Rand) []connectors.Key {
 // statistics say: cover every key exactly once, and respect target and max.
 func TestSplitProperties(t *testing.T) {
 	r := newRand(t)
-	for iter := range 300 {
+	for iter := range 500 {
 		tb := randomTable(r)
 		var keys []connectors.Key // non-NULL keys, sorted
 		nullRows := int64(0)
