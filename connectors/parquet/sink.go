@@ -1,0 +1,241 @@
+// Package parquet reads and writes Parquet files through Arrow's pqarrow.
+//
+// The DSN is a directory (a sink's dataset directory; a source may also name
+// a single .parquet file). When Table is set it is a sub-directory of the DSN,
+// so one DSN can hold several datasets.
+//
+// Sink: each partition writes its own part files, one per Commit, as package
+// parts lays them out (<dir>/<partition>-<seq>.parquet); the Arrow schema is
+// stored in every file so field metadata (datashift.logical json/uuid/numeric)
+// and time zones survive. Options:
+//
+//	compression     snappy (default), zstd, gzip, lz4, brotli, none
+//	row_group_rows  rows per row group (default 131072); a row group is
+//	                buffered in memory, compressed, until it is full
+//
+// Source: the sorted .parquet files of the directory; no key order, so it
+// plans by file (Stats.PageCount = files, Method "files") and reads
+// Range.Pages as file indexes [Lo, Hi). Options: none.
+package parquet
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/connectors/internal/parts"
+)
+
+const (
+	typeName = "parquet"
+	ext      = ".parquet"
+
+	defaultRowGroupRows = 128 * 1024
+)
+
+func init() {
+	connectors.RegisterSource(typeName, OpenSource)
+	connectors.RegisterSink(typeName, OpenSink)
+}
+
+var (
+	_ connectors.Sink   = (*Sink)(nil)
+	_ connectors.Writer = (*parts.Writer)(nil)
+)
+
+// Sink writes a Parquet dataset directory.
+type Sink struct {
+	layout       parts.Layout
+	codec        compress.Compression
+	rowGroupRows int64
+	keys         []string
+}
+
+// datasetPath is the DSN, or the Table directory inside it.
+func datasetPath(dsn, table string) (string, error) {
+	if dsn == "" {
+		return "", fmt.Errorf("%s: dsn (a directory) is required", typeName)
+	}
+	dsn = strings.TrimPrefix(dsn, "file://")
+	if table == "" {
+		return dsn, nil
+	}
+	if filepath.IsAbs(table) || strings.Contains(filepath.ToSlash(table), "..") {
+		return "", fmt.Errorf("%s: table %q must be a directory name inside the dsn", typeName, table)
+	}
+	return filepath.Join(dsn, table), nil
+}
+
+// OpenSink checks cfg; it touches no file until Prepare or OpenWriter.
+func OpenSink(_ context.Context, cfg connectors.SinkConfig) (connectors.Sink, error) {
+	dir, err := datasetPath(cfg.DSN, cfg.Table)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sink{layout: parts.Layout{Dir: dir, Ext: ext}, codec: compress.Codecs.Snappy, rowGroupRows: defaultRowGroupRows, keys: cfg.Key}
+	switch cfg.Mode {
+	case "", connectors.Append, connectors.Truncate:
+	default:
+		return nil, fmt.Errorf("%s sink: mode %q is not supported (files take append or truncate)", typeName, cfg.Mode)
+	}
+	for k, v := range cfg.Options {
+		switch k {
+		case "compression":
+			c, err := parseCompression(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s sink: option compression: %w", typeName, err)
+			}
+			s.codec = c
+		case "row_group_rows":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 {
+				return nil, fmt.Errorf("%s sink: option row_group_rows %q: want a positive integer", typeName, v)
+			}
+			s.rowGroupRows = n
+		default:
+			return nil, fmt.Errorf("%s sink: unknown option %q (known: compression, row_group_rows)", typeName, k)
+		}
+	}
+	return s, nil
+}
+
+func parseCompression(v string) (compress.Compression, error) {
+	switch strings.ToLower(v) {
+	case "snappy", "":
+		return compress.Codecs.Snappy, nil
+	case "zstd":
+		return compress.Codecs.Zstd, nil
+	case "gzip":
+		return compress.Codecs.Gzip, nil
+	case "lz4":
+		return compress.Codecs.Lz4Raw, nil
+	case "brotli":
+		return compress.Codecs.Brotli, nil
+	case "none", "uncompressed":
+		return compress.Codecs.Uncompressed, nil
+	}
+	return 0, fmt.Errorf("%q: want snappy, zstd, gzip, lz4, brotli or none", v)
+}
+
+func (s *Sink) writerProps() (*parquet.WriterProperties, pqarrow.ArrowWriterProperties) {
+	props := parquet.NewWriterProperties(
+		parquet.WithCompression(s.codec),
+		parquet.WithMaxRowGroupLength(s.rowGroupRows),
+		parquet.WithCreatedBy("datashift"),
+	)
+	// The stored Arrow schema is what brings back field metadata, time zones
+	// and unsigned/small integer widths on read.
+	return props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema())
+}
+
+// Prepare creates the directory, checks that every column has a Parquet
+// type, and in truncate mode removes the dataset's part files (files of
+// other names stay).
+func (s *Sink) Prepare(_ context.Context, schema *arrow.Schema, truncate bool) error {
+	if err := s.checkSchema(schema); err != nil {
+		return err
+	}
+	if err := s.layout.Prepare(truncate); err != nil {
+		return fmt.Errorf("%s sink %s: %w", typeName, s.layout.Dir, err)
+	}
+	return nil
+}
+
+func (s *Sink) checkSchema(schema *arrow.Schema) error {
+	props, aprops := s.writerProps()
+	for _, f := range schema.Fields() {
+		one := arrow.NewSchema([]arrow.Field{f}, nil)
+		if _, err := pqarrow.ToParquet(one, props, aprops); err != nil {
+			return fmt.Errorf("%s sink: column %q: type %s: %w", typeName, f.Name, f.Type, err)
+		}
+	}
+	if _, err := connectors.ColumnIndexes(schema, s.keys); err != nil {
+		return fmt.Errorf("%s sink: key: %w", typeName, err)
+	}
+	return nil
+}
+
+// OpenWriter restores the partition's parts to spec.Resume and returns its
+// writer.
+func (s *Sink) OpenWriter(_ context.Context, spec connectors.WriterSpec) (connectors.Writer, error) {
+	if spec.Schema == nil {
+		return nil, fmt.Errorf("%s sink: writer %s has no schema", typeName, spec.Partition)
+	}
+	if err := s.checkSchema(spec.Schema); err != nil {
+		return nil, err
+	}
+	schema := spec.Schema
+	var keyCols []int
+	if len(s.keys) > 0 {
+		keyCols, _ = connectors.ColumnIndexes(schema, s.keys) // checked by checkSchema
+	}
+	w, err := s.layout.OpenWriter(spec, func(w io.Writer) (parts.Encoder, error) {
+		props, aprops := s.writerProps()
+		fw, err := pqarrow.NewFileWriter(schema, w, props, aprops)
+		if err != nil {
+			return nil, err
+		}
+		return &encoder{fw: fw, schema: schema, keyCols: keyCols}, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s sink: %w", typeName, err)
+	}
+	return w, nil
+}
+
+// Close has nothing to release: writers own their files.
+func (s *Sink) Close() error { return nil }
+
+// encoder writes one part file.
+type encoder struct {
+	fw      *pqarrow.FileWriter
+	schema  *arrow.Schema
+	keyCols []int
+}
+
+func (e *encoder) Write(rec arrow.RecordBatch) error {
+	if !rec.Schema().Equal(e.schema) {
+		// Batches may differ from the planned schema in metadata or
+		// nullability only; the columns' types must be the same.
+		if rec.NumCols() != int64(e.schema.NumFields()) {
+			return fmt.Errorf("batch has %d columns, the dataset %d", rec.NumCols(), e.schema.NumFields())
+		}
+		for i, f := range e.schema.Fields() {
+			if got := rec.Column(i).DataType(); !arrow.TypeEqual(got, f.Type) {
+				return fmt.Errorf("column %q: batch has type %s, the dataset %s", f.Name, got, f.Type)
+			}
+		}
+		rec = array.NewRecordBatch(e.schema, rec.Columns(), rec.NumRows())
+		defer rec.Release()
+	}
+	// A required Parquet column cannot hold a NULL: say which row has one
+	// rather than let the encoder fail somewhere inside the row group.
+	for i, f := range e.schema.Fields() {
+		col := rec.Column(i)
+		if f.Nullable || col.NullN() == 0 {
+			continue
+		}
+		for r := 0; r < col.Len(); r++ {
+			if col.IsNull(r) {
+				var key connectors.Key
+				if len(e.keyCols) > 0 {
+					key = connectors.KeyOf(rec, e.keyCols, r)
+				}
+				return &connectors.ValueError{Column: f.Name, Key: key, Value: "NULL", Reason: "the column is not nullable"}
+			}
+		}
+	}
+	return e.fw.WriteBuffered(rec)
+}
+
+func (e *encoder) Close() error { return e.fw.Close() }
