@@ -1,0 +1,119 @@
+package coordinator_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/coordinator"
+	"github.com/datashift/datashift/coordinator/store"
+	"github.com/datashift/datashift/coordinator/store/embedded"
+	"github.com/datashift/datashift/coordinator/store/zkstore"
+	"github.com/datashift/datashift/engine"
+	"github.com/datashift/datashift/internal/testenv"
+)
+
+// backends gives each test the embedded store and a real ZooKeeper root.
+func backends(t *testing.T) map[string]func(t *testing.T) store.Store {
+	return map[string]func(t *testing.T) store.Store{
+		"embedded": func(t *testing.T) store.Store {
+			db := embedded.Memory()
+			s, err := db.Session()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close(); db.Close() })
+			return s
+		},
+		"zookeeper": func(t *testing.T) store.Store {
+			servers, root := testenv.ZooKeeper(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			s, err := zkstore.Open(ctx, zkstore.Config{Servers: servers, Root: root, SessionTimeout: 4 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				_ = store.DeleteAll(context.Background(), s, "/")
+				s.Close()
+			})
+			return s
+		},
+	}
+}
+
+func TestRunStateLifecycle(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			st := &coordinator.RunState{S: open(t)}
+			if _, err := st.ActiveRun(ctx, "orders"); !errors.Is(err, engine.ErrNotFound) {
+				t.Fatalf("ActiveRun on an empty store: %v", err)
+			}
+			run := &engine.RunRecord{Job: "orders", ID: engine.NewRunID(time.Now()), State: engine.RunRunning,
+				CursorUpTo: connectors.Key{int64(500)}}
+			parts := []engine.PartitionRecord{
+				{ID: "p0000", Range: connectors.Range{Hi: connectors.Key{int64(100)}}, State: engine.Pending},
+				{ID: "p0001", Range: connectors.Range{Lo: connectors.Key{int64(100)}}, State: engine.Pending},
+				{ID: "p0002", Range: connectors.Range{Nulls: true}, State: engine.Pending},
+			}
+			if err := st.CreateRun(ctx, run, parts); err != nil {
+				t.Fatal(err)
+			}
+			active, err := st.ActiveRun(ctx, "orders")
+			if err != nil || active.ID != run.ID {
+				t.Fatalf("ActiveRun = %v, %v", active, err)
+			}
+			p, err := st.LoadPartition(ctx, "orders", run.ID, "p0001")
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Checkpoint = engine.Checkpoint{LastKey: connectors.Key{int64(250)}, Rows: 150, Started: true}
+			p.State = engine.Running
+			if err := st.SavePartition(ctx, "orders", run.ID, p); err != nil {
+				t.Fatal(err)
+			}
+			got, err := st.Partitions(ctx, "orders", run.ID)
+			if err != nil || len(got) != 3 {
+				t.Fatalf("Partitions = %v, %v", got, err)
+			}
+			if lk := got[1].Checkpoint.LastKey; len(lk) != 1 || lk[0] != int64(250) || got[1].Range.Lo[0] != int64(100) || !got[2].Range.Nulls {
+				t.Fatalf("partition came back as %+v", got[1])
+			}
+			if hw, err := st.HighWater(ctx, "orders"); err != nil || hw != nil {
+				t.Fatalf("high-water before the run succeeded: %v, %v", hw, err)
+			}
+
+			run.State = engine.RunSucceeded
+			if err := st.FinishRun(ctx, run); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.ActiveRun(ctx, "orders"); !errors.Is(err, engine.ErrNotFound) {
+				t.Fatalf("finished run still active: %v", err)
+			}
+			hw, err := st.HighWater(ctx, "orders")
+			if err != nil || len(hw) != 1 || hw[0] != int64(500) {
+				t.Fatalf("high-water after success = %v, %v", hw, err)
+			}
+			hist, err := st.History(ctx, "orders")
+			if err != nil || len(hist) != 1 || hist[0].ID != run.ID || hist[0].State != engine.RunSucceeded {
+				t.Fatalf("history = %+v, %v", hist, err)
+			}
+
+			// A failed run does not move the mark.
+			run2 := &engine.RunRecord{Job: "orders", ID: engine.NewRunID(time.Now().Add(time.Second)), State: engine.RunRunning, CursorUpTo: connectors.Key{int64(900)}}
+			if err := st.CreateRun(ctx, run2, parts[:1]); err != nil {
+				t.Fatal(err)
+			}
+			run2.State = engine.RunFailed
+			if err := st.FinishRun(ctx, run2); err != nil {
+				t.Fatal(err)
+			}
+			if hw, _ := st.HighWater(ctx, "orders"); hw[0] != int64(500) {
+				t.Fatalf("failed run moved the high-water mark to %v", hw)
+			}
+		})
+	}
+}
