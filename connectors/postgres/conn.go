@@ -1,0 +1,275 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/datashift/datashift/connectors"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+var (
+	// postgres://user:secret@host/db: the secret ends at the last '@' of the
+	// authority, since a password may hold an unescaped '@' that libpq accepts.
+	urlPassword = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.\-]*://[^:@/?#]*:)([^/?#]*)@`)
+	// ?password=secret or &password=secret in a URL's query.
+	queryPassword = regexp.MustCompile(`(?i)([?&]password=)[^&#]*`)
+	// password=secret or password = 'se cret' in the key=value form.
+	kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]*)`)
+)
+
+// RedactDSN returns dsn with its password replaced by xxxxx, in both the URL
+// form (postgres://user:pw@host/db, ?password=pw) and the key=value form
+// (password=pw, password='p w'). Everything else is kept so that a user can
+// still tell which server and database an error is about.
+func RedactDSN(dsn string) string {
+	if strings.Contains(dsn, "://") {
+		dsn = urlPassword.ReplaceAllString(dsn, "${1}xxxxx@")
+		return queryPassword.ReplaceAllString(dsn, "${1}xxxxx")
+	}
+	return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
+}
+
+// redactedError hides a password that a driver or server message might echo
+// (pgx quotes connection strings in some parse errors). It keeps the chain for
+// errors.As/Is.
+type redactedError struct {
+	err    error
+	secret string
+}
+
+func (e *redactedError) Error() string {
+	return strings.ReplaceAll(e.err.Error(), e.secret, "xxxxx")
+}
+func (e *redactedError) Unwrap() error { return e.err }
+
+// connector is what the source and the sink share: the parsed configuration,
+// a small pool of idle connections and the password to scrub from errors.
+type connector struct {
+	dsn    string // redacted, for messages
+	secret string
+	cfg    *pgx.ConnConfig
+
+	mu     sync.Mutex
+	idle   []*pgx.Conn
+	closed bool
+}
+
+func newConnector(dsn string) (*connector, error) {
+	if dsn == "" {
+		return nil, errors.New("postgres: DSN is empty")
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		// The parse error may quote the DSN; only the redacted one goes out.
+		return nil, fmt.Errorf("postgres: invalid DSN %s: %s", RedactDSN(dsn), RedactDSN(err.Error()))
+	}
+	rp := cfg.RuntimeParams
+	if _, ok := rp["application_name"]; !ok {
+		rp["application_name"] = "datashift"
+	}
+	// Text produced by casts (col::text for types without a binary decoder)
+	// must not depend on the server's or the user's settings.
+	rp["timezone"] = "UTC"
+	rp["datestyle"] = "ISO, YMD"
+	rp["intervalstyle"] = "postgres"
+	rp["client_encoding"] = "UTF8"
+	c := &connector{dsn: RedactDSN(dsn), cfg: cfg}
+	if len(cfg.Password) >= 3 { // shorter ones would garble messages
+		c.secret = cfg.Password
+	}
+	return c, nil
+}
+
+// redact removes the password from err's message, keeping its chain.
+func (c *connector) redact(err error) error {
+	if err == nil || c == nil || c.secret == "" || !strings.Contains(err.Error(), c.secret) {
+		return err
+	}
+	return &redactedError{err: err, secret: c.secret}
+}
+
+// get returns an idle connection or opens one.
+func (c *connector) get(ctx context.Context) (*pgx.Conn, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, errors.New("postgres: connector is closed")
+	}
+	for len(c.idle) > 0 {
+		conn := c.idle[len(c.idle)-1]
+		c.idle = c.idle[:len(c.idle)-1]
+		if !conn.IsClosed() {
+			c.mu.Unlock()
+			return conn, nil
+		}
+	}
+	c.mu.Unlock()
+	conn, err := pgx.ConnectConfig(ctx, c.cfg.Copy())
+	if err != nil {
+		return nil, classify(fmt.Errorf("connect to %s: %w", c.dsn, err))
+	}
+	return conn, nil
+}
+
+// put gives a connection back. One that is broken, closed or still inside a
+// transaction (a failed read) is closed instead of reused.
+func (c *connector) put(conn *pgx.Conn) {
+	if conn == nil {
+		return
+	}
+	if conn.IsClosed() || conn.PgConn().TxStatus() != 'I' {
+		_ = conn.Close(context.Background())
+		return
+	}
+	c.mu.Lock()
+	if c.closed || len(c.idle) >= 4 {
+		c.mu.Unlock()
+		_ = conn.Close(context.Background())
+		return
+	}
+	c.idle = append(c.idle, conn)
+	c.mu.Unlock()
+}
+
+// discard closes a connection whose state is unknown (an error mid-statement).
+func (c *connector) discard(conn *pgx.Conn) {
+	if conn != nil {
+		_ = conn.Close(context.Background())
+	}
+}
+
+func (c *connector) close() {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle, c.closed = nil, true
+	c.mu.Unlock()
+	for _, conn := range idle {
+		_ = conn.Close(context.Background())
+	}
+}
+
+// classify marks the errors after which retrying the same work from a
+// checkpoint may succeed: the server going away, a dropped or refused
+// connection, a serialization failure or deadlock. A server error about the
+// statement itself (syntax, missing column, constraint) is not retryable and
+// is returned as is, and so is a cancelled context.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var te *connectors.TransientError
+	var ve *connectors.ValueError
+	if errors.As(err, &te) || errors.As(err, &ve) {
+		return err
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "08"), // connection exception
+			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", // shutdown, crash, starting
+			pe.Code == "53300",                     // too many connections
+			pe.Code == "40001", pe.Code == "40P01": // serialization failure, deadlock
+			return connectors.Transient(err)
+		}
+		return err
+	}
+	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) || connectors.IsTransient(err) || isConnClosed(err) {
+		return connectors.Transient(err)
+	}
+	return err
+}
+
+// isConnClosed recognises pgconn's messages for a connection it closed after
+// a network failure; they do not always wrap the net error.
+func isConnClosed(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "conn closed") || strings.Contains(s, "unexpected EOF") ||
+		strings.Contains(s, "connection reset") || strings.Contains(s, "broken pipe")
+}
+
+// quoteIdent quotes one identifier.
+func quoteIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+// parseTableName splits a possibly schema-qualified, possibly quoted table
+// name ("orders", "public.orders", `"My Schema"."Orders"`) into its parts.
+func parseTableName(s string) (pgx.Identifier, error) {
+	var parts pgx.Identifier
+	i := 0
+	for {
+		if i >= len(s) {
+			return nil, fmt.Errorf("invalid table name %q", s)
+		}
+		var part string
+		if s[i] == '"' {
+			var b strings.Builder
+			j := i + 1
+			for {
+				if j >= len(s) {
+					return nil, fmt.Errorf("invalid table name %q: unterminated quote", s)
+				}
+				if s[j] == '"' {
+					if j+1 < len(s) && s[j+1] == '"' {
+						b.WriteByte('"')
+						j += 2
+						continue
+					}
+					break
+				}
+				b.WriteByte(s[j])
+				j++
+			}
+			part, i = b.String(), j+1
+		} else {
+			j := strings.IndexByte(s[i:], '.')
+			if j < 0 {
+				j = len(s) - i
+			}
+			// Unquoted names fold to lower case, as in SQL.
+			part, i = strings.ToLower(strings.TrimSpace(s[i:i+j])), i+j
+		}
+		if part == "" {
+			return nil, fmt.Errorf("invalid table name %q", s)
+		}
+		parts = append(parts, part)
+		if i == len(s) {
+			break
+		}
+		if s[i] != '.' {
+			return nil, fmt.Errorf("invalid table name %q", s)
+		}
+		i++
+	}
+	if len(parts) > 2 {
+		return nil, fmt.Errorf("invalid table name %q: want table or schema.table", s)
+	}
+	return parts, nil
+}
+
+// checkOptions refuses Options keys the connector does not know, so a typo
+// fails at open instead of being ignored.
+func checkOptions(opts map[string]string, known ...string) error {
+	for k := range opts {
+		ok := false
+		for _, n := range known {
+			if k == n {
+				ok = true
+			}
+		}
+		if !ok {
+			if len(known) == 0 {
+				return fmt.Errorf("unknown option %q (postgres takes no options here)", k)
+			}
+			return fmt.Errorf("unknown option %q (known: %s)", k, strings.Join(known, ", "))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,387 @@
+package postgres
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/datashift/datashift/connectors"
+)
+
+// Offsets between PostgreSQL's epoch (2000-01-01) and Unix's.
+const (
+	pgEpochDays   = 10957
+	pgEpochMicros = 946684800000000
+)
+
+// PostgreSQL's infinite dates and timestamps are the extreme integers.
+const (
+	pgDateInf    = math.MaxInt32
+	pgDateNegInf = math.MinInt32
+	pgTSInf      = math.MaxInt64
+	pgTSNegInf   = math.MinInt64
+)
+
+var copySignature = []byte("PGCOPY\n\377\r\n\000")
+
+// decCol is one column of the decoder: its codec and the typed builder it
+// appends to. The builders are typed fields rather than an interface so the
+// per-value path is a switch and a direct call.
+type decCol struct {
+	kind  kind
+	name  string
+	scale int
+	b     array.Builder
+
+	i16  *array.Int16Builder
+	i32  *array.Int32Builder
+	i64  *array.Int64Builder
+	f32  *array.Float32Builder
+	f64  *array.Float64Builder
+	bl   *array.BooleanBuilder
+	dec  *array.Decimal128Builder
+	str  *array.StringBuilder
+	bin  *array.BinaryBuilder
+	d32  *array.Date32Builder
+	ts   *array.TimestampBuilder
+	t64  *array.Time64Builder
+	uuid *array.FixedSizeBinaryBuilder
+}
+
+// copyDecoder is the io.Writer given to pgconn.CopyTo: it parses the binary
+// COPY stream (header, tuples, trailer) straight into Arrow builders and hands
+// a record batch to emit whenever BatchRows or BatchBytes is reached. A tuple
+// may straddle Write calls; the incomplete tail is kept in carry.
+//
+// Backpressure: emit runs inside Write, so while the consumer is busy the
+// socket is not read and the server waits.
+type copyDecoder struct {
+	schema     *arrow.Schema
+	cols       []decCol
+	keyIdx     []int // positions of the key columns in cols; -1 if not read
+	keyCols    []column
+	batchRows  int
+	batchBytes int
+	emit       func(arrow.RecordBatch) error
+
+	header  bool // header consumed
+	done    bool // trailer seen
+	carry   []byte
+	rows    int
+	bytes   int
+	room    int // rows reserved in the builders but not yet used
+	text    []byte
+	emitErr error // the error emit returned, passed through unchanged
+}
+
+func newCopyDecoder(mem memory.Allocator, schema *arrow.Schema, cols []column, keys []column, batchRows, batchBytes int, emit func(arrow.RecordBatch) error) *copyDecoder {
+	d := &copyDecoder{schema: schema, batchRows: batchRows, batchBytes: batchBytes, emit: emit, keyCols: keys}
+	d.cols = make([]decCol, len(cols))
+	for i := range cols {
+		c := &d.cols[i]
+		c.kind, c.name = cols[i].kind(), cols[i].name
+		c.b = array.NewBuilder(mem, schema.Field(i).Type)
+		switch b := c.b.(type) {
+		case *array.Int16Builder:
+			c.i16 = b
+		case *array.Int32Builder:
+			c.i32 = b
+		case *array.Int64Builder:
+			c.i64 = b
+		case *array.Float32Builder:
+			c.f32 = b
+		case *array.Float64Builder:
+			c.f64 = b
+		case *array.BooleanBuilder:
+			c.bl = b
+		case *array.Decimal128Builder:
+			c.dec = b
+			c.scale = int(schema.Field(i).Type.(*arrow.Decimal128Type).Scale)
+		case *array.StringBuilder:
+			c.str = b
+		case *array.BinaryBuilder:
+			c.bin = b
+		case *array.Date32Builder:
+			c.d32 = b
+		case *array.TimestampBuilder:
+			c.ts = b
+		case *array.Time64Builder:
+			c.t64 = b
+		case *array.FixedSizeBinaryBuilder:
+			c.uuid = b
+		}
+	}
+	d.keyIdx = make([]int, len(keys))
+	for i, k := range keys {
+		d.keyIdx[i] = -1
+		for j := range cols {
+			if cols[j].name == k.name {
+				d.keyIdx[i] = j
+			}
+		}
+	}
+	return d
+}
+
+func (d *copyDecoder) release() {
+	for i := range d.cols {
+		d.cols[i].b.Release()
+	}
+}
+
+// Write consumes one chunk of the COPY stream (pgconn passes one CopyData
+// message per call, and its buffer is reused after the call returns).
+func (d *copyDecoder) Write(p []byte) (int, error) {
+	n := len(p)
+	buf := p
+	if len(d.carry) > 0 {
+		d.carry = append(d.carry, p...)
+		buf = d.carry
+	}
+	used, err := d.parse(buf)
+	if err != nil {
+		return 0, err
+	}
+	rest := buf[used:]
+	if len(d.carry) > 0 {
+		d.carry = d.carry[:copy(d.carry, rest)]
+	} else if len(rest) > 0 {
+		d.carry = append(d.carry[:0], rest...)
+	}
+	return n, nil
+}
+
+// parse decodes every complete tuple in b and returns how many bytes it used.
+func (d *copyDecoder) parse(b []byte) (int, error) {
+	pos := 0
+	if !d.header {
+		if len(b) < 19 {
+			return 0, nil
+		}
+		if !bytes.Equal(b[:11], copySignature) {
+			return 0, errors.New("not a binary COPY stream")
+		}
+		ext := int(binary.BigEndian.Uint32(b[15:]))
+		if len(b) < 19+ext {
+			return 0, nil
+		}
+		pos = 19 + ext
+		d.header = true
+	}
+	ncols := len(d.cols)
+	for pos+2 <= len(b) {
+		if d.done {
+			return 0, errors.New("data after the end of the COPY stream")
+		}
+		nf := int(int16(binary.BigEndian.Uint16(b[pos:])))
+		if nf == -1 {
+			d.done = true
+			pos += 2
+			continue
+		}
+		if nf != ncols {
+			return 0, fmt.Errorf("COPY tuple has %d fields, expected %d", nf, ncols)
+		}
+		// First pass: is the whole tuple here?
+		end := pos + 2
+		for i := 0; i < ncols; i++ {
+			if end+4 > len(b) {
+				return pos, nil
+			}
+			l := int(int32(binary.BigEndian.Uint32(b[end:])))
+			end += 4
+			if l > 0 {
+				end += l
+			}
+		}
+		if end > len(b) {
+			return pos, nil
+		}
+		if err := d.tuple(b[pos+2 : end]); err != nil {
+			return 0, err
+		}
+		d.rows++
+		d.bytes += end - pos
+		pos = end
+		if d.rows >= d.batchRows || d.bytes >= d.batchBytes {
+			if err := d.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return pos, nil
+}
+
+// reserveChunk bounds how many rows are reserved in the builders at a time, so
+// a large BatchRows with a small BatchBytes does not allocate for rows that
+// never come.
+const reserveChunk = 4096
+
+// tuple appends one complete tuple (after its field count) to the builders.
+func (d *copyDecoder) tuple(t []byte) error {
+	if d.room == 0 {
+		n := min(d.batchRows-d.rows, reserveChunk)
+		for i := range d.cols {
+			d.cols[i].b.Reserve(n)
+		}
+		d.room = n
+	}
+	d.room--
+	pos := 0
+	for i := range d.cols {
+		c := &d.cols[i]
+		l := int(int32(binary.BigEndian.Uint32(t[pos:])))
+		pos += 4
+		if l < 0 {
+			c.b.AppendNull()
+			continue
+		}
+		v := t[pos : pos+l]
+		pos += l
+		switch c.kind {
+		case kInt64:
+			if l != 8 {
+				return d.badLength(c, l, t)
+			}
+			c.i64.UnsafeAppend(int64(binary.BigEndian.Uint64(v)))
+		case kInt32:
+			if l != 4 {
+				return d.badLength(c, l, t)
+			}
+			c.i32.UnsafeAppend(int32(binary.BigEndian.Uint32(v)))
+		case kInt16:
+			if l != 2 {
+				return d.badLength(c, l, t)
+			}
+			c.i16.UnsafeAppend(int16(binary.BigEndian.Uint16(v)))
+		case kFloat64:
+			if l != 8 {
+				return d.badLength(c, l, t)
+			}
+			c.f64.UnsafeAppend(math.Float64frombits(binary.BigEndian.Uint64(v)))
+		case kFloat32:
+			if l != 4 {
+				return d.badLength(c, l, t)
+			}
+			c.f32.UnsafeAppend(math.Float32frombits(binary.BigEndian.Uint32(v)))
+		case kBool:
+			if l != 1 {
+				return d.badLength(c, l, t)
+			}
+			c.bl.UnsafeAppend(v[0] != 0)
+		case kText, kCast:
+			c.str.BinaryBuilder.Append(v)
+		case kJSONB:
+			if l < 1 || v[0] != 1 {
+				return d.valueError(c, t, "unsupported jsonb binary format version")
+			}
+			c.str.BinaryBuilder.Append(v[1:])
+		case kBytea:
+			c.bin.Append(v)
+		case kUUID:
+			if l != 16 {
+				return d.badLength(c, l, t)
+			}
+			c.uuid.UnsafeAppend(v)
+		case kTimestamp:
+			if l != 8 {
+				return d.badLength(c, l, t)
+			}
+			us := int64(binary.BigEndian.Uint64(v))
+			if us == pgTSInf || us == pgTSNegInf {
+				return d.valueError(c, t, "infinite timestamp has no Arrow representation")
+			}
+			c.ts.UnsafeAppend(arrow.Timestamp(us + pgEpochMicros))
+		case kDate:
+			if l != 4 {
+				return d.badLength(c, l, t)
+			}
+			days := int32(binary.BigEndian.Uint32(v))
+			if days == pgDateInf || days == pgDateNegInf {
+				return d.valueError(c, t, "infinite date has no Arrow representation")
+			}
+			c.d32.UnsafeAppend(arrow.Date32(days + pgEpochDays))
+		case kTime:
+			if l != 8 {
+				return d.badLength(c, l, t)
+			}
+			c.t64.UnsafeAppend(arrow.Time64(int64(binary.BigEndian.Uint64(v))))
+		case kDecimal:
+			n, err := numericToDecimal(v, c.scale)
+			if err != nil {
+				return d.valueError(c, t, err.Error())
+			}
+			c.dec.UnsafeAppend(n)
+		case kNumeric:
+			var err error
+			d.text, err = appendNumericText(d.text[:0], v)
+			if err != nil {
+				return d.valueError(c, t, err.Error())
+			}
+			c.str.BinaryBuilder.Append(d.text)
+		}
+	}
+	return nil
+}
+
+// flush hands the rows decoded so far to emit as one record batch.
+func (d *copyDecoder) flush() error {
+	if d.rows == 0 {
+		return nil
+	}
+	arrs := make([]arrow.Array, len(d.cols))
+	for i := range d.cols {
+		arrs[i] = d.cols[i].b.NewArray()
+	}
+	rec := array.NewRecordBatch(d.schema, arrs, int64(d.rows))
+	for _, a := range arrs {
+		a.Release()
+	}
+	d.rows, d.bytes, d.room = 0, 0, 0
+	err := d.emit(rec)
+	rec.Release()
+	if err != nil {
+		d.emitErr = err
+	}
+	return err
+}
+
+func (d *copyDecoder) badLength(c *decCol, l int, t []byte) error {
+	return d.valueError(c, t, fmt.Sprintf("unexpected binary length %d", l))
+}
+
+// valueError names the column and, when the key columns are read, the row's
+// key decoded from the raw tuple.
+func (d *copyDecoder) valueError(c *decCol, t []byte, reason string) error {
+	return &connectors.ValueError{Column: c.name, Key: d.tupleKey(t), Reason: reason}
+}
+
+// tupleKey decodes the key of a raw tuple, off the hot path (errors only).
+func (d *copyDecoder) tupleKey(t []byte) connectors.Key {
+	if len(d.keyIdx) == 0 {
+		return nil
+	}
+	fields := make([][]byte, len(d.cols))
+	pos := 0
+	for i := range d.cols {
+		l := int(int32(binary.BigEndian.Uint32(t[pos:])))
+		pos += 4
+		if l >= 0 {
+			fields[i] = t[pos : pos+l]
+			pos += l
+		}
+	}
+	k := make(connectors.Key, len(d.keyIdx))
+	for i, j := range d.keyIdx {
+		if j < 0 {
+			return nil
+		}
+		k[i] = keyValue(d.cols[j].kind, d.cols[j].scale, fields[j])
+	}
+	return k
+}

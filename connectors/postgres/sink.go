@@ -1,0 +1,361 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/datashift/datashift/connectors"
+	"github.com/jackc/pgx/v5"
+)
+
+var _ connectors.Sink = (*Sink)(nil)
+
+// Sink writes into a PostgreSQL table with COPY … FROM STDIN (FORMAT
+// binary), one COPY per commit inside one transaction.
+type Sink struct {
+	cfg  connectors.SinkConfig
+	conn *connector
+	name pgx.Identifier
+	what string // quoted table name, for SQL and messages
+
+	mu   sync.Mutex
+	cols []column // the target's columns, loaded once
+}
+
+// OpenSink checks cfg; the target table is looked at by Prepare and
+// OpenWriter.
+func OpenSink(ctx context.Context, cfg connectors.SinkConfig) (*Sink, error) {
+	if cfg.Table == "" {
+		return nil, errors.New("postgres sink: table is required")
+	}
+	switch cfg.Mode {
+	case "", connectors.Append, connectors.Truncate, connectors.Upsert:
+	default:
+		return nil, fmt.Errorf("postgres sink: unknown mode %q (append, truncate, upsert)", cfg.Mode)
+	}
+	if cfg.Mode == connectors.Upsert && len(cfg.Key) == 0 {
+		return nil, errors.New("postgres sink: upsert mode needs key columns")
+	}
+	if err := checkOptions(cfg.Options); err != nil {
+		return nil, fmt.Errorf("postgres sink: %w", err)
+	}
+	name, err := parseTableName(cfg.Table)
+	if err != nil {
+		return nil, fmt.Errorf("postgres sink: %w", err)
+	}
+	cn, err := newConnector(cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	return &Sink{cfg: cfg, conn: cn, name: name, what: name.Sanitize()}, nil
+}
+
+// Close releases the idle connections.
+func (s *Sink) Close() error {
+	s.conn.close()
+	return nil
+}
+
+func (s *Sink) fail(err error) error {
+	return s.conn.redact(classify(fmt.Errorf("postgres sink %s: %w", s.what, err)))
+}
+
+// Prepare creates the table from schema when asked and missing, checks an
+// existing one can take every column, and empties it for Truncate.
+func (s *Sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool) error {
+	conn, err := s.conn.get(ctx)
+	if err != nil {
+		return s.conn.redact(err)
+	}
+	if err := s.prepare(ctx, conn, schema, truncate); err != nil {
+		s.conn.discard(conn)
+		return s.fail(err)
+	}
+	s.conn.put(conn)
+	return nil
+}
+
+func (s *Sink) prepare(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema, truncate bool) error {
+	if _, err := connectors.ColumnIndexes(schema, s.cfg.Key); err != nil {
+		return fmt.Errorf("key: %w", err)
+	}
+	_, _, err := lookupTable(ctx, conn, s.name)
+	if errors.Is(err, errNoTable) {
+		if !s.cfg.CreateTable {
+			return fmt.Errorf("table does not exist (set create_table to create it)")
+		}
+		ddl, err := createTableSQL(s.what, schema, s.cfg.Key)
+		if err != nil {
+			return err
+		}
+		if _, err := conn.Exec(ctx, ddl); err != nil {
+			return fmt.Errorf("create table: %w", err)
+		}
+	} else if err != nil {
+		return err
+	}
+	cols, err := s.columns(ctx, conn, true)
+	if err != nil {
+		return err
+	}
+	if _, _, err := planColumns(schema, cols); err != nil {
+		return err
+	}
+	if s.cfg.Mode == connectors.Upsert {
+		if err := s.checkUnique(ctx, conn, cols); err != nil {
+			return err
+		}
+	}
+	if truncate {
+		if _, err := conn.Exec(ctx, "TRUNCATE "+s.what); err != nil {
+			return fmt.Errorf("truncate: %w", err)
+		}
+	}
+	return nil
+}
+
+// columns returns the target's columns, read from the catalog once (or again
+// when reload is set, after Prepare may have created the table).
+func (s *Sink) columns(ctx context.Context, conn *pgx.Conn, reload bool) ([]column, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cols != nil && !reload {
+		return s.cols, nil
+	}
+	_, cols, err := lookupTable(ctx, conn, s.name)
+	if err != nil {
+		return nil, err
+	}
+	s.cols = cols
+	return cols, nil
+}
+
+// planColumns matches the schema's fields to target columns and picks an
+// encoder for each, failing with the column's name when one is missing or
+// cannot take the field's type.
+func planColumns(schema *arrow.Schema, cols []column) ([]column, []encoder, error) {
+	targets := make([]column, schema.NumFields())
+	encs := make([]encoder, schema.NumFields())
+	for i, f := range schema.Fields() {
+		found := false
+		for _, c := range cols {
+			if c.name == f.Name {
+				targets[i], found = c, true
+				break
+			}
+		}
+		if !found {
+			names := make([]string, len(cols))
+			for j, c := range cols {
+				names[j] = c.name
+			}
+			return nil, nil, fmt.Errorf("column %q is missing from the table (columns: %s)", f.Name, strings.Join(names, ", "))
+		}
+		if targets[i].generated {
+			return nil, nil, fmt.Errorf("column %q is generated and cannot be written", f.Name)
+		}
+		enc, err := newEncoder(f, &targets[i])
+		if err != nil {
+			return nil, nil, err
+		}
+		encs[i] = enc
+	}
+	return targets, encs, nil
+}
+
+// checkUnique makes sure ON CONFLICT (key) has a unique index to use, so
+// that a missing one is reported now and by name.
+func (s *Sink) checkUnique(ctx context.Context, conn *pgx.Conn, cols []column) error {
+	keys, err := findColumns(cols, s.cfg.Key, "key", s.what)
+	if err != nil {
+		return err
+	}
+	attnums := make([]int16, len(keys))
+	for i := range keys {
+		attnums[i] = keys[i].attnum
+	}
+	var ok bool
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i
+WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+  AND i.indnkeyatts = $3 AND (i.indkey::int2[])[0:$3 - 1] @> $2::int2[])`, s.what, attnums, len(attnums)).Scan(&ok)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("upsert needs a primary key or unique index on (%s)", strings.Join(s.cfg.Key, ", "))
+	}
+	return nil
+}
+
+// createTableSQL maps the Arrow schema to PostgreSQL types (TYPES.md). Text
+// key columns are declared COLLATE "C" so the primary key index serves the
+// byte-order ranges of resume deletes and later reads.
+func createTableSQL(table string, schema *arrow.Schema, key []string) (string, error) {
+	isKey := map[string]bool{}
+	for _, k := range key {
+		isKey[k] = true
+	}
+	var defs []string
+	nullableKey := false
+	for _, f := range schema.Fields() {
+		typ, err := pgTypeFor(f)
+		if err != nil {
+			return "", err
+		}
+		def := quoteIdent(f.Name) + " " + typ
+		if isKey[f.Name] && typ == "text" {
+			def += ` COLLATE "C"`
+		}
+		if !f.Nullable {
+			def += " NOT NULL"
+		} else if isKey[f.Name] {
+			nullableKey = true
+		}
+		defs = append(defs, def)
+	}
+	if len(key) > 0 {
+		q := make([]string, len(key))
+		for i, k := range key {
+			q[i] = quoteIdent(k)
+		}
+		// A primary key would refuse the NULL keys a nullable key column
+		// may carry; a unique constraint takes them.
+		if nullableKey {
+			defs = append(defs, "UNIQUE ("+strings.Join(q, ", ")+")")
+		} else {
+			defs = append(defs, "PRIMARY KEY ("+strings.Join(q, ", ")+")")
+		}
+	}
+	return "CREATE TABLE IF NOT EXISTS " + table + " (" + strings.Join(defs, ", ") + ")", nil
+}
+
+// pgTypeFor is the column type a created table gets for an Arrow field.
+func pgTypeFor(f arrow.Field) (string, error) {
+	switch connectors.Logical(f) {
+	case connectors.LogicalJSON:
+		return "jsonb", nil
+	case connectors.LogicalUUID:
+		return "uuid", nil
+	case connectors.LogicalNumeric:
+		return "numeric", nil
+	}
+	switch t := f.Type.(type) {
+	case *arrow.Int8Type, *arrow.Int16Type, *arrow.Uint8Type:
+		return "smallint", nil
+	case *arrow.Int32Type, *arrow.Uint16Type:
+		return "integer", nil
+	case *arrow.Int64Type, *arrow.Uint32Type:
+		return "bigint", nil
+	case *arrow.Uint64Type:
+		return "numeric(20,0)", nil
+	case *arrow.Float32Type:
+		return "real", nil
+	case *arrow.Float64Type:
+		return "double precision", nil
+	case *arrow.BooleanType:
+		return "boolean", nil
+	case *arrow.Decimal128Type:
+		if t.Scale < 0 || t.Scale > t.Precision {
+			return "numeric", nil
+		}
+		return fmt.Sprintf("numeric(%d,%d)", t.Precision, t.Scale), nil
+	case *arrow.StringType, *arrow.LargeStringType:
+		return "text", nil
+	case *arrow.BinaryType, *arrow.LargeBinaryType:
+		return "bytea", nil
+	case *arrow.FixedSizeBinaryType:
+		if t.ByteWidth == 16 {
+			return "uuid", nil
+		}
+		return "bytea", nil
+	case *arrow.Date32Type, *arrow.Date64Type:
+		return "date", nil
+	case *arrow.TimestampType:
+		if t.TimeZone != "" {
+			return "timestamptz", nil
+		}
+		return "timestamp", nil
+	case *arrow.Time32Type, *arrow.Time64Type:
+		return "time", nil
+	}
+	return "", fmt.Errorf("column %q: no PostgreSQL type for Arrow %s", f.Name, f.Type)
+}
+
+// OpenWriter returns a writer for one partition. A resumed partition first
+// has what the target holds past the checkpoint removed, in its own
+// transaction, with the same byte-order predicates the source reads with.
+func (s *Sink) OpenWriter(ctx context.Context, spec connectors.WriterSpec) (connectors.Writer, error) {
+	if spec.Schema == nil {
+		return nil, fmt.Errorf("postgres sink %s: partition %s: writer spec has no schema", s.what, spec.Partition)
+	}
+	conn, err := s.conn.get(ctx)
+	if err != nil {
+		return nil, s.conn.redact(err)
+	}
+	w, err := s.openWriter(ctx, conn, spec)
+	if err != nil {
+		s.conn.discard(conn)
+		var ve *connectors.ValueError
+		if errors.As(err, &ve) {
+			return nil, err
+		}
+		return nil, s.fail(fmt.Errorf("partition %s: %w", spec.Partition, err))
+	}
+	return w, nil
+}
+
+func (s *Sink) openWriter(ctx context.Context, conn *pgx.Conn, spec connectors.WriterSpec) (*writer, error) {
+	cols, err := s.columns(ctx, conn, false)
+	if err != nil {
+		return nil, err
+	}
+	targets, encs, err := planColumns(spec.Schema, cols)
+	if err != nil {
+		return nil, err
+	}
+	keyIdx, err := connectors.ColumnIndexes(spec.Schema, s.cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("key: %w", err)
+	}
+	if spec.Resume != nil && s.cfg.Mode != connectors.Upsert {
+		if err := s.removeResumed(ctx, conn, cols, spec); err != nil {
+			return nil, err
+		}
+	}
+	w := &writer{sink: s, conn: conn, schema: spec.Schema, encs: encs, keyIdx: keyIdx, partition: spec.Partition}
+	w.plan(targets)
+	return w, nil
+}
+
+// removeResumed deletes the rows of spec.Range past the checkpoint.
+func (s *Sink) removeResumed(ctx context.Context, conn *pgx.Conn, cols []column, spec connectors.WriterSpec) error {
+	r := spec.Range.Resumed(spec.Resume.LastKey)
+	if r.Pages != nil {
+		return fmt.Errorf("cannot resume a partition of heap pages %s exactly once: the target cannot tell its rows apart; give the source a key", r)
+	}
+	if len(s.cfg.Key) == 0 {
+		if s.cfg.Mode == connectors.Truncate && r.Lo == nil && r.Hi == nil && r.After == nil && !r.Nulls {
+			// The whole keyless copy is this one partition, into a table
+			// emptied for this run: start it over.
+			_, err := conn.Exec(ctx, "DELETE FROM "+s.what)
+			return err
+		}
+		return errors.New("cannot resume without key columns: the target cannot tell which rows the partition wrote")
+	}
+	keys, err := findColumns(cols, s.cfg.Key, "key", s.what)
+	if err != nil {
+		return err
+	}
+	conds, err := rangeConds(keys, r)
+	if err != nil {
+		return fmt.Errorf("resume %s: %w", r, err)
+	}
+	if _, err := conn.Exec(ctx, "DELETE FROM "+s.what+whereClause(conds, "")); err != nil {
+		return fmt.Errorf("resume: delete rows of %s: %w", r, err)
+	}
+	return nil
+}

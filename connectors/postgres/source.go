@@ -1,0 +1,309 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/datashift/datashift/connectors"
+	"github.com/jackc/pgx/v5"
+)
+
+const (
+	defaultBatchRows  = 10000
+	defaultBatchBytes = 8 << 20
+)
+
+func init() {
+	connectors.RegisterSource("postgres", func(ctx context.Context, cfg connectors.SourceConfig) (connectors.Source, error) {
+		return OpenSource(ctx, cfg)
+	})
+	connectors.RegisterSink("postgres", func(ctx context.Context, cfg connectors.SinkConfig) (connectors.Sink, error) {
+		return OpenSink(ctx, cfg)
+	})
+}
+
+var (
+	_ connectors.Source      = (*Source)(nil)
+	_ connectors.Sampler     = (*Source)(nil)
+	_ connectors.Counter     = (*Source)(nil)
+	_ connectors.Snapshotter = (*Source)(nil)
+)
+
+// Source reads a table or a query with COPY … TO STDOUT (FORMAT binary),
+// decoding the stream straight into Arrow builders. It is safe for
+// concurrent Reads; each takes its own connection.
+type Source struct {
+	cfg  connectors.SourceConfig
+	conn *connector
+
+	what     string         // the table or "query", for messages
+	from     string         // FROM target: a quoted table or (query) AS q
+	tableOID uint32         // 0 for a query source
+	cols     []column       // selected columns, in output order
+	keys     []column       // key columns
+	schema   *arrow.Schema  // Arrow form of cols
+	selList  string         // the SELECT list
+	mem      memory.Allocator
+}
+
+// snapshotID is the shape of pg_export_snapshot() ids; checked because the id
+// is written into SET TRANSACTION SNAPSHOT, which takes no parameters.
+var snapshotID = regexp.MustCompile(`^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$`)
+
+// OpenSource checks cfg against the catalog (table or query, key and
+// selected columns, the Where filter) and returns a Source.
+func OpenSource(ctx context.Context, cfg connectors.SourceConfig) (*Source, error) {
+	if (cfg.Table == "") == (cfg.Query == "") {
+		return nil, errors.New("postgres source: set exactly one of table and query")
+	}
+	if cfg.BatchRows < 0 || cfg.BatchBytes < 0 {
+		return nil, errors.New("postgres source: batch_rows and batch_bytes must not be negative")
+	}
+	if err := checkOptions(cfg.Options); err != nil {
+		return nil, fmt.Errorf("postgres source: %w", err)
+	}
+	if cfg.Snapshot != "" && !snapshotID.MatchString(cfg.Snapshot) {
+		return nil, fmt.Errorf("postgres source: snapshot %q is not a snapshot id", cfg.Snapshot)
+	}
+	if cfg.BatchRows == 0 {
+		cfg.BatchRows = defaultBatchRows
+	}
+	if cfg.BatchBytes == 0 {
+		cfg.BatchBytes = defaultBatchBytes
+	}
+	cn, err := newConnector(cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	s := &Source{cfg: cfg, conn: cn, mem: memory.DefaultAllocator}
+	if err := s.init(ctx); err != nil {
+		cn.close()
+		return nil, cn.redact(fmt.Errorf("postgres source %s: %w", s.what, err))
+	}
+	return s, nil
+}
+
+func (s *Source) init(ctx context.Context) error {
+	conn, err := s.conn.get(ctx)
+	if err != nil {
+		s.what = s.conn.dsn
+		return err
+	}
+	defer s.conn.put(conn)
+	var all []column
+	if s.cfg.Table != "" {
+		name, err := parseTableName(s.cfg.Table)
+		if err != nil {
+			return err
+		}
+		s.what, s.from = name.Sanitize(), name.Sanitize()
+		s.tableOID, all, err = lookupTable(ctx, conn, name)
+		if err != nil {
+			return err
+		}
+	} else {
+		s.what = "query"
+		s.from = "(" + s.cfg.Query + "\n) AS q"
+		if all, err = describeQuery(ctx, conn, s.cfg.Query); err != nil {
+			return err
+		}
+	}
+	if s.keys, err = findColumns(all, s.cfg.Key, "key", s.what); err != nil {
+		return err
+	}
+	s.cols = all
+	if len(s.cfg.Columns) > 0 {
+		if s.cols, err = findColumns(all, s.cfg.Columns, "selected", s.what); err != nil {
+			return err
+		}
+	}
+	fields := make([]arrow.Field, len(s.cols))
+	sel := make([]string, len(s.cols))
+	for i := range s.cols {
+		fields[i] = s.cols[i].field()
+		sel[i] = quoteIdent(s.cols[i].name)
+		if s.cols[i].kind() == kCast {
+			sel[i] += "::text"
+		}
+	}
+	s.schema = arrow.NewSchema(fields, nil)
+	s.selList = strings.Join(sel, ", ")
+	if s.cfg.Where != "" {
+		// Plan (not run) a query with the filter so a mistake in it fails now.
+		if _, err := conn.Exec(ctx, "EXPLAIN SELECT 1 FROM "+s.from+whereClause(nil, s.cfg.Where+"\n")); err != nil {
+			return fmt.Errorf("where %q: %w", s.cfg.Where, err)
+		}
+	}
+	return nil
+}
+
+// Schema returns the Arrow schema of the selected columns.
+func (s *Source) Schema(ctx context.Context) (*arrow.Schema, error) { return s.schema, nil }
+
+// Close releases the idle connections.
+func (s *Source) Close() error {
+	s.conn.close()
+	return nil
+}
+
+// selectSQL builds the SELECT of range r in key order.
+func (s *Source) selectSQL(r connectors.Range, list string, ordered bool) (string, error) {
+	if r.Pages != nil && s.tableOID == 0 {
+		return "", errors.New("a query source cannot be read by pages")
+	}
+	conds, err := rangeConds(s.keys, r)
+	if err != nil {
+		return "", err
+	}
+	q := "SELECT " + list + " FROM " + s.from + whereClause(conds, s.userWhere())
+	if ordered && r.Pages == nil {
+		q += orderBy(s.keys)
+	}
+	return q, nil
+}
+
+func (s *Source) userWhere() string {
+	if s.cfg.Where == "" {
+		return ""
+	}
+	return s.cfg.Where + "\n" // a trailing -- comment must not swallow what follows
+}
+
+// Read streams the rows of r in key order through one COPY (SELECT …) TO
+// STDOUT (FORMAT binary).
+func (s *Source) Read(ctx context.Context, r connectors.Range, fn func(arrow.RecordBatch) error) error {
+	q, err := s.selectSQL(r, s.selList, true)
+	if err != nil {
+		return fmt.Errorf("postgres source %s, range %s: %w", s.what, r, err)
+	}
+	dec := newCopyDecoder(s.mem, s.schema, s.cols, s.keys, s.cfg.BatchRows, s.cfg.BatchBytes, fn)
+	defer dec.release()
+	err = s.copyOut(ctx, "COPY ("+q+") TO STDOUT (FORMAT binary)", dec)
+	if dec.emitErr != nil {
+		return dec.emitErr // fn's own error, unchanged
+	}
+	if err == nil && !dec.done {
+		err = errors.New("COPY stream ended without its trailer")
+	}
+	if err == nil {
+		err = dec.flush()
+		if dec.emitErr != nil {
+			return dec.emitErr
+		}
+	}
+	if err != nil {
+		var ve *connectors.ValueError
+		if errors.As(err, &ve) {
+			return err
+		}
+		return s.conn.redact(classify(fmt.Errorf("postgres source %s, range %s: %w", s.what, r, err)))
+	}
+	return nil
+}
+
+// copyOut runs one COPY … TO STDOUT into w, inside the exported snapshot when
+// the source has one.
+func (s *Source) copyOut(ctx context.Context, sql string, w interface{ Write([]byte) (int, error) }) error {
+	conn, err := s.conn.get(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.begin(ctx, conn); err != nil {
+		s.conn.discard(conn)
+		return err
+	}
+	if _, err := conn.PgConn().CopyTo(ctx, w, sql); err != nil {
+		// A Write error makes pgconn close the connection; a server error
+		// leaves it usable but maybe in a failed transaction. put sorts
+		// both out.
+		if s.cfg.Snapshot != "" && !conn.IsClosed() {
+			_, _ = conn.Exec(context.Background(), "ROLLBACK")
+		}
+		s.conn.put(conn)
+		return err
+	}
+	if err := s.end(ctx, conn); err != nil {
+		s.conn.discard(conn)
+		return err
+	}
+	s.conn.put(conn)
+	return nil
+}
+
+// begin opens the snapshot transaction when the source has a snapshot.
+func (s *Source) begin(ctx context.Context, conn *pgx.Conn) error {
+	if s.cfg.Snapshot == "" {
+		return nil
+	}
+	_, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '"+s.cfg.Snapshot+"'")
+	if err != nil {
+		return fmt.Errorf("import snapshot %s: %w", s.cfg.Snapshot, err)
+	}
+	return nil
+}
+
+func (s *Source) end(ctx context.Context, conn *pgx.Conn) error {
+	if s.cfg.Snapshot == "" {
+		return nil
+	}
+	_, err := conn.Exec(ctx, "COMMIT")
+	return err
+}
+
+// Count returns the number of rows of r, with the same predicates as Read.
+func (s *Source) Count(ctx context.Context, r connectors.Range) (int64, error) {
+	q, err := s.selectSQL(r, "count(*)", false)
+	if err != nil {
+		return 0, fmt.Errorf("postgres source %s, range %s: %w", s.what, r, err)
+	}
+	conn, err := s.conn.get(ctx)
+	if err != nil {
+		return 0, s.conn.redact(err)
+	}
+	var n int64
+	if err = s.begin(ctx, conn); err == nil {
+		if err = conn.QueryRow(ctx, q).Scan(&n); err == nil {
+			err = s.end(ctx, conn)
+		}
+	}
+	if err != nil {
+		s.conn.discard(conn)
+		return 0, s.conn.redact(classify(fmt.Errorf("postgres source %s: count %s: %w", s.what, r, err)))
+	}
+	s.conn.put(conn)
+	return n, nil
+}
+
+// ExportSnapshot opens a connection, starts a REPEATABLE READ transaction and
+// exports its snapshot; sources opened with SourceConfig.Snapshot set to the
+// id read exactly what that transaction sees. The snapshot (and connection)
+// lives until release is called.
+func (s *Source) ExportSnapshot(ctx context.Context) (string, func(), error) {
+	conn, err := pgx.ConnectConfig(ctx, s.conn.cfg.Copy())
+	if err != nil {
+		return "", nil, s.conn.redact(classify(fmt.Errorf("postgres source %s: export snapshot: connect to %s: %w", s.what, s.conn.dsn, err)))
+	}
+	var id string
+	_, err = conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ")
+	if err == nil {
+		err = conn.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&id)
+	}
+	if err != nil {
+		_ = conn.Close(context.Background())
+		return "", nil, s.conn.redact(classify(fmt.Errorf("postgres source %s: export snapshot: %w", s.what, err)))
+	}
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			_, _ = conn.Exec(context.Background(), "COMMIT")
+			_ = conn.Close(context.Background())
+		})
+	}
+	return id, release, nil
+}
