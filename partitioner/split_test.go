@@ -294,7 +294,9 @@ func TestValidateRejects(t *testing.T) {
 		}
 		return out
 	}
-	pages := func(lo, hi int64) connectors.Range { return connectors.Range{Pages: &connectors.PageRange{Lo: lo, Hi: hi}} }
+	pages := func(lo, hi int64) connectors.Range {
+		return connectors.Range{Pages: &connectors.PageRange{Lo: lo, Hi: hi}}
+	}
 	nulls := connectors.Range{Nulls: true}
 	good := partitioner.Plan{Scheme: "key-range", Key: idNullKey, Partitions: parts(r(nil, ik(5)), r(ik(5), nil), nulls)}
 	if err := good.Validate(); err != nil {
