@@ -214,11 +214,11 @@ func splitUnkeyed(in Input) Plan {
 	}
 	method := ""
 	if st.Method != "" {
-		method = " (" + st.Method + ")"
+		method = ", " + st.Method
 	}
 	reason := fmt.Sprintf("no usable key: %d partitions of ~%d pages each (%d pages%s); %s", n, per, st.PageCount, method, why)
 	if n == 1 {
-		reason = fmt.Sprintf("no usable key: one partition of %d pages%s; %s", st.PageCount, method, why)
+		reason = fmt.Sprintf("no usable key: one partition (%d pages%s); %s", st.PageCount, method, why)
 	}
 	return Plan{Scheme: SchemePages, Reason: reason, Partitions: number(ranges, est)}
 }

@@ -1,6 +1,8 @@
 package partitioner_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -252,6 +254,7 @@ func TestSplitProperties(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 		checkCovers(t, p, append(tb.rows, tb.probes(r)...))
+		checkStable(t, in, p)
 
 		kr := keyRanges(p)
 		nulls := len(p.Partitions) - len(kr)
@@ -327,4 +330,38 @@ func sampled(sample []connectors.Key, k connectors.Key) bool {
 		}
 	}
 	return false
+}
+
+// checkStable fails t unless planning in again gives the same plan, and the
+// plan survives the JSON round trip the engine puts it through with the same
+// bounds.
+func checkStable(t *testing.T, in partitioner.Input, p partitioner.Plan) {
+	t.Helper()
+	again, err := partitioner.Split(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(p)
+	b, err := json.Marshal(again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Fatalf("the same input planned twice differs:\n%s\n%s", a, b)
+	}
+	var back partitioner.Plan
+	if err := json.Unmarshal(a, &back); err != nil {
+		t.Fatalf("%v\n%s", err, a)
+	}
+	if err := back.Validate(); err != nil {
+		t.Fatalf("plan read back: %v\n%s", err, a)
+	}
+	for i, pt := range p.Partitions {
+		q := back.Partitions[i].Range
+		for j, pair := range [][2]connectors.Key{{pt.Range.Lo, q.Lo}, {pt.Range.Hi, q.Hi}} {
+			if (pair[0] == nil) != (pair[1] == nil) || pair[0] != nil && connectors.CompareKeys(pair[0], pair[1]) != 0 {
+				t.Fatalf("partition %s bound %d is %s, read back %s", pt.ID, j, pair[0], pair[1])
+			}
+		}
+	}
 }

@@ -148,7 +148,7 @@ func TestSplit(t *testing.T) {
 		{
 			name:   "no key, pages",
 			in:     partitioner.Input{TargetRows: 100_000, MaxPartitions: 64, Stats: connectors.Stats{Rows: 1_000_000, PageCount: 1000, Method: "ctid"}},
-			scheme: "pages", parts: 10, reason: "no usable key: 10 partitions of ~100 pages each (1000 pages (ctid))",
+			scheme: "pages", parts: 10, reason: "no usable key: 10 partitions of ~100 pages each (1000 pages, ctid)",
 		},
 		{
 			name:   "no key, fewer pages than wanted partitions",
