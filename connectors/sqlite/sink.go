@@ -1,0 +1,578 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/datashift/datashift/connectors"
+)
+
+var (
+	_ connectors.Sink   = (*sink)(nil)
+	_ connectors.Writer = (*writer)(nil)
+)
+
+// maxParams is SQLite's default SQLITE_MAX_VARIABLE_NUMBER (since 3.32).
+const maxParams = 32766
+
+// defaultRowsPerInsert is the rows of one multi-row INSERT; past a few
+// hundred rows the statement's parse and bind overheads are spread thin and
+// a bigger one only costs memory (see BenchmarkWrite).
+const defaultRowsPerInsert = 256
+
+type sink struct {
+	cfg           connectors.SinkConfig
+	path          string
+	busyMS        int
+	synchronous   string
+	rowsPerInsert int
+}
+
+func openSink(ctx context.Context, cfg connectors.SinkConfig) (_ *sink, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("sqlite sink %s: %w", cfg.Table, err)
+		}
+	}()
+	s := &sink{cfg: cfg, path: dbPath(cfg.DSN)}
+	switch {
+	case cfg.DSN == "":
+		return nil, errors.New("dsn: empty; give the database file's path")
+	case cfg.Table == "":
+		return nil, errors.New("table: empty")
+	}
+	switch cfg.Mode {
+	case "":
+		s.cfg.Mode = connectors.Append
+	case connectors.Append, connectors.Truncate:
+	case connectors.Upsert:
+		if len(cfg.Key) == 0 {
+			return nil, errors.New("upsert mode needs the key columns (SinkConfig.Key)")
+		}
+	default:
+		return nil, fmt.Errorf("unknown write mode %q (append, truncate, upsert)", cfg.Mode)
+	}
+	opts, err := newOptions(cfg.Options, "busy_timeout", "synchronous", "rows_per_insert")
+	if err != nil {
+		return nil, err
+	}
+	if s.busyMS, err = opts.int("busy_timeout", defaultBusyMS, 0, 1<<30); err != nil {
+		return nil, err
+	}
+	if s.synchronous, err = opts.choice("synchronous", "normal", "off", "normal", "full", "extra"); err != nil {
+		return nil, err
+	}
+	if s.rowsPerInsert, err = opts.int("rows_per_insert", defaultRowsPerInsert, 1, maxParams); err != nil {
+		return nil, err
+	}
+	c, err := s.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	// WAL: partition readers keep reading while a writer commits, and a
+	// commit appends to the log instead of rewriting pages twice.
+	if err := c.exec("PRAGMA journal_mode=WAL"); err != nil {
+		return nil, fmt.Errorf("switch %s to WAL: %w", s.path, err)
+	}
+	return s, nil
+}
+
+func (s *sink) conn(ctx context.Context) (*liteConn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c, err := openLite(s.path, true, s.busyMS)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", s.path, err)
+	}
+	// NORMAL in WAL mode: a commit is durable once the log is synced at a
+	// checkpoint; a power cut may lose the last commits but never corrupts.
+	if err := c.exec("PRAGMA synchronous=" + strings.ToUpper(s.synchronous)); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (s *sink) Close() error { return nil }
+
+// Prepare creates the table when asked and missing, checks that an existing
+// one has every column, and empties it for Truncate.
+func (s *sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool) (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("sqlite sink %s: prepare: %w", s.cfg.Table, err)
+		}
+	}()
+	for _, k := range s.cfg.Key {
+		if len(schema.FieldIndices(k)) == 0 {
+			return fmt.Errorf("key column %q is not among the columns written (%s)", k, strings.Join(fieldNames(schema), ", "))
+		}
+	}
+	c, err := s.conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	stop := c.interruptOn(ctx)
+	defer stop()
+	ti, found, err := lookupTable(c, s.cfg.Table)
+	if err != nil {
+		return err
+	}
+	if !found {
+		if !s.cfg.CreateTable {
+			return fmt.Errorf("table %q does not exist in %s (set create_table to create it)", s.cfg.Table, s.path)
+		}
+		ddl, err := createTableSQL(s.cfg.Table, schema, s.cfg.Key)
+		if err != nil {
+			return err
+		}
+		// IF NOT EXISTS: another process may have created it meanwhile.
+		if err := c.exec(ddl); err != nil {
+			return fmt.Errorf("create table: %w", err)
+		}
+		if ti, _, err = lookupTable(c, s.cfg.Table); err != nil {
+			return err
+		}
+	}
+	if _, err := s.targetColumns(ti, schema); err != nil {
+		return err
+	}
+	if s.cfg.Mode == connectors.Upsert {
+		ok, err := uniqueOn(c, ti, s.cfg.Key)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("upsert needs a primary key or unique index on (%s) in table %q", strings.Join(s.cfg.Key, ", "), ti.ref)
+		}
+	}
+	if truncate {
+		if err := c.exec("DELETE FROM " + ti.ref.sql()); err != nil {
+			return fmt.Errorf("truncate: %w", err)
+		}
+	}
+	return nil
+}
+
+func fieldNames(s *arrow.Schema) []string {
+	out := make([]string, s.NumFields())
+	for i, f := range s.Fields() {
+		out[i] = f.Name
+	}
+	return out
+}
+
+// createTableSQL is the CREATE TABLE for schema. A single non-nullable
+// integer key becomes an INTEGER PRIMARY KEY, the rowid itself: rows are
+// stored in key order and need no separate index. A nullable one is
+// declared BIGINT, since an INTEGER PRIMARY KEY would replace a NULL key by a
+// new rowid.
+func createTableSQL(table string, schema *arrow.Schema, key []string) (string, error) {
+	ref := tableRef{schema: "main", name: table}
+	defs := make([]string, schema.NumFields())
+	rowidKey := false
+	if len(key) == 1 {
+		f := schema.Field(schema.FieldIndices(key[0])[0])
+		if decl, _ := declFor(f); decl == "INTEGER" && !f.Nullable {
+			rowidKey = true
+		}
+	}
+	for i, f := range schema.Fields() {
+		decl, err := declFor(f)
+		if err != nil {
+			return "", err
+		}
+		isKey := contains(key, f.Name)
+		if isKey && decl == "INTEGER" && !rowidKey {
+			decl = "BIGINT"
+		}
+		d := quoteIdent(f.Name) + " " + decl
+		if !f.Nullable {
+			d += " NOT NULL"
+		}
+		defs[i] = d
+	}
+	if len(key) > 0 {
+		defs = append(defs, "PRIMARY KEY ("+strings.Join(quotedNames(key), ", ")+")")
+	}
+	return "CREATE TABLE IF NOT EXISTS " + ref.sql() + " (" + strings.Join(defs, ", ") + ")", nil
+}
+
+func quotedNames(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = quoteIdent(n)
+	}
+	return out
+}
+
+// targetColumns maps each field of schema to the table's column, or names
+// the first field the table lacks.
+func (s *sink) targetColumns(ti *tableInfo, schema *arrow.Schema) ([]*column, error) {
+	out := make([]*column, schema.NumFields())
+	for i, f := range schema.Fields() {
+		col, _ := findColumn(ti.cols, f.Name)
+		if col == nil {
+			return nil, fmt.Errorf("table %q has no column %q (columns: %s)", ti.ref, f.Name, columnNames(ti.cols))
+		}
+		out[i] = col
+	}
+	return out, nil
+}
+
+// uniqueOn reports whether the table has a primary key or unique index on
+// exactly the key columns, which ON CONFLICT needs.
+func uniqueOn(c *liteConn, ti *tableInfo, key []string) (bool, error) {
+	want := make([]string, len(key))
+	for i, k := range key {
+		col, _ := findColumn(ti.cols, k)
+		if col == nil {
+			return false, fmt.Errorf("key column %q not found in table %q", k, ti.ref)
+		}
+		want[i] = strings.ToLower(col.name)
+	}
+	sort.Strings(want)
+	same := func(got []string) bool {
+		sort.Strings(got)
+		return strings.Join(got, "\x00") == strings.Join(want, "\x00")
+	}
+	var pk []string
+	err := c.query(`SELECT name FROM pragma_table_xinfo(?, ?) WHERE pk > 0`, []any{ti.ref.name, ti.ref.schema}, func(s *liteStmt) error {
+		pk = append(pk, strings.ToLower(s.colString(0)))
+		return nil
+	})
+	if err != nil || same(pk) {
+		return err == nil, err
+	}
+	var indexes []string
+	err = c.query(`SELECT name FROM pragma_index_list(?, ?) WHERE "unique" AND partial = 0`, []any{ti.ref.name, ti.ref.schema}, func(s *liteStmt) error {
+		indexes = append(indexes, s.colString(0))
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	for _, idx := range indexes {
+		var cols []string
+		err := c.query(`SELECT name FROM pragma_index_info(?, ?)`, []any{idx, ti.ref.schema}, func(s *liteStmt) error {
+			cols = append(cols, strings.ToLower(s.colString(0)))
+			return nil
+		})
+		if err != nil {
+			return false, err
+		}
+		if same(cols) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// OpenWriter opens a writer with its own connection. A resumed partition
+// first loses what the table holds of its range past the checkpoint, in a
+// transaction of its own.
+func (s *sink) OpenWriter(ctx context.Context, spec connectors.WriterSpec) (_ connectors.Writer, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("sqlite sink %s: partition %s: %w", s.cfg.Table, spec.Partition, err)
+		}
+	}()
+	if spec.Schema == nil || spec.Schema.NumFields() == 0 {
+		return nil, errors.New("writer spec has no columns")
+	}
+	c, err := s.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &writer{sink: s, c: c, spec: spec}
+	defer func() {
+		if err != nil {
+			w.Close()
+		}
+	}()
+	ti, found, err := lookupTable(c, s.cfg.Table)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("table %q does not exist in %s", s.cfg.Table, s.path)
+	}
+	w.table = ti
+	targets, err := s.targetColumns(ti, spec.Schema)
+	if err != nil {
+		return nil, err
+	}
+	for i, f := range spec.Schema.Fields() {
+		cw, err := newColWriter(f, targets[i])
+		if err != nil {
+			return nil, err
+		}
+		w.cols = append(w.cols, cw)
+	}
+	if len(s.cfg.Key) > 0 {
+		if w.keyIdx, err = connectors.ColumnIndexes(spec.Schema, s.cfg.Key); err != nil {
+			return nil, fmt.Errorf("key: %w", err)
+		}
+	}
+	w.rowsPerInsert = max(1, min(s.rowsPerInsert, maxParams/len(w.cols)))
+	w.insertSQL = w.buildInsert(w.rowsPerInsert)
+	if spec.Resume != nil && s.cfg.Mode != connectors.Upsert {
+		if err := w.removePastCheckpoint(ctx, spec.Resume.LastKey); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+type writer struct {
+	sink  *sink
+	c     *liteConn
+	spec  connectors.WriterSpec
+	table *tableInfo
+	cols  []*colWriter
+	// keyIdx are the key columns' indexes in the batches, to name a bad
+	// row's key.
+	keyIdx []int
+
+	rowsPerInsert int
+	insertSQL     string
+	multi, single *liteStmt
+
+	pending []arrow.RecordBatch // written, not yet committed
+	closed  bool
+}
+
+func (w *writer) buildInsert(rows int) string {
+	names := make([]string, len(w.cols))
+	ph := make([]string, len(w.cols))
+	for i, cw := range w.cols {
+		names[i] = quoteIdent(cw.target.name)
+		ph[i] = "?"
+	}
+	tuple := "(" + strings.Join(ph, ",") + ")"
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + w.table.ref.sql() + " (" + strings.Join(names, ", ") + ") VALUES ")
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(tuple)
+	}
+	if w.sink.cfg.Mode == connectors.Upsert {
+		var keys, sets []string
+		for _, k := range w.sink.cfg.Key {
+			col, _ := findColumn(w.table.cols, k)
+			keys = append(keys, quoteIdent(col.name))
+		}
+		for _, cw := range w.cols {
+			if !contains(w.sink.cfg.Key, cw.field.Name) {
+				q := quoteIdent(cw.target.name)
+				sets = append(sets, q+" = excluded."+q)
+			}
+		}
+		b.WriteString(" ON CONFLICT (" + strings.Join(keys, ", ") + ")")
+		if len(sets) == 0 {
+			b.WriteString(" DO NOTHING")
+		} else {
+			b.WriteString(" DO UPDATE SET " + strings.Join(sets, ", "))
+		}
+	}
+	return b.String()
+}
+
+// removePastCheckpoint deletes the rows of the writer's range past lastKey
+// (all of the range when lastKey is nil), with the source's predicates.
+func (w *writer) removePastCheckpoint(ctx context.Context, lastKey connectors.Key) error {
+	keys := make([]*column, len(w.sink.cfg.Key))
+	for i, k := range w.sink.cfg.Key {
+		col, _ := findColumn(w.table.cols, k)
+		if col == nil {
+			return fmt.Errorf("key column %q not found in table %q", k, w.table.ref)
+		}
+		keys[i] = col
+	}
+	r := w.spec.Range
+	if lastKey != nil {
+		if len(keys) == 0 {
+			return errors.New("resuming after a key needs the key columns (SinkConfig.Key)")
+		}
+		r = r.Resumed(lastKey)
+	}
+	conds, args, err := rangeWhere(keys, r)
+	if err != nil {
+		return err
+	}
+	q := "DELETE FROM " + w.table.ref.sql()
+	if len(conds) > 0 {
+		q += " WHERE " + strings.Join(conds, " AND ")
+	}
+	stop := w.c.interruptOn(ctx)
+	defer stop()
+	if err := w.c.exec("BEGIN IMMEDIATE"); err != nil {
+		return ctxErr(ctx, err)
+	}
+	if err := w.c.exec(q, args...); err != nil {
+		w.rollback()
+		return fmt.Errorf("remove rows of %s past the checkpoint: %w", r, ctxErr(ctx, err))
+	}
+	if err := w.c.exec("COMMIT"); err != nil {
+		w.rollback()
+		return ctxErr(ctx, err)
+	}
+	return nil
+}
+
+func (w *writer) rollback() { _ = w.c.exec("ROLLBACK") }
+
+// Write keeps the batch until Commit: the write lock is shared by every
+// writer of the file, so it is taken only for the commit itself.
+func (w *writer) Write(ctx context.Context, rec arrow.RecordBatch) error {
+	if w.closed {
+		return errors.New("sqlite sink: write on a closed writer")
+	}
+	if int(rec.NumCols()) != len(w.cols) {
+		return fmt.Errorf("sqlite sink %s: batch has %d columns, the writer's schema %d", w.sink.cfg.Table, rec.NumCols(), len(w.cols))
+	}
+	for i, cw := range w.cols {
+		if !arrow.TypeEqual(rec.Column(i).DataType(), cw.field.Type) {
+			return fmt.Errorf("sqlite sink %s: column %q is %s in the batch, %s in the writer's schema",
+				w.sink.cfg.Table, cw.field.Name, rec.Column(i).DataType(), cw.field.Type)
+		}
+	}
+	if rec.NumRows() == 0 {
+		return nil
+	}
+	rec.Retain()
+	w.pending = append(w.pending, rec)
+	return ctx.Err()
+}
+
+// Commit inserts the batches written since the last commit in one
+// transaction: BEGIN IMMEDIATE takes the write lock (waiting up to the busy
+// timeout), multi-row INSERTs of one prepared statement do the work.
+func (w *writer) Commit(ctx context.Context) (_ []byte, err error) {
+	if w.closed {
+		return nil, errors.New("sqlite sink: commit on a closed writer")
+	}
+	defer w.releasePending()
+	if len(w.pending) == 0 {
+		return nil, nil
+	}
+	defer func() {
+		if err != nil {
+			var ve *connectors.ValueError
+			if !errors.As(err, &ve) {
+				err = fmt.Errorf("sqlite sink %s: partition %s: commit: %w", w.sink.cfg.Table, w.spec.Partition, err)
+			}
+		}
+	}()
+	if w.multi == nil {
+		if w.multi, err = w.c.preparePersistent(w.insertSQL); err != nil {
+			return nil, err
+		}
+		if w.single, err = w.c.preparePersistent(w.buildInsert(1)); err != nil {
+			return nil, err
+		}
+	}
+	stop := w.c.interruptOn(ctx)
+	defer stop()
+	if err := w.c.exec("BEGIN IMMEDIATE"); err != nil {
+		return nil, ctxErr(ctx, err)
+	}
+	for _, rec := range w.pending {
+		if err := w.insert(rec); err != nil {
+			w.rollback()
+			return nil, ctxErr(ctx, err)
+		}
+	}
+	if err := w.c.exec("COMMIT"); err != nil {
+		w.rollback()
+		return nil, ctxErr(ctx, err)
+	}
+	return nil, nil
+}
+
+func (w *writer) insert(rec arrow.RecordBatch) error {
+	for i, cw := range w.cols {
+		cw.set(rec.Column(i))
+	}
+	n := int(rec.NumRows())
+	row := 0
+	for ; n-row >= w.rowsPerInsert; row += w.rowsPerInsert {
+		if err := w.run(w.multi, rec, row, w.rowsPerInsert); err != nil {
+			return err
+		}
+	}
+	for ; row < n; row++ {
+		if err := w.run(w.single, rec, row, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// run binds rows [from, from+count) to st and executes it.
+func (w *writer) run(st *liteStmt, rec arrow.RecordBatch, from, count int) error {
+	st.reset()
+	need := 0
+	for r := from; r < from+count; r++ {
+		for _, cw := range w.cols {
+			need += cw.maxText(r)
+		}
+	}
+	if err := st.reserve(need); err != nil {
+		return err
+	}
+	p := 1
+	for r := from; r < from+count; r++ {
+		for _, cw := range w.cols {
+			bad, err := cw.bind(st, p, r)
+			if err != nil {
+				return err
+			}
+			if bad != nil {
+				var key connectors.Key
+				if w.keyIdx != nil {
+					key = connectors.KeyOf(rec, w.keyIdx, r)
+				}
+				return &connectors.ValueError{Column: cw.field.Name, Key: key, Value: bad.value, Reason: bad.reason}
+			}
+			p++
+		}
+	}
+	if _, err := st.step(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (w *writer) releasePending() {
+	for _, rec := range w.pending {
+		rec.Release()
+	}
+	w.pending = nil
+}
+
+// Close abandons uncommitted rows and closes the connection.
+func (w *writer) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	w.releasePending()
+	if w.multi != nil {
+		w.multi.finalize()
+	}
+	if w.single != nil {
+		w.single.finalize()
+	}
+	return w.c.close()
+}

@@ -1,0 +1,739 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/datashift/datashift/connectors"
+)
+
+var (
+	_ connectors.Source       = (*source)(nil)
+	_ connectors.Sampler      = (*source)(nil)
+	_ connectors.Counter      = (*source)(nil)
+	_ connectors.CursorSource = (*source)(nil)
+)
+
+const (
+	defaultBatchRows  = 10_000
+	defaultBatchBytes = 8 << 20
+	// exactBelow is the table size under which Stats scans the keys
+	// instead of sampling: cheap, and exact split points for small tables.
+	exactBelow = 100_000
+)
+
+type source struct {
+	cfg    connectors.SourceConfig
+	path   string
+	busyMS int
+	what   string // the table or "query", for messages
+
+	from   string    // FROM clause: a quoted table or a parenthesized query
+	table  *tableInfo // nil for a Query source
+	out    []*column  // columns read, in output order
+	keys   []*column
+	schema *arrow.Schema
+	// filter is the user's Where and the cursor window, applied to every
+	// statement the source runs.
+	filter     []string
+	filterArgs []any
+
+	batchRows, batchBytes int
+}
+
+func openSource(ctx context.Context, cfg connectors.SourceConfig) (_ *source, err error) {
+	s := &source{cfg: cfg, path: dbPath(cfg.DSN), batchRows: cfg.BatchRows, batchBytes: cfg.BatchBytes}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("sqlite source %s: %w", s.what, err)
+		}
+	}()
+	s.what = cfg.Table
+	if cfg.Table == "" {
+		s.what = "query"
+	}
+	switch {
+	case cfg.DSN == "":
+		return nil, errors.New("dsn: empty; give the database file's path")
+	case cfg.Table == "" && cfg.Query == "":
+		return nil, errors.New("neither table nor query is set")
+	case cfg.Table != "" && cfg.Query != "":
+		return nil, errors.New("both table and query are set; give one")
+	case cfg.BatchRows < 0 || cfg.BatchBytes < 0:
+		return nil, errors.New("batch_rows and batch_bytes cannot be negative")
+	}
+	if s.batchRows == 0 {
+		s.batchRows = defaultBatchRows
+	}
+	if s.batchBytes == 0 {
+		s.batchBytes = defaultBatchBytes
+	}
+	opts, err := newOptions(cfg.Options, "busy_timeout", "journal_mode")
+	if err != nil {
+		return nil, err
+	}
+	if s.busyMS, err = opts.int("busy_timeout", defaultBusyMS, 0, 1<<30); err != nil {
+		return nil, err
+	}
+	journal, err := opts.choice("journal_mode", "wal", "wal", "keep")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkFile(cfg.DSN); err != nil {
+		return nil, err
+	}
+	c, err := openLite(s.path, false, s.busyMS)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", s.path, err)
+	}
+	defer c.close()
+	if journal == "wal" {
+		// WAL lets partition readers run while writers commit. A read-only
+		// file cannot switch and is read in the mode it has.
+		_ = c.exec("PRAGMA journal_mode=WAL")
+	}
+
+	var all []*column
+	if cfg.Table != "" {
+		ti, found, err := lookupTable(c, cfg.Table)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, fmt.Errorf("table %q not found in %s", cfg.Table, s.path)
+		}
+		s.table, s.from, all = ti, ti.ref.sql(), ti.cols
+	} else {
+		q := strings.TrimRight(strings.TrimSpace(cfg.Query), "; \t\r\n")
+		s.from = "(" + q + ") AS q"
+		if all, err = queryColumns(c, s.from); err != nil {
+			return nil, fmt.Errorf("query: %w", err)
+		}
+	}
+	if err := inferKinds(c, s.from, all); err != nil {
+		return nil, err
+	}
+
+	for _, name := range cfg.Key {
+		col, _ := findColumn(all, name)
+		if col == nil {
+			return nil, fmt.Errorf("key column %q not found (columns: %s)", name, columnNames(all))
+		}
+		if contains(columnNamesOf(s.keys), col.name) {
+			return nil, fmt.Errorf("key column %q given twice", name)
+		}
+		s.keys = append(s.keys, col)
+	}
+	if len(cfg.Columns) == 0 {
+		s.out = all
+	}
+	for _, name := range cfg.Columns {
+		col, _ := findColumn(all, name)
+		if col == nil {
+			return nil, fmt.Errorf("column %q not found (columns: %s)", name, columnNames(all))
+		}
+		if contains(columnNamesOf(s.out), col.name) {
+			return nil, fmt.Errorf("column %q given twice", name)
+		}
+		s.out = append(s.out, col)
+	}
+	fields := make([]arrow.Field, len(s.out))
+	for i, col := range s.out {
+		fields[i] = col.field()
+	}
+	s.schema = arrow.NewSchema(fields, nil)
+
+	if w := strings.TrimSpace(cfg.Where); w != "" {
+		s.filter = append(s.filter, "("+w+")")
+		st, err := c.prepare("SELECT 1 FROM " + s.from + " WHERE (" + w + ")")
+		if err != nil {
+			return nil, fmt.Errorf("where %q: %w", w, err)
+		}
+		st.finalize()
+	}
+	if cur := cfg.Cursor; cur != nil {
+		col, _ := findColumn(all, cur.Column)
+		if col == nil {
+			return nil, fmt.Errorf("cursor column %q not found (columns: %s)", cur.Column, columnNames(all))
+		}
+		if err := sniffTime(c, s.from, col); err != nil {
+			return nil, err
+		}
+		if cur.After != nil {
+			v, err := keyArg(col, cur.After)
+			if err != nil {
+				return nil, fmt.Errorf("cursor: %w", err)
+			}
+			s.filter = append(s.filter, keyExpr(col)+" > ?")
+			s.filterArgs = append(s.filterArgs, v)
+		}
+		if cur.UpTo != nil {
+			v, err := keyArg(col, cur.UpTo)
+			if err != nil {
+				return nil, fmt.Errorf("cursor: %w", err)
+			}
+			s.filter = append(s.filter, keyExpr(col)+" <= ?")
+			s.filterArgs = append(s.filterArgs, v)
+		}
+	}
+	for _, k := range s.keys {
+		if err := sniffTime(c, s.from, k); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func columnNamesOf(cols []*column) []string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = c.name
+	}
+	return out
+}
+
+// queryColumns describes the result columns of a query (all nullable: a
+// query's result says nothing about NOT NULL).
+func queryColumns(c *liteConn, from string) ([]*column, error) {
+	st, err := c.prepare("SELECT * FROM " + from)
+	if err != nil {
+		return nil, err
+	}
+	defer st.finalize()
+	n := st.columnCount()
+	cols := make([]*column, n)
+	seen := map[string]bool{}
+	for i := range cols {
+		col := &column{name: st.columnName(i), decl: st.columnDeclType(i), nullable: true}
+		if seen[col.name] {
+			return nil, fmt.Errorf("column name %q appears twice in the result; give the columns distinct names", col.name)
+		}
+		seen[col.name] = true
+		col.kind, col.prec, col.scale, col.ours = kindOf(col.decl)
+		cols[i] = col
+	}
+	return cols, nil
+}
+
+// inferKinds gives the columns with no declared type (expressions of a
+// query, typeless table columns) the kind of the values they hold, judged
+// from the storage classes of the first rows. A later value that does not fit
+// fails its read with a ValueError naming the column.
+func inferKinds(c *liteConn, from string, cols []*column) error {
+	var untyped []*column
+	var exprs []string
+	for _, col := range cols {
+		if col.kind == kindNone {
+			untyped = append(untyped, col)
+			exprs = append(exprs, "typeof("+quoteIdent(col.name)+")")
+		}
+	}
+	if len(untyped) == 0 {
+		return nil
+	}
+	seen := make([]map[string]bool, len(untyped))
+	for i := range seen {
+		seen[i] = map[string]bool{}
+	}
+	err := c.query("SELECT "+strings.Join(exprs, ", ")+" FROM "+from+" LIMIT 1000", nil, func(s *liteStmt) error {
+		for i := range untyped {
+			seen[i][s.colString(i)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, col := range untyped {
+		t := seen[i]
+		delete(t, "null")
+		switch {
+		case len(t) == 1 && t["integer"]:
+			col.kind = kindInt
+		case len(t) == 2 && t["integer"] && t["real"], len(t) == 1 && t["real"]:
+			col.kind = kindFloat
+		case len(t) == 1 && t["blob"]:
+			col.kind = kindBlob
+		default:
+			col.kind = kindText
+		}
+	}
+	return nil
+}
+
+// sniffTime looks at one value of a date/time key column of a table this
+// connector did not make, to bind key bounds in the layout the column uses:
+// unix seconds, or ISO text with 'T' or ' ' between date and time.
+func sniffTime(c *liteConn, from string, col *column) error {
+	if col.ours || (col.kind != kindTimestamp && col.kind != kindTimestampTZ && col.kind != kindDate) {
+		return nil
+	}
+	return c.query("SELECT "+quoteIdent(col.name)+" FROM "+from+" WHERE "+quoteIdent(col.name)+" IS NOT NULL LIMIT 1", nil,
+		func(s *liteStmt) error {
+			switch s.colType(0) {
+			case typInteger, typFloat:
+				col.unixTime = true
+			case typText:
+				if b := s.colText(0); len(b) > 10 && (b[10] == 'T' || b[10] == ' ') {
+					col.timeSep = b[10]
+				}
+			}
+			return nil
+		})
+}
+
+func (s *source) Schema(ctx context.Context) (*arrow.Schema, error) { return s.schema, nil }
+
+func (s *source) Close() error { return nil }
+
+// where joins the source's filter and a range's conjuncts.
+func (s *source) where(r connectors.Range) (string, []any, error) {
+	conds, args, err := rangeWhere(s.keys, r)
+	if err != nil {
+		return "", nil, err
+	}
+	all := append(append([]string(nil), s.filter...), conds...)
+	if len(all) == 0 {
+		return "", nil, nil
+	}
+	return " WHERE " + strings.Join(all, " AND "), append(append([]any(nil), s.filterArgs...), args...), nil
+}
+
+func (s *source) conn(ctx context.Context) (*liteConn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c, err := openLite(s.path, false, s.busyMS)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite source %s: open %s: %w", s.what, s.path, err)
+	}
+	return c, nil
+}
+
+// ctxErr turns an interrupted statement into the context's error.
+func ctxErr(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil && isInterrupt(err) {
+		return ctx.Err()
+	}
+	return err
+}
+
+// Read streams the rows of r in key order. Key columns that are not among
+// the output columns are selected too, to name a bad row's key.
+func (s *source) Read(ctx context.Context, r connectors.Range, fn func(arrow.RecordBatch) error) (err error) {
+	where, args, err := s.where(r)
+	if err != nil {
+		return fmt.Errorf("sqlite source %s: %w", s.what, err)
+	}
+	sel := make([]string, 0, len(s.out)+len(s.keys))
+	outIdx := make([]int, len(s.out))
+	for i, col := range s.out {
+		sel = append(sel, quoteIdent(col.name))
+		outIdx[i] = i
+	}
+	keyIdx := make([]int, len(s.keys))
+	for i, k := range s.keys {
+		keyIdx[i] = -1
+		for j, col := range s.out {
+			if col == k {
+				keyIdx[i] = j
+			}
+		}
+		if keyIdx[i] < 0 {
+			keyIdx[i] = len(sel)
+			sel = append(sel, quoteIdent(k.name))
+		}
+	}
+	q := "SELECT " + strings.Join(sel, ", ") + " FROM " + s.from + where
+	if len(s.keys) > 0 {
+		q += " ORDER BY " + orderBy(s.keys)
+	}
+
+	c, err := s.conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	stop := c.interruptOn(ctx)
+	defer stop()
+	defer func() { err = ctxErr(ctx, err) }()
+
+	st, err := c.prepare(q)
+	if err != nil {
+		return fmt.Errorf("sqlite source %s: %w", s.what, err)
+	}
+	defer st.finalize()
+	if err := st.bindAll(args); err != nil {
+		return fmt.Errorf("sqlite source %s: %w", s.what, err)
+	}
+	rr := newRowReader(memory.DefaultAllocator, s.out, outIdx)
+	defer rr.release()
+	rr.reserve(min(s.batchRows, 1024))
+	emit := func() error {
+		rec := rr.flush()
+		defer rec.Release()
+		if err := fn(rec); err != nil {
+			return err
+		}
+		rr.reserve(min(s.batchRows, 1024))
+		return ctx.Err()
+	}
+	for {
+		row, err := st.step()
+		if err != nil {
+			return fmt.Errorf("sqlite source %s: read %s: %w", s.what, r, err)
+		}
+		if !row {
+			break
+		}
+		if col, bad := rr.appendRow(st); bad != nil {
+			return &connectors.ValueError{Column: col.col.name, Key: keyOfRow(st, s.keys, keyIdx), Value: bad.value, Reason: bad.reason}
+		}
+		if rr.rows >= s.batchRows || rr.bytes >= s.batchBytes {
+			if err := emit(); err != nil {
+				return err
+			}
+		}
+	}
+	if rr.rows > 0 {
+		return emit()
+	}
+	return nil
+}
+
+// Count counts the rows of r with the predicates Read uses.
+func (s *source) Count(ctx context.Context, r connectors.Range) (n int64, err error) {
+	where, args, err := s.where(r)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite source %s: %w", s.what, err)
+	}
+	c, err := s.conn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer c.close()
+	stop := c.interruptOn(ctx)
+	defer stop()
+	err = c.query("SELECT count(*) FROM "+s.from+where, args, func(st *liteStmt) error {
+		n = st.colInt64(0)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite source %s: count %s: %w", s.what, r, ctxErr(ctx, err))
+	}
+	return n, nil
+}
+
+// MaxCursor returns the greatest value of column among the rows the source
+// reads (its Where applies), in the column's type; nil when there are none.
+func (s *source) MaxCursor(ctx context.Context, name string) (any, error) {
+	col, _ := findColumn(s.allColumns(), name)
+	if col == nil {
+		return nil, fmt.Errorf("sqlite source %s: cursor column %q not found", s.what, name)
+	}
+	c, err := s.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	conds := append(append([]string(nil), s.filter...), quoteIdent(col.name)+" IS NOT NULL")
+	q := "SELECT " + quoteIdent(col.name) + " FROM " + s.from + " WHERE " + strings.Join(conds, " AND ") +
+		" ORDER BY " + keyExpr(col) + " DESC LIMIT 1"
+	keys, err := s.readKeys(c, q, s.filterArgs, []*column{col}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite source %s: max of %q: %w", s.what, name, ctxErr(ctx, err))
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	return keys[0][0], nil
+}
+
+func (s *source) allColumns() []*column {
+	if s.table != nil {
+		return s.table.cols
+	}
+	return append(append([]*column(nil), s.out...), s.keys...)
+}
+
+// readKeys runs q, whose result columns are cols, and returns each row as a
+// key (values as connectors.KeyOf gives them). keep, when set, picks the
+// rows to return by their number.
+func (s *source) readKeys(c *liteConn, q string, args []any, cols []*column, keep func(i int64) bool) ([]connectors.Key, error) {
+	idx := make([]int, len(cols))
+	all := make([]int, len(cols))
+	for i := range idx {
+		idx[i], all[i] = i, i
+	}
+	rr := newRowReader(memory.DefaultAllocator, cols, idx)
+	defer rr.release()
+	var out []connectors.Key
+	var n int64
+	flush := func() {
+		rec := rr.flush()
+		defer rec.Release()
+		for i := 0; i < int(rec.NumRows()); i++ {
+			out = append(out, connectors.KeyOf(rec, all, i))
+		}
+	}
+	err := c.query(q, args, func(st *liteStmt) error {
+		n++
+		if keep != nil && !keep(n-1) {
+			return nil
+		}
+		if col, bad := rr.appendRow(st); bad != nil {
+			return &connectors.ValueError{Column: col.col.name, Value: bad.value, Reason: bad.reason}
+		}
+		if rr.rows >= 1024 {
+			flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	flush()
+	return out, nil
+}
+
+// Stats estimates the key distribution for planning. Small tables (and
+// queries, which cannot be probed) are scanned for exact counts and split
+// points; a large rowid table is probed at evenly spaced rowids, each probe
+// an index lookup, which gives a uniform sample of rows without reading the
+// table: their keys, sorted, are the quantiles, and the share of probes that
+// pass the filter or have a NULL key scales the row estimate.
+func (s *source) Stats(ctx context.Context, sampleSize int) (st connectors.Stats, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("sqlite source %s: stats: %w", s.what, ctxErr(ctx, err))
+		}
+	}()
+	if sampleSize <= 0 {
+		sampleSize = 100
+	}
+	c, err := s.conn(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer c.close()
+	stop := c.interruptOn(ctx)
+	defer stop()
+
+	span, lo := int64(-1), int64(0)
+	if s.table != nil && s.table.rowid {
+		if span, lo, err = s.rowidSpan(c); err != nil {
+			return st, err
+		}
+	}
+	if len(s.keys) == 0 {
+		if span < 0 || span < exactBelow {
+			where, args, _ := s.where(connectors.Range{})
+			err = c.query("SELECT count(*) FROM "+s.from+where, args, func(q *liteStmt) error {
+				st.Rows = q.colInt64(0)
+				return nil
+			})
+			st.Exact, st.Method = true, "count"
+			return st, err
+		}
+		st.Rows, st.Method = span, "rowid span"
+		return st, nil
+	}
+	if span >= exactBelow {
+		return s.probeStats(ctx, c, span, lo, sampleSize)
+	}
+	return s.scanStats(ctx, c, sampleSize)
+}
+
+// rowidSpan returns an estimate of a rowid table's rows (sqlite_stat1 when
+// ANALYZE has run, else the rowid span, an upper bound) and its least rowid;
+// both are index lookups.
+func (s *source) rowidSpan(c *liteConn) (span, lo int64, err error) {
+	var hi int64
+	var nonEmpty bool
+	err = c.query("SELECT (SELECT min(rowid) FROM "+s.table.ref.sql()+"), (SELECT max(rowid) FROM "+s.table.ref.sql()+")", nil,
+		func(q *liteStmt) error {
+			nonEmpty = q.colType(0) != typNull
+			lo, hi = q.colInt64(0), q.colInt64(1)
+			return nil
+		})
+	if err != nil || !nonEmpty {
+		return 0, 0, err
+	}
+	span = hi - lo + 1
+	// sqlite_stat1 exists only after ANALYZE; a missing table is no error.
+	_ = c.query("SELECT stat FROM "+quoteIdent(s.table.ref.schema)+".sqlite_stat1 WHERE tbl = ? COLLATE NOCASE LIMIT 1",
+		[]any{s.table.ref.name}, func(q *liteStmt) error {
+			if n, ok := parseInt([]byte(strings.Fields(q.colString(0) + " x")[0])); ok && n > 0 {
+				span = n
+			}
+			return nil
+		})
+	return span, lo, nil
+}
+
+// scanStats reads every key in order: exact row counts and exact quantiles.
+func (s *source) scanStats(ctx context.Context, c *liteConn, sampleSize int) (connectors.Stats, error) {
+	st := connectors.Stats{Exact: true, Method: "scan"}
+	countQ := func(r connectors.Range) (int64, error) {
+		where, args, err := s.where(r)
+		if err != nil {
+			return 0, err
+		}
+		var n int64
+		err = c.query("SELECT count(*) FROM "+s.from+where, args, func(q *liteStmt) error {
+			n = q.colInt64(0)
+			return nil
+		})
+		return n, err
+	}
+	var err error
+	if st.Rows, err = countQ(connectors.Range{}); err != nil {
+		return st, err
+	}
+	if st.NullRows, err = countQ(connectors.Range{Nulls: true}); err != nil {
+		return st, err
+	}
+	if st.Rows == 0 {
+		return st, nil
+	}
+	where, args, _ := s.where(connectors.Range{})
+	q := "SELECT " + strings.Join(quoted(s.keys), ", ") + " FROM " + s.from + where + " ORDER BY " + orderBy(s.keys)
+	// Evenly spaced rows, always including the first and the last.
+	step := float64(st.Rows-1) / float64(max(sampleSize-1, 1))
+	next, taken := 0.0, 0
+	keys, err := s.readKeys(c, q, args, s.keys, func(i int64) bool {
+		if i == st.Rows-1 || (float64(i) >= next && taken < sampleSize-1) {
+			taken++
+			next = float64(taken) * step
+			return true
+		}
+		return false
+	})
+	if err != nil {
+		return st, err
+	}
+	if len(keys) > 0 {
+		st.Min, st.Max, st.Sample = keys[0], keys[len(keys)-1], keys
+	}
+	return st, ctx.Err()
+}
+
+// probeStats samples a large rowid table by rowid lookups.
+func (s *source) probeStats(ctx context.Context, c *liteConn, span, lo int64, sampleSize int) (connectors.Stats, error) {
+	st := connectors.Stats{Method: "rowid probes"}
+	filter := "1"
+	if len(s.filter) > 0 {
+		filter = strings.Join(s.filter, " AND ")
+	}
+	nulls := make([]string, len(s.keys))
+	for i, k := range s.keys {
+		nulls[i] = quoteIdent(k.name) + " IS NULL"
+	}
+	// The filter's parameters come first: they are bound before the rowid.
+	q := "SELECT " + strings.Join(quoted(s.keys), ", ") + ", (" + filter + "), (" + strings.Join(nulls, " OR ") + ")" +
+		" FROM " + s.table.ref.sql() + " WHERE rowid >= ? ORDER BY rowid LIMIT 1"
+	p, err := c.prepare(q)
+	if err != nil {
+		return st, err
+	}
+	defer p.finalize()
+	probes := min(max(2*sampleSize, 200), 20_000)
+	idx := make([]int, len(s.keys))
+	all := make([]int, len(s.keys))
+	for i := range idx {
+		idx[i], all[i] = i, i
+	}
+	rr := newRowReader(memory.DefaultAllocator, s.keys, idx)
+	defer rr.release()
+	var hits, passed, nullKeys int
+	nk := len(s.keys)
+	for i := 0; i < probes; i++ {
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return st, err
+			}
+		}
+		p.reset()
+		target := lo + int64(float64(span-1)*float64(i)/float64(probes-1))
+		if err := p.bindAll(append(append([]any(nil), s.filterArgs...), target)); err != nil {
+			return st, err
+		}
+		row, err := p.step()
+		if err != nil {
+			return st, err
+		}
+		if !row {
+			continue
+		}
+		hits++
+		if p.colInt64(nk) == 0 {
+			continue
+		}
+		passed++
+		if p.colInt64(nk+1) != 0 {
+			nullKeys++
+			continue
+		}
+		if col, bad := rr.appendRow(p); bad != nil {
+			return st, &connectors.ValueError{Column: col.col.name, Value: bad.value, Reason: bad.reason}
+		}
+	}
+	rec := rr.flush()
+	defer rec.Release()
+	keys := make([]connectors.Key, rec.NumRows())
+	for i := range keys {
+		keys[i] = connectors.KeyOf(rec, all, i)
+	}
+	sort.Slice(keys, func(a, b int) bool { return connectors.CompareKeys(keys[a], keys[b]) < 0 })
+	if hits > 0 {
+		st.Rows = span * int64(passed-nullKeys) / int64(hits)
+		st.NullRows = span * int64(nullKeys) / int64(hits)
+	}
+	// Thin the sorted sample to sampleSize evenly spaced keys.
+	if len(keys) > sampleSize {
+		thin := make([]connectors.Key, sampleSize)
+		for i := range thin {
+			thin[i] = keys[i*(len(keys)-1)/max(sampleSize-1, 1)]
+		}
+		keys = thin
+	}
+	st.Sample = keys
+	// The exact ends come from the key's index (a scan without one).
+	where, args, _ := s.where(connectors.Range{})
+	for _, desc := range []bool{false, true} {
+		order := make([]string, nk)
+		for i, k := range s.keys {
+			order[i] = keyExpr(k)
+			if desc {
+				order[i] += " DESC"
+			}
+		}
+		q := "SELECT " + strings.Join(quoted(s.keys), ", ") + " FROM " + s.from + where + " ORDER BY " + strings.Join(order, ", ") + " LIMIT 1"
+		k, err := s.readKeys(c, q, args, s.keys, nil)
+		if err != nil {
+			return st, err
+		}
+		if len(k) == 1 {
+			if desc {
+				st.Max = k[0]
+			} else {
+				st.Min = k[0]
+			}
+		}
+	}
+	return st, nil
+}
+
+func quoted(cols []*column) []string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = quoteIdent(c.name)
+	}
+	return out
+}
