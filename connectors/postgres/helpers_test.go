@@ -1,0 +1,168 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/internal/testenv"
+	"github.com/jackc/pgx/v5"
+)
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// newDB returns the DSN of a fresh database and a connection to it.
+func newDB(t testing.TB) (string, *pgx.Conn) {
+	t.Helper()
+	dsn := testenv.Postgres(t)
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return dsn, conn
+}
+
+func mustExec(t testing.TB, conn *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if _, err := conn.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func openSource(t testing.TB, cfg connectors.SourceConfig) *Source {
+	t.Helper()
+	s, err := OpenSource(testCtx(t), cfg)
+	if err != nil {
+		t.Fatalf("open source: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func openSink(t testing.TB, cfg connectors.SinkConfig) *Sink {
+	t.Helper()
+	s, err := OpenSink(testCtx(t), cfg)
+	if err != nil {
+		t.Fatalf("open sink: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// readRows reads range r and returns every row as plain values
+// (connectors.ValueAt), checking batch bounds and that rows come in key
+// order as the source promises.
+func readRows(t testing.TB, s *Source, r connectors.Range) [][]any {
+	t.Helper()
+	var rows [][]any
+	err := s.Read(testCtx(t), r, func(rec arrow.RecordBatch) error {
+		if int(rec.NumRows()) > s.cfg.BatchRows {
+			t.Errorf("batch of %d rows, BatchRows is %d", rec.NumRows(), s.cfg.BatchRows)
+		}
+		for i := 0; i < int(rec.NumRows()); i++ {
+			row := make([]any, rec.NumCols())
+			for c := range row {
+				v := connectors.ValueAt(rec.Column(c), i)
+				switch x := v.(type) {
+				case []byte:
+					v = append([]byte(nil), x...)
+				case string:
+					v = string([]byte(x))
+				}
+				row[c] = v
+			}
+			rows = append(rows, row)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read %s: %v", r, err)
+	}
+	return rows
+}
+
+// firstCol returns column 0 of rows as int64s.
+func firstCol(rows [][]any) []int64 {
+	out := make([]int64, len(rows))
+	for i, r := range rows {
+		out[i] = r[0].(int64)
+	}
+	return out
+}
+
+// copyAll copies source range r into the sink with one writer and commit.
+func copyAll(t testing.TB, src *Source, snk *Sink, spec connectors.WriterSpec) int {
+	t.Helper()
+	ctx := testCtx(t)
+	schema, _ := src.Schema(ctx)
+	if spec.Schema == nil {
+		spec.Schema = schema
+	}
+	w, err := snk.OpenWriter(ctx, spec)
+	if err != nil {
+		t.Fatalf("open writer: %v", err)
+	}
+	defer w.Close()
+	n := 0
+	err = src.Read(ctx, spec.Range.Resumed(resumeKey(spec)), func(rec arrow.RecordBatch) error {
+		n += int(rec.NumRows())
+		return w.Write(ctx, rec)
+	})
+	if err != nil {
+		t.Fatalf("copy: %v", err)
+	}
+	if _, err := w.Commit(ctx); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	return n
+}
+
+func resumeKey(spec connectors.WriterSpec) connectors.Key {
+	if spec.Resume == nil {
+		return nil
+	}
+	return spec.Resume.LastKey
+}
+
+// checksum reads the whole source (key or not) and sums it.
+func checksum(t testing.TB, s *Source) connectors.Checksum {
+	t.Helper()
+	var c connectors.Checksum
+	for _, r := range []connectors.Range{{}, {Nulls: true}} {
+		if r.Nulls && len(s.keys) == 0 {
+			continue
+		}
+		if err := s.Read(testCtx(t), r, func(rec arrow.RecordBatch) error {
+			c.Add(rec, nil)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+func queryInt(t testing.TB, conn *pgx.Conn, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := conn.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+func fmtRows(rows [][]any) string {
+	s := ""
+	for _, r := range rows {
+		s += fmt.Sprintf("%v\n", r)
+	}
+	return s
+}
