@@ -1,0 +1,421 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/datashift/datashift/connectors"
+)
+
+var _ connectors.Sink = (*sink)(nil)
+
+// Bulk write methods (SinkConfig.Options["bulk"]).
+const (
+	bulkAuto   = "auto"      // LOAD DATA LOCAL, multi-row INSERT if the server refuses it
+	bulkLoad   = "load_data" // LOAD DATA LOCAL only
+	bulkInsert = "insert"    // multi-row INSERT only
+)
+
+type sink struct {
+	db      *sql.DB
+	cfg     connectors.SinkConfig
+	dsn     string // redacted
+	table   tableRef
+	mariadb bool
+	major   int // server major version
+	minor   int
+	bulk    string
+	// maxStmt bounds one multi-row INSERT (max_allowed_packet, with room).
+	maxStmt int
+	// noLoad is set once LOAD DATA LOCAL was refused; later writers insert.
+	noLoad   atomic.Bool
+	warnOnce sync.Once
+
+	mu   sync.Mutex
+	cols []*column // target columns, loaded once
+}
+
+func openSink(ctx context.Context, cfg connectors.SinkConfig) (connectors.Sink, error) {
+	if cfg.Table == "" {
+		return nil, errors.New("mysql sink: Table is empty")
+	}
+	switch cfg.Mode {
+	case "":
+		cfg.Mode = connectors.Append
+	case connectors.Append, connectors.Truncate, connectors.Upsert:
+	default:
+		return nil, fmt.Errorf("mysql sink: unknown Mode %q (append, truncate, upsert)", cfg.Mode)
+	}
+	if cfg.Mode == connectors.Upsert && len(cfg.Key) == 0 {
+		return nil, errors.New("mysql sink: Mode upsert needs Key")
+	}
+	s := &sink{cfg: cfg, bulk: bulkAuto}
+	for k, v := range cfg.Options {
+		switch k {
+		case "bulk":
+			switch v {
+			case bulkAuto, bulkLoad, bulkInsert:
+				s.bulk = v
+			default:
+				return nil, fmt.Errorf("mysql sink: option bulk=%q: want auto, load_data or insert", v)
+			}
+		default:
+			return nil, fmt.Errorf("mysql sink: unknown option %q (known: bulk)", k)
+		}
+	}
+	db, mcfg, err := openDB(ctx, cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("mysql sink: %w", err)
+	}
+	s.db, s.dsn = db, RedactDSN(cfg.DSN)
+	schema, name := splitTable(cfg.Table, mcfg.DBName)
+	s.table = tableRef{schema, name}
+	var version string
+	var packet, localInfile int64
+	err = db.QueryRowContext(ctx, "SELECT VERSION(), @@max_allowed_packet, @@local_infile").Scan(&version, &packet, &localInfile)
+	if err != nil {
+		db.Close()
+		return nil, classify(fmt.Errorf("mysql sink %s: %w", s.dsn, err))
+	}
+	s.mariadb = strings.Contains(strings.ToLower(version), "mariadb")
+	fmt.Sscanf(version, "%d.%d", &s.major, &s.minor)
+	s.maxStmt = int(min(packet-64<<10, 16<<20))
+	if s.maxStmt < 64<<10 {
+		s.maxStmt = 64 << 10
+	}
+	if s.bulk == bulkAuto && localInfile == 0 {
+		s.refuseLoad("the server has local_infile=OFF")
+	}
+	if s.bulk == bulkInsert {
+		s.noLoad.Store(true)
+	}
+	return s, nil
+}
+
+// refuseLoad switches the sink to multi-row INSERTs and says so once.
+func (s *sink) refuseLoad(why string) {
+	s.noLoad.Store(true)
+	s.warnOnce.Do(func() {
+		slog.Warn("mysql sink: LOAD DATA LOCAL INFILE refused; writing with multi-row INSERTs instead (slower)",
+			"table", s.table.String(), "dsn", s.dsn, "reason", why)
+	})
+}
+
+func (s *sink) Close() error { return s.db.Close() }
+
+// columns returns the target's columns, read once.
+func (s *sink) columns(ctx context.Context) ([]*column, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cols != nil {
+		return s.cols, nil
+	}
+	cols, err := loadColumns(ctx, s.db, s.table)
+	if err != nil {
+		return nil, err
+	}
+	s.cols = cols
+	return cols, nil
+}
+
+func (s *sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool) error {
+	cols, err := s.columns(ctx)
+	if errors.Is(err, errNoTable) {
+		if !s.cfg.CreateTable {
+			return fmt.Errorf("mysql sink: table %s does not exist (set CreateTable to create it)", s.table)
+		}
+		ddl, derr := s.createTableSQL(schema)
+		if derr != nil {
+			return fmt.Errorf("mysql sink: create %s: %w", s.table, derr)
+		}
+		if _, err := s.db.ExecContext(ctx, ddl); err != nil {
+			return classify(fmt.Errorf("mysql sink: create %s: %w", s.table, err))
+		}
+		cols, err = s.columns(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("mysql sink: %w", err)
+	}
+	if _, err := s.targets(schema, cols); err != nil {
+		return err
+	}
+	if s.cfg.Mode == connectors.Upsert {
+		if err := s.checkUniqueKey(ctx); err != nil {
+			return err
+		}
+	}
+	if truncate {
+		if _, err := s.db.ExecContext(ctx, "TRUNCATE TABLE "+s.table.quoted()); err != nil {
+			return classify(fmt.Errorf("mysql sink: truncate %s: %w", s.table, err))
+		}
+	}
+	return nil
+}
+
+// targets pairs each schema field with its target column; the error names
+// the first field the table does not have.
+func (s *sink) targets(schema *arrow.Schema, cols []*column) ([]fieldTarget, error) {
+	out := make([]fieldTarget, schema.NumFields())
+	for i, f := range schema.Fields() {
+		c := findColumn(cols, f.Name)
+		if c == nil {
+			return nil, fmt.Errorf("mysql sink: table %s has no column %q (columns: %s)", s.table, f.Name, strings.Join(columnNames(cols), ", "))
+		}
+		// In a CHARACTER SET binary load, a UUID column would take the 36
+		// bytes of text for a binary UUID, and MySQL's JSON refuses binary.
+		viaVar := c.kind == kBit || c.kind == kUUID || c.dataType == "json" && !s.mariadb ||
+			(c.kind == kString || c.kind == kJSON) && c.charset != "utf8mb4" && c.charset != "binary" && c.charset != ""
+		out[i] = fieldTarget{field: f, target: c, viaVar: viaVar}
+	}
+	for _, k := range s.cfg.Key {
+		if schema.FieldIndices(k) == nil {
+			return nil, fmt.Errorf("mysql sink: key column %q is not in the rows written to %s", k, s.table)
+		}
+		if findColumn(cols, k) == nil {
+			return nil, fmt.Errorf("mysql sink: table %s has no key column %q", s.table, k)
+		}
+	}
+	return out, nil
+}
+
+// checkUniqueKey makes sure REPLACE has a unique index on Key to replace
+// by; without one an upsert would silently append.
+func (s *sink) checkUniqueKey(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX`,
+		s.table.schema, s.table.name)
+	if err != nil {
+		return classify(fmt.Errorf("mysql sink: indexes of %s: %w", s.table, err))
+	}
+	defer rows.Close()
+	idx := map[string][]string{}
+	for rows.Next() {
+		var name, col string
+		if err := rows.Scan(&name, &col); err != nil {
+			return classify(err)
+		}
+		idx[name] = append(idx[name], strings.ToLower(col))
+	}
+	if err := rows.Err(); err != nil {
+		return classify(err)
+	}
+	want := make([]string, len(s.cfg.Key))
+	for i, k := range s.cfg.Key {
+		want[i] = strings.ToLower(k)
+	}
+	slices.Sort(want)
+	for _, cols := range idx {
+		got := slices.Clone(cols)
+		slices.Sort(got)
+		if slices.Equal(got, want) {
+			return nil
+		}
+	}
+	return fmt.Errorf("mysql sink: upsert into %s needs a PRIMARY KEY or UNIQUE index on (%s)", s.table, strings.Join(s.cfg.Key, ", "))
+}
+
+// textKeyCollation is a byte-order, no-pad collation: keys compare as
+// bytes in the index, and 'a' and 'a ' are different keys.
+func (s *sink) textKeyCollation() string {
+	switch {
+	case s.mariadb:
+		return "utf8mb4_nopad_bin"
+	case s.major >= 8:
+		return "utf8mb4_0900_bin"
+	}
+	return "utf8mb4_bin"
+}
+
+// createTableSQL is the CREATE TABLE for schema (TYPES.md).
+func (s *sink) createTableSQL(schema *arrow.Schema) (string, error) {
+	isKey := map[string]bool{}
+	for _, k := range s.cfg.Key {
+		isKey[k] = true
+	}
+	var defs []string
+	nullableKey := false
+	for _, f := range schema.Fields() {
+		typ, err := s.columnType(f, isKey[f.Name])
+		if err != nil {
+			return "", err
+		}
+		def := quoteIdent(f.Name) + " " + typ
+		switch {
+		case !f.Nullable && strings.HasPrefix(typ, "TIMESTAMP"):
+			// An explicit default stops the first TIMESTAMP NOT NULL column
+			// from getting ON UPDATE CURRENT_TIMESTAMP.
+			def += " NOT NULL DEFAULT '1970-01-01 00:00:01'"
+		case !f.Nullable:
+			def += " NOT NULL"
+		default:
+			def += " NULL"
+		}
+		if isKey[f.Name] && f.Nullable {
+			nullableKey = true
+		}
+		defs = append(defs, def)
+	}
+	if len(s.cfg.Key) > 0 {
+		keys := make([]string, len(s.cfg.Key))
+		for i, k := range s.cfg.Key {
+			if schema.FieldIndices(k) == nil {
+				return "", fmt.Errorf("key column %q is not in the schema", k)
+			}
+			keys[i] = quoteIdent(k)
+		}
+		if nullableKey {
+			// A PRIMARY KEY cannot hold the NULL keys the source has.
+			defs = append(defs, "UNIQUE KEY `datashift_key` ("+strings.Join(keys, ", ")+")")
+		} else {
+			defs = append(defs, "PRIMARY KEY ("+strings.Join(keys, ", ")+")")
+		}
+	}
+	return "CREATE TABLE IF NOT EXISTS " + s.table.quoted() + " (\n  " + strings.Join(defs, ",\n  ") +
+		"\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin", nil
+}
+
+// columnType maps an Arrow field to a column type (TYPES.md).
+func (s *sink) columnType(f arrow.Field, key bool) (string, error) {
+	logical := connectors.Logical(f)
+	switch t := f.Type.(type) {
+	case *arrow.Int8Type:
+		return "TINYINT", nil
+	case *arrow.Int16Type:
+		return "SMALLINT", nil
+	case *arrow.Int32Type:
+		return "INT", nil
+	case *arrow.Int64Type:
+		return "BIGINT", nil
+	case *arrow.Uint8Type:
+		return "TINYINT UNSIGNED", nil
+	case *arrow.Uint16Type:
+		return "SMALLINT UNSIGNED", nil
+	case *arrow.Uint32Type:
+		return "INT UNSIGNED", nil
+	case *arrow.Uint64Type:
+		return "BIGINT UNSIGNED", nil
+	case *arrow.Float32Type:
+		return "FLOAT", nil
+	case *arrow.Float64Type:
+		return "DOUBLE", nil
+	case *arrow.BooleanType:
+		return "BOOLEAN", nil
+	case *arrow.Decimal128Type:
+		return fmt.Sprintf("DECIMAL(%d,%d)", t.Precision, t.Scale), nil
+	case *arrow.Decimal256Type:
+		if t.Precision > 65 || t.Scale > 30 {
+			return "", fmt.Errorf("column %q: %s does not fit DECIMAL(65,30)", f.Name, t)
+		}
+		return fmt.Sprintf("DECIMAL(%d,%d)", t.Precision, t.Scale), nil
+	case *arrow.StringType, *arrow.LargeStringType:
+		switch logical {
+		case connectors.LogicalNumeric:
+			return "DECIMAL(65,30)", nil
+		case connectors.LogicalJSON:
+			if !key {
+				return "JSON", nil
+			}
+		case connectors.LogicalUUID:
+			return s.uuidType(), nil
+		}
+		if key {
+			return "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE " + s.textKeyCollation(), nil
+		}
+		return "LONGTEXT", nil
+	case *arrow.BinaryType, *arrow.LargeBinaryType:
+		if key {
+			return "VARBINARY(255)", nil
+		}
+		return "LONGBLOB", nil
+	case *arrow.FixedSizeBinaryType:
+		if t.ByteWidth == 16 && logical == connectors.LogicalUUID {
+			return s.uuidType(), nil
+		}
+		return fmt.Sprintf("BINARY(%d)", t.ByteWidth), nil
+	case *arrow.Date32Type, *arrow.Date64Type:
+		return "DATE", nil
+	case *arrow.TimestampType:
+		if t.TimeZone != "" {
+			return "TIMESTAMP(6)", nil
+		}
+		return "DATETIME(6)", nil
+	case *arrow.Time32Type, *arrow.Time64Type:
+		return "TIME(6)", nil
+	}
+	return "", fmt.Errorf("column %q: no MariaDB type for Arrow type %s", f.Name, f.Type)
+}
+
+// uuidType is MariaDB's UUID type where it exists (10.7+), else its text.
+func (s *sink) uuidType() string {
+	if s.mariadb && (s.major > 10 || s.major == 10 && s.minor >= 7) {
+		return "UUID"
+	}
+	return "CHAR(36) CHARACTER SET ascii COLLATE ascii_bin"
+}
+
+func (s *sink) OpenWriter(ctx context.Context, spec connectors.WriterSpec) (connectors.Writer, error) {
+	cols, err := s.columns(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("mysql sink: %w", err)
+	}
+	targets, err := s.targets(spec.Schema, cols)
+	if err != nil {
+		return nil, err
+	}
+	var keyIdx []int
+	if len(s.cfg.Key) > 0 {
+		if keyIdx, err = connectors.ColumnIndexes(spec.Schema, s.cfg.Key); err != nil {
+			return nil, fmt.Errorf("mysql sink %s: key: %w", s.table, err)
+		}
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, classify(fmt.Errorf("mysql sink %s: %w", s.table, err))
+	}
+	if spec.Resume != nil && s.cfg.Mode != connectors.Upsert {
+		if err := s.deleteResumed(ctx, conn, spec, cols); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	return newWriter(s, conn, spec, targets, keyIdx)
+}
+
+// deleteResumed removes what the target holds of the partition's range past
+// the checkpoint, with the byte-order predicates the source reads with.
+func (s *sink) deleteResumed(ctx context.Context, conn *sql.Conn, spec connectors.WriterSpec, cols []*column) error {
+	if len(s.cfg.Key) == 0 {
+		if s.cfg.Mode != connectors.Truncate {
+			return fmt.Errorf("mysql sink %s: cannot resume partition %s without Key in append mode (rows already there cannot be told apart)", s.table, spec.Partition)
+		}
+	}
+	keys := make([]*column, len(s.cfg.Key))
+	for i, k := range s.cfg.Key {
+		keys[i] = findColumn(cols, k)
+	}
+	r := spec.Range
+	if spec.Resume.LastKey != nil {
+		r = r.Resumed(spec.Resume.LastKey)
+	}
+	cond, args, err := rangeWhere(keys, "", r)
+	if err != nil {
+		return fmt.Errorf("mysql sink %s: resume partition %s: %w", s.table, spec.Partition, err)
+	}
+	q := "DELETE FROM " + s.table.quoted()
+	if cond != "" {
+		q += " WHERE " + cond
+	}
+	if _, err := conn.ExecContext(ctx, q, args...); err != nil {
+		return classify(fmt.Errorf("mysql sink %s: resume partition %s: delete range %s: %w", s.table, spec.Partition, r, err))
+	}
+	return nil
+}
