@@ -156,8 +156,14 @@ func crashChild(file string) {
 		func() error { _, err := a.Create(ctx, "/jobs", nil, 0); return err },
 		func() error { _, err := a.Create(ctx, "/jobs/j1", []byte("spec"), 0); return err },
 		func() error { _, err := a.Create(ctx, "/nodes", nil, 0); return err },
-		func() error { _, err := a.Create(ctx, "/nodes/node-", nil, store.Ephemeral|store.Sequential); return err },
-		func() error { _, err := b.Create(ctx, "/nodes/node-", nil, store.Ephemeral|store.Sequential); return err },
+		func() error {
+			_, err := a.Create(ctx, "/nodes/node-", nil, store.Ephemeral|store.Sequential)
+			return err
+		},
+		func() error {
+			_, err := b.Create(ctx, "/nodes/node-", nil, store.Ephemeral|store.Sequential)
+			return err
+		},
 		func() error { _, err := b.Create(ctx, "/leader", nil, store.Ephemeral); return err },
 	} {
 		if err := step(); err != nil {

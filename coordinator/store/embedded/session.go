@@ -17,8 +17,8 @@ import (
 // session ID after Expire; only Close ends it.
 type Session struct {
 	db      *DB
-	id      int64 // guarded by db.mu
-	closed  bool  // guarded by db.mu
+	id      int64               // guarded by db.mu
+	closed  bool                // guarded by db.mu
 	watches map[*watch]struct{} // guarded by db.watchMu
 	events  *fanout.Fanout[store.SessionEvent]
 }

@@ -359,6 +359,14 @@ func testSequential(t *testing.T, newStore NewStore, _ Expire) {
 	if a != "/q2/0000000001" || b != "/q2/e-0000000002" {
 		t.Fatalf("got %q and %q, want /q2/0000000001 and /q2/e-0000000002", a, b)
 	}
+	// At the root too (under a chroot, the name stays inside it).
+	top := of(s.Create(ctx, "/", nil, store.Sequential)).ok(t)
+	if _, ok := store.Sequence(top); !ok || store.Parent(top) != "/" || len(top) != 1+store.SequenceDigits {
+		t.Fatalf("sequential create at the root made %q, want /NNNNNNNNNN", top)
+	}
+	if kids := of(s.Children(ctx, "/")).ok(t); !slices.Contains(kids, top[1:]) {
+		t.Fatalf("root children %v lack %s", kids, top)
+	}
 	// The number is in the name the caller keeps; the data is untouched.
 	data, _ := of2(s.Get(ctx, names[3])).ok(t)
 	if !bytes.Equal(data, []byte{3}) {
@@ -619,7 +627,7 @@ func testMultiResults(t *testing.T, newStore NewStore, _ Expire) {
 	s, other := newStore(t), newStore(t)
 	of(s.Create(ctx, "/r", nil, 0)).ok(t)
 	of(s.Create(ctx, "/r/gone", nil, 0)).ok(t)
-	_, dataWatch := of2(other.ChildrenW(ctx, "/r")).ok(t)
+	_, childWatch := of2(other.ChildrenW(ctx, "/r")).ok(t)
 
 	res, err := s.Multi(ctx,
 		store.CheckOp("/r", 0),
@@ -646,7 +654,7 @@ func testMultiResults(t *testing.T, newStore NewStore, _ Expire) {
 	if _, st := of2(other.Get(ctx, "/r/eph")).ok(t); st.EphemeralOwner == 0 {
 		t.Fatal("ephemeral create in a Multi made a persistent node")
 	}
-	waitEvent(t, dataWatch, store.EventChildrenChanged, "/r")
+	waitEvent(t, childWatch, store.EventChildrenChanged, "/r")
 
 	res, err = s.Multi(ctx)
 	if err != nil || len(res) != 0 {

@@ -24,7 +24,7 @@ func (s *Store) Multi(ctx context.Context, ops ...store.Op) ([]store.OpResult, e
 		p := s.abs(op.Path)
 		switch op.Kind {
 		case store.OpCreate:
-			reqs[i] = &zk.CreateRequest{Path: p, Data: op.Data, Acl: openACL, Flags: zkFlags(op.Flags)}
+			reqs[i] = &zk.CreateRequest{Path: s.absCreate(op.Path, op.Flags), Data: op.Data, Acl: openACL, Flags: zkFlags(op.Flags)}
 		case store.OpSet:
 			reqs[i] = &zk.SetDataRequest{Path: p, Data: op.Data, Version: op.Version}
 		case store.OpDelete:
@@ -80,4 +80,3 @@ func (s *Store) Multi(ctx context.Context, ops ...store.Op) ([]store.OpResult, e
 	}
 	return out, nil
 }
-

@@ -138,7 +138,7 @@ func (s *Store) Create(ctx context.Context, path string, data []byte, flags stor
 		return "", s.fail("create", path, err)
 	}
 	made, err := run(ctx, s, func() (string, error) {
-		return s.conn.Create(s.abs(path), data, zkFlags(flags), openACL)
+		return s.conn.Create(s.absCreate(path, flags), data, zkFlags(flags), openACL)
 	})
 	if err != nil {
 		return "", s.fail("create", path, err)

@@ -53,10 +53,13 @@ type Store struct {
 	log  *slog.Logger
 
 	connReady chan struct{} // closed once conn is set; the event callback waits for it
+	dial      func(network, address string, timeout time.Duration) (net.Conn, error)
+	timeout   time.Duration // session timeout asked for
 
 	mu        sync.Mutex
 	state     store.SessionState
 	sessionID int64
+	creds     creds // of the latest session, for Expire
 	closed    bool
 	events    *fanout.Fanout[store.SessionEvent]
 }
@@ -94,11 +97,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		root:      root,
 		log:       log,
 		connReady: make(chan struct{}),
+		timeout:   cfg.SessionTimeout,
 		events:    fanout.New[store.SessionEvent](),
 	}
-	dial := cfg.Dialer
-	if dial == nil {
-		dial = net.DialTimeout
+	s.dial = cfg.Dialer
+	if s.dial == nil {
+		s.dial = net.DialTimeout
 	}
 	conn, _, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
 		zk.WithLogger(zkLogger{log}),
@@ -106,7 +110,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		// this a flapping network fills the log. Errors still reach Debug.
 		zk.WithLogInfo(false),
 		zk.WithEventCallback(s.onEvent),
-		zk.WithDialer(dial),
+		zk.WithDialer(s.dialer(s.dial)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("zkstore: connect %v: %w", cfg.Servers, err)
@@ -237,6 +241,15 @@ func (s *Store) abs(p string) string {
 		return s.root
 	}
 	return s.root + p
+}
+
+// absCreate is abs for a Create: a sequential create at "/" names a child
+// of the root, so under a chroot it must not become a sibling of the root.
+func (s *Store) absCreate(p string, flags store.Flags) string {
+	if p == "/" && flags&store.Sequential != 0 && s.root != "" {
+		return s.root + "/"
+	}
+	return s.abs(p)
 }
 
 // rel maps a server path back under the chroot.
