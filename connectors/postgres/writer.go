@@ -28,6 +28,7 @@ type writer struct {
 	conn      *pgx.Conn
 	schema    *arrow.Schema
 	encs      []encoder
+	notNull   []bool // target columns that refuse NULL
 	keyIdx    []int
 	partition string
 
@@ -54,12 +55,14 @@ var _ connectors.Writer = (*writer)(nil)
 // upserts and for columns written as text and cast by the server.
 func (w *writer) plan(targets []column) {
 	s := w.sink
+	w.notNull = make([]bool, len(targets))
 	names := make([]string, len(targets))
 	stageCols := make([]string, len(targets))
 	selects := make([]string, len(targets))
 	staged := s.cfg.Mode == connectors.Upsert
 	for i := range targets {
 		t := &targets[i]
+		w.notNull[i] = t.notNull
 		names[i] = quoteIdent(t.name)
 		selects[i] = names[i]
 		stageCols[i] = names[i] + " " + t.sqlType
@@ -197,7 +200,16 @@ func (w *writer) encode(rec arrow.RecordBatch) error {
 		rowLen[i] = 2
 	}
 	for c, enc := range w.encs {
-		if bad := enc.size(rec.Column(c), rowLen); bad != nil {
+		arr := rec.Column(c)
+		if w.notNull[c] && arr.NullN() > 0 {
+			row := 0
+			for arr.IsValid(row) {
+				row++
+			}
+			return &connectors.ValueError{Column: w.schema.Field(c).Name, Key: w.key(rec, row),
+				Value: "NULL", Reason: "the target column is NOT NULL"}
+		}
+		if bad := enc.size(arr, rowLen); bad != nil {
 			return &connectors.ValueError{
 				Column: w.schema.Field(c).Name,
 				Key:    w.key(rec, bad.row),
