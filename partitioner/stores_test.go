@@ -405,6 +405,14 @@ func TestPostgresSkewedMillion(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
+	checkSkewBalance(t, src)
+}
+
+// checkSkewBalance plans the million-row table skew into 16 partitions and
+// checks with real counts that the largest holds at most 1.5× the mean.
+func checkSkewBalance(t *testing.T, src connectors.Source) {
+	t.Helper()
+	ctx := context.Background()
 	const parts = 16
 	plan, err := partitioner.PlanSource(ctx, src, []string{"id"}, partitioner.Options{TargetRows: 1_000_000 / parts, MaxPartitions: 64})
 	if err != nil {
@@ -413,10 +421,11 @@ func TestPostgresSkewedMillion(t *testing.T) {
 	if err := plan.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	counter := src.(connectors.Counter)
 	counts := make([]int64, len(plan.Partitions))
 	var sum int64
 	for i, pt := range plan.Partitions {
-		if counts[i], err = src.Count(ctx, pt.Range); err != nil {
+		if counts[i], err = counter.Count(ctx, pt.Range); err != nil {
 			t.Fatal(err)
 		}
 		sum += counts[i]
@@ -432,4 +441,29 @@ func TestPostgresSkewedMillion(t *testing.T) {
 	if ratio > 1.5 {
 		t.Errorf("largest partition is %.2f× the mean\n%s", ratio, describe(plan))
 	}
+}
+
+// TestSQLiteSkewedMillion is TestPostgresSkewedMillion on SQLite, whose
+// connector samples a big table by probing its rowids.
+func TestSQLiteSkewedMillion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("million-row table")
+	}
+	// Fails today (max/mean ≈ 58 over 64 partitions): connectors/sqlite
+	// probeStats assumes dense rowids. It probes evenly spaced rowids between
+	// min and max, so with INTEGER PRIMARY KEY keys the sample is uniform over
+	// the key space, not over the rows, and the row estimate is the rowid span
+	// (~1e9 here for 1e6 rows). Remove this skip once Stats samples rows.
+	t.Skip("known bug in connectors/sqlite Stats on sparse rowids; see the comment above")
+	s := stores[2].open(t)
+	db := s.open(t)
+	for _, q := range []string{
+		"CREATE TABLE skew (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)",
+		// 900,000 keys in [11, 9,900,000], 100,000 in (10,000,000, 1,000,000,000].
+		"WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 900000) INSERT INTO skew SELECT n * 11, 0 FROM g",
+		"WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 100000) INSERT INTO skew SELECT 10000000 + n * 9900, 0 FROM g",
+	} {
+		s.exec(t, db, q)
+	}
+	checkSkewBalance(t, s.source(t, "skew", []string{"id"}))
 }
