@@ -2,7 +2,6 @@ package store
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -88,9 +87,12 @@ func Sequence(name string) (int64, bool) {
 	if len(name) < SequenceDigits {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(name[len(name)-SequenceDigits:], 10, 64)
-	if err != nil || n < 0 {
-		return 0, false
+	var n int64
+	for _, c := range []byte(name[len(name)-SequenceDigits:]) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
 	}
 	return n, true
 }
