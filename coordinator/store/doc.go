@@ -63,6 +63,11 @@
 // may survive: calls fail with ErrConnectionLoss, whose outcome for a write
 // is unknown (the server may have applied it), so read before retrying.
 // Ephemeral nodes and watches survive a disconnection that ends in time.
+// A ZooKeeper client learns that its session expired only when it reaches a
+// server again; while cut off it sees just Disconnected. So once
+// Disconnected has lasted the session timeout, assume the session is gone:
+// stop work that others will now take over (running partitions, acting as
+// leader). Writes need no such care, as fenced writes fail on their own.
 //
 // # 4. Sequence numbers are per parent and only grow
 //
