@@ -1,0 +1,495 @@
+package mysql
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/datashift/datashift/connectors"
+)
+
+func ids(db *sql.DB, t *testing.T, q string) []int64 {
+	t.Helper()
+	rows, err := db.Query(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
+func seq(lo, hi int64) []int64 { // [lo, hi]
+	var out []int64
+	for i := lo; i <= hi; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+func texts(n int, s string) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+// Resume deletes exactly the rows of the range past the checkpoint.
+func TestResumeDeletesIntRange(t *testing.T) {
+	dsn, db := testDB(t)
+	snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "r", Key: []string{"id"}, CreateTable: true})
+	rec := intTextRecord(seq(1, 100), texts(100, "x"))
+	defer rec.Release()
+	if err := snk.Prepare(testCtx(t), rec.Schema(), false); err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, snk, connectors.WriterSpec{Partition: "all", Schema: rec.Schema()}, rec)
+
+	// [20, 60) resumed after 35: 36..59 go, the rest stays.
+	spec := connectors.WriterSpec{Partition: "p1", Schema: rec.Schema(),
+		Range:  connectors.Range{Lo: connectors.Key{int64(20)}, Hi: connectors.Key{int64(60)}},
+		Resume: &connectors.ResumePoint{LastKey: connectors.Key{int64(35)}}}
+	writeAll(t, snk, spec)
+	want := append(seq(1, 35), seq(60, 100)...)
+	if got := ids(db, t, "SELECT id FROM r ORDER BY id"); !slices.Equal(got, want) {
+		t.Fatalf("after resume at 35 in [20,60): %v", got)
+	}
+	// No checkpoint yet: the whole range [60, 80) goes.
+	spec = connectors.WriterSpec{Partition: "p2", Schema: rec.Schema(),
+		Range: connectors.Range{Lo: connectors.Key{int64(60)}, Hi: connectors.Key{int64(80)}}, Resume: &connectors.ResumePoint{}}
+	writeAll(t, snk, spec)
+	want = append(seq(1, 35), seq(80, 100)...)
+	if got := ids(db, t, "SELECT id FROM r ORDER BY id"); !slices.Equal(got, want) {
+		t.Fatalf("after resume of [60,80) from the start: %v", got)
+	}
+	// The last partition, open above, resumed after 90, then rewritten.
+	more := intTextRecord(seq(91, 95), texts(5, "y"))
+	defer more.Release()
+	spec = connectors.WriterSpec{Partition: "p3", Schema: rec.Schema(),
+		Range:  connectors.Range{Lo: connectors.Key{int64(80)}},
+		Resume: &connectors.ResumePoint{LastKey: connectors.Key{int64(90)}}}
+	writeAll(t, snk, spec, more)
+	want = append(seq(1, 35), seq(80, 95)...)
+	if got := ids(db, t, "SELECT id FROM r ORDER BY id"); !slices.Equal(got, want) {
+		t.Fatalf("after resume of [80,∞) at 90 and rewrite of 91..95: %v", got)
+	}
+}
+
+// Resume on text keys compares bytes, in a table the sink created (byte
+// order collation) and in one it did not (case-insensitive collation).
+func TestResumeDeletesTextRange(t *testing.T) {
+	dsn, db := testDB(t)
+	exec(t, db, "CREATE TABLE ci (k VARCHAR(20) NOT NULL, s TEXT, PRIMARY KEY (k(20)))")
+	for _, table := range []string{"created", "ci"} {
+		t.Run(table, func(t *testing.T) {
+			schema := arrow.NewSchema([]arrow.Field{{Name: "k", Type: arrow.BinaryTypes.String}, {Name: "s", Type: arrow.BinaryTypes.String, Nullable: true}}, nil)
+			snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: table, Key: []string{"k"}, CreateTable: true})
+			if err := snk.Prepare(testCtx(t), schema, false); err != nil {
+				t.Fatal(err)
+			}
+			// Under the ci collation 'a' = 'A' = 'a ': keep one of each class.
+			vals := []string{"A", "B", "Z", "a\t", "ab", "c", "é", "😀", "中", ""}
+			if table == "created" {
+				vals = trickyTexts
+			}
+			b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+			for _, v := range vals {
+				b.Field(0).(*array.StringBuilder).Append(v)
+				b.Field(1).(*array.StringBuilder).Append("x")
+			}
+			rec := b.NewRecordBatch()
+			b.Release()
+			defer rec.Release()
+			writeAll(t, snk, connectors.WriterSpec{Partition: "all", Schema: schema}, rec)
+
+			lo, after, hi := "B", "Z", "é"
+			writeAll(t, snk, connectors.WriterSpec{Partition: "p", Schema: schema,
+				Range:  connectors.Range{Lo: connectors.Key{lo}, Hi: connectors.Key{hi}},
+				Resume: &connectors.ResumePoint{LastKey: connectors.Key{after}}})
+			var want []string
+			for _, v := range vals {
+				if v > after && v < hi { // Go compares strings by bytes
+					continue
+				}
+				want = append(want, v)
+			}
+			slices.Sort(want)
+			rows, err := db.Query("SELECT k FROM " + quoteIdent(table) + " ORDER BY CAST(k AS BINARY)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for rows.Next() {
+				var s string
+				rows.Scan(&s)
+				got = append(got, s)
+			}
+			rows.Close()
+			if !slices.Equal(got, want) {
+				t.Errorf("after resume of [%q,%q) at %q:\n got %q\nwant %q", lo, hi, after, got, want)
+			}
+		})
+	}
+}
+
+// Composite keys and the NULL range: resume in the NULL partition clears
+// only rows with a NULL key.
+func TestResumeCompositeAndNulls(t *testing.T) {
+	dsn, db := testDB(t)
+	exec(t, db, "CREATE TABLE c (a INT NULL, b VARCHAR(10) NULL, UNIQUE KEY (a, b))")
+	for a := 1; a <= 3; a++ {
+		for _, b := range []string{"a", "B", "c"} {
+			exec(t, db, "INSERT INTO c VALUES (?, ?)", a, b)
+		}
+	}
+	exec(t, db, "INSERT INTO c VALUES (NULL, 'a'), (2, NULL)")
+	schema := arrow.NewSchema([]arrow.Field{{Name: "a", Type: arrow.PrimitiveTypes.Int32, Nullable: true}, {Name: "b", Type: arrow.BinaryTypes.String, Nullable: true}}, nil)
+	snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "c", Key: []string{"a", "b"}})
+	// [(1,"a"), (3,"B")) after (2,"B"): (2,"a") and (2,"c") go ("B" < "a" < "c" in bytes: only (2,"a"), (2,"c")).
+	writeAll(t, snk, connectors.WriterSpec{Partition: "p", Schema: schema,
+		Range:  connectors.Range{Lo: connectors.Key{int64(1), "a"}, Hi: connectors.Key{int64(3), "B"}},
+		Resume: &connectors.ResumePoint{LastKey: connectors.Key{int64(2), "B"}}})
+	if n := count(t, db, "SELECT COUNT(*) FROM c WHERE a = 2 AND b IS NOT NULL"); n != 1 {
+		t.Errorf("%d rows with a=2 left, want 1 (2,'B')", n)
+	}
+	if n := count(t, db, "SELECT COUNT(*) FROM c"); n != 9 {
+		t.Errorf("%d rows left, want 9", n)
+	}
+	writeAll(t, snk, connectors.WriterSpec{Partition: "nulls", Schema: schema,
+		Range: connectors.Range{Nulls: true}, Resume: &connectors.ResumePoint{}})
+	if n := count(t, db, "SELECT COUNT(*) FROM c"); n != 7 {
+		t.Errorf("%d rows left after resuming the NULL range, want 7", n)
+	}
+}
+
+func TestModes(t *testing.T) {
+	for _, bulk := range []string{bulkLoad, bulkInsert} {
+		t.Run(bulk, func(t *testing.T) {
+			dsn, db := testDB(t)
+			opts := map[string]string{"bulk": bulk}
+			first := intTextRecord(seq(1, 10), texts(10, "v1"))
+			defer first.Release()
+			second := intTextRecord(seq(5, 15), texts(11, "v2"))
+			defer second.Release()
+			spec := connectors.WriterSpec{Partition: "p", Schema: first.Schema()}
+
+			// Append, then append the same keys again: the duplicate is an
+			// error, not a silently skipped row.
+			snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "m", Key: []string{"id"}, CreateTable: true, Options: opts})
+			if err := snk.Prepare(testCtx(t), first.Schema(), false); err != nil {
+				t.Fatal(err)
+			}
+			writeAll(t, snk, spec, first)
+			err := tryWriteAll(snk, spec, second)
+			if err == nil || !strings.Contains(err.Error(), "Duplicate entry '5'") {
+				t.Fatalf("appending a duplicate key: %v", err)
+			}
+			if n := count(t, db, "SELECT COUNT(*) FROM m"); n != 10 {
+				t.Errorf("after the failed append: %d rows, want 10 (rolled back)", n)
+			}
+
+			// Upsert replaces by key.
+			up := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "m", Key: []string{"id"}, Mode: connectors.Upsert, Options: opts})
+			if err := up.Prepare(testCtx(t), first.Schema(), false); err != nil {
+				t.Fatal(err)
+			}
+			writeAll(t, up, spec, second)
+			if n := count(t, db, "SELECT COUNT(*) FROM m"); n != 15 {
+				t.Errorf("after upsert: %d rows, want 15", n)
+			}
+			if n := count(t, db, "SELECT COUNT(*) FROM m WHERE s = 'v2'"); n != 11 {
+				t.Errorf("after upsert: %d rows with v2, want 11", n)
+			}
+			// Upserting again is idempotent, and so is a resumed upsert.
+			writeAll(t, up, connectors.WriterSpec{Partition: "p", Schema: first.Schema(),
+				Resume: &connectors.ResumePoint{LastKey: connectors.Key{int64(7)}}}, second)
+			if n := count(t, db, "SELECT COUNT(*) FROM m"); n != 15 {
+				t.Errorf("after second upsert: %d rows, want 15", n)
+			}
+
+			// Truncate empties the table once, then writes.
+			tr := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "m", Key: []string{"id"}, Mode: connectors.Truncate, Options: opts})
+			if err := tr.Prepare(testCtx(t), first.Schema(), true); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(t, db, "SELECT COUNT(*) FROM m"); n != 0 {
+				t.Errorf("after truncate: %d rows", n)
+			}
+			writeAll(t, tr, spec, first)
+			if got := ids(db, t, "SELECT id FROM m ORDER BY id"); !slices.Equal(got, seq(1, 10)) {
+				t.Errorf("after truncate and write: %v", got)
+			}
+
+			// Close without Commit leaves nothing behind.
+			w, err := tr.OpenWriter(testCtx(t), connectors.WriterSpec{Partition: "x", Schema: first.Schema()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			more := intTextRecord(seq(100, 110), texts(11, "gone"))
+			defer more.Release()
+			if err := w.Write(testCtx(t), more); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			if n := count(t, db, "SELECT COUNT(*) FROM m"); n != 10 {
+				t.Errorf("after close without commit: %d rows, want 10", n)
+			}
+		})
+	}
+}
+
+// Several commits on one writer: each commit is durable on its own.
+func TestWriterSeveralCommits(t *testing.T) {
+	dsn, db := testDB(t)
+	a := intTextRecord(seq(1, 5000), texts(5000, strings.Repeat("é", 50)))
+	defer a.Release()
+	b := intTextRecord(seq(5001, 9000), texts(4000, "b"))
+	defer b.Release()
+	snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "sc", Key: []string{"id"}, CreateTable: true})
+	if err := snk.Prepare(testCtx(t), a.Schema(), false); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	w, err := snk.OpenWriter(ctx, connectors.WriterSpec{Partition: "p", Schema: a.Schema()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i, rec := range []arrow.RecordBatch{a, b} {
+		if err := w.Write(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(t, db, "SELECT COUNT(*) FROM sc"); n != int64(i*5000) {
+			t.Errorf("before commit %d: %d rows visible", i, n)
+		}
+		if _, err := w.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(t, db, "SELECT COUNT(*) FROM sc"); n != 9000 {
+		t.Errorf("after two commits: %d rows, want 9000", n)
+	}
+	src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "sc", Key: []string{"id"}})
+	var want connectors.Checksum
+	want.Add(a, nil)
+	want.Add(b, nil)
+	if got := checksum(t, src, connectors.Range{}); got != want {
+		t.Errorf("checksum %s, want %s", got, want)
+	}
+}
+
+// valueCase writes row 41 (good) and row 42 (bad) into one column.
+type valueCase struct {
+	col   string
+	field arrow.Field
+	good  any
+	bad   any
+	why   string // part of the error
+}
+
+func buildValueRecord(c valueCase) arrow.RecordBatch {
+	schema := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}, c.field}, nil)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	defer b.Release()
+	b.Field(0).(*array.Int64Builder).AppendValues([]int64{41, 42}, nil)
+	for _, v := range []any{c.good, c.bad} {
+		fb := b.Field(1)
+		if v == nil {
+			fb.AppendNull()
+			continue
+		}
+		switch x := fb.(type) {
+		case *array.StringBuilder:
+			x.BinaryBuilder.Append([]byte(v.(string)))
+		case *array.Int64Builder:
+			x.Append(v.(int64))
+		case *array.Int32Builder:
+			x.Append(v.(int32))
+		case *array.Uint64Builder:
+			x.Append(v.(uint64))
+		case *array.Float64Builder:
+			x.Append(v.(float64))
+		case *array.Decimal128Builder:
+			x.Append(v.(decimal128.Num))
+		case *array.TimestampBuilder:
+			x.Append(v.(arrow.Timestamp))
+		default:
+			panic(fmt.Sprintf("builder %T", fb))
+		}
+	}
+	return b.NewRecordBatch()
+}
+
+// A value the column cannot hold fails with a ValueError naming the column
+// and the row's key, and nothing of the batch is stored.
+func TestValueErrors(t *testing.T) {
+	dsn, db := testDB(t)
+	exec(t, db, `CREATE TABLE v (id BIGINT PRIMARY KEY, s VARCHAR(5), d DECIMAL(5,2), i INT, u BIGINT,
+		t TEXT, nn INT NOT NULL DEFAULT 0, ts TIMESTAMP(6) NULL, dt DATE, j JSON, f FLOAT, tn TINYTEXT, dt0 DATETIME)`)
+	str := func(name string) arrow.Field { return arrow.Field{Name: name, Type: arrow.BinaryTypes.String, Nullable: true} }
+	cases := []valueCase{
+		{"s", str("s"), "héllo", "toolong", "7 characters do not fit varchar(5)"},
+		{"d", arrow.Field{Name: "d", Type: &arrow.Decimal128Type{Precision: 10, Scale: 3}, Nullable: true},
+			mustDec("1.230", 10, 3), mustDec("1.234", 10, 3), "has 3 decimal places"},
+		{"d", arrow.Field{Name: "d", Type: arrow.BinaryTypes.String, Nullable: true, Metadata: connectors.WithLogical(connectors.LogicalNumeric)},
+			"999.99", "1234.5", "has 4 integer digits"},
+		{"i", arrow.Field{Name: "i", Type: arrow.PrimitiveTypes.Int64, Nullable: true}, int64(math.MaxInt32), int64(math.MaxInt32) + 1, "out of range for int(11)"},
+		{"i", str("i"), "12", "12x", "is not an integer"},
+		{"u", arrow.Field{Name: "u", Type: arrow.PrimitiveTypes.Uint64, Nullable: true}, uint64(math.MaxInt64), uint64(math.MaxInt64) + 1, "out of range for bigint(20)"},
+		{"t", str("t"), "ok", "bad \xff utf8", "invalid UTF-8"},
+		{"tn", str("tn"), strings.Repeat("x", 255), strings.Repeat("é", 128), "256 bytes do not fit tinytext"},
+		{"nn", arrow.Field{Name: "nn", Type: arrow.PrimitiveTypes.Int32, Nullable: true}, int32(1), nil, "NULL into a NOT NULL column"},
+		{"ts", arrow.Field{Name: "ts", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true},
+			ts("2038-01-19 03:14:07.999999"), ts("2100-01-01 00:00:00"), "outside the TIMESTAMP range"},
+		{"dt0", arrow.Field{Name: "dt0", Type: &arrow.TimestampType{Unit: arrow.Microsecond}, Nullable: true},
+			ts("2001-01-01 00:00:01"), ts("2001-01-01 00:00:01.5"), "more fractional digits than datetime"},
+		{"j", arrow.Field{Name: "j", Type: arrow.BinaryTypes.String, Nullable: true, Metadata: connectors.WithLogical(connectors.LogicalJSON)}, `{"a":1}`, `{bad`, "invalid JSON"},
+		{"f", arrow.Field{Name: "f", Type: arrow.PrimitiveTypes.Float64, Nullable: true}, 0.5, 0.1, "does not fit FLOAT"},
+		{"f", arrow.Field{Name: "f", Type: arrow.PrimitiveTypes.Float64, Nullable: true}, 0.5, math.NaN(), "NaN cannot be stored"},
+		// Only the server knows: its warning (LOAD DATA) or strict error
+		// (INSERT) "at row 2" still names the key.
+		{"dt", str("dt"), "2001-02-28", "2001-02-30", "the server would not store it as sent"},
+	}
+	for _, bulk := range []string{bulkLoad, bulkInsert} {
+		snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "v", Key: []string{"id"}, Options: map[string]string{"bulk": bulk}})
+		for _, c := range cases {
+			t.Run(bulk+"/"+c.col, func(t *testing.T) {
+				rec := buildValueRecord(c)
+				defer rec.Release()
+				if err := snk.Prepare(testCtx(t), rec.Schema(), false); err != nil {
+					t.Fatal(err)
+				}
+				err := tryWriteAll(snk, connectors.WriterSpec{Partition: "p", Schema: rec.Schema()}, rec)
+				var ve *connectors.ValueError
+				if !errors.As(err, &ve) || ve.Column != c.col || connectors.CompareKeys(ve.Key, connectors.Key{int64(42)}) != 0 {
+					t.Fatalf("got %v, want a ValueError for column %s, key 42", err, c.col)
+				}
+				if !strings.Contains(err.Error(), c.why) {
+					t.Errorf("error %q does not say %q", err, c.why)
+				}
+				if connectors.IsTransient(err) {
+					t.Errorf("a ValueError is not transient")
+				}
+				if n := count(t, db, "SELECT COUNT(*) FROM v"); n != 0 {
+					t.Errorf("%d rows stored, want 0 (the good row goes with the transaction)", n)
+				}
+				// The good row alone goes in.
+				good := rec.NewSlice(0, 1)
+				defer good.Release()
+				writeAll(t, snk, connectors.WriterSpec{Partition: "p", Schema: rec.Schema()}, good)
+				exec(t, db, "DELETE FROM v")
+			})
+		}
+	}
+}
+
+func TestSinkConfigErrors(t *testing.T) {
+	dsn, db := testDB(t)
+	exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, s TEXT)")
+	exec(t, db, "CREATE TABLE nokey (id INT, s TEXT)")
+	ctx := testCtx(t)
+	for _, c := range []struct {
+		cfg  connectors.SinkConfig
+		want string
+	}{
+		{connectors.SinkConfig{DSN: dsn}, "Table is empty"},
+		{connectors.SinkConfig{DSN: dsn, Table: "t", Mode: "merge"}, `unknown Mode "merge"`},
+		{connectors.SinkConfig{DSN: dsn, Table: "t", Mode: connectors.Upsert}, "upsert needs Key"},
+		{connectors.SinkConfig{DSN: dsn, Table: "t", Options: map[string]string{"batch": "1"}}, `unknown option "batch"`},
+		{connectors.SinkConfig{DSN: dsn, Table: "t", Options: map[string]string{"bulk": "copy"}}, `bulk="copy"`},
+	} {
+		_, err := connectors.OpenSink(ctx, TypeName, c.cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: got %v, want %q", c.cfg, err, c.want)
+		}
+	}
+	rec := intTextRecord([]int64{1}, []string{"a"})
+	defer rec.Release()
+	wide := arrow.NewSchema(append(rec.Schema().Fields(), arrow.Field{Name: "extra", Type: arrow.PrimitiveTypes.Int8}), nil)
+	for _, c := range []struct {
+		cfg    connectors.SinkConfig
+		schema *arrow.Schema
+		want   string
+	}{
+		{connectors.SinkConfig{DSN: dsn, Table: "missing"}, rec.Schema(), "table " + dbName(dsn) + ".missing does not exist (set CreateTable"},
+		{connectors.SinkConfig{DSN: dsn, Table: "t"}, wide, `has no column "extra"`},
+		{connectors.SinkConfig{DSN: dsn, Table: "nokey", Key: []string{"id"}, Mode: connectors.Upsert}, rec.Schema(), "needs a PRIMARY KEY or UNIQUE index on (id)"},
+		{connectors.SinkConfig{DSN: dsn, Table: "t", Key: []string{"idx"}}, rec.Schema(), `key column "idx" is not in the rows`},
+	} {
+		snk := openSnk(t, c.cfg)
+		err := snk.Prepare(ctx, c.schema, false)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Prepare %+v: got %v, want %q", c.cfg, err, c.want)
+		}
+	}
+	// Resume without a key in append mode cannot know which rows are its own.
+	snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "t"})
+	_, err := snk.OpenWriter(ctx, connectors.WriterSpec{Partition: "p", Schema: rec.Schema(), Resume: &connectors.ResumePoint{}})
+	if err == nil || !strings.Contains(err.Error(), "without Key") {
+		t.Errorf("resume without key: %v", err)
+	}
+}
+
+// CreateTable follows TYPES.md, with byte-order text keys.
+func TestCreateTableDDL(t *testing.T) {
+	dsn, db := testDB(t)
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "k", Type: arrow.BinaryTypes.String},
+		{Name: "bk", Type: arrow.BinaryTypes.Binary},
+		{Name: "tz", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}},
+		{Name: "j", Type: arrow.BinaryTypes.String, Nullable: true, Metadata: connectors.WithLogical(connectors.LogicalJSON)},
+	}, nil)
+	snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "ddl", Key: []string{"k", "bk"}, CreateTable: true})
+	if err := snk.Prepare(testCtx(t), schema, false); err != nil {
+		t.Fatal(err)
+	}
+	var name, ddl string
+	if err := db.QueryRow("SHOW CREATE TABLE ddl").Scan(&name, &ddl); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"`k` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NOT NULL",
+		"`bk` varbinary(255) NOT NULL",
+		"`tz` timestamp(6) NOT NULL DEFAULT '1970-01-01 00:00:01.000000'",
+		"`j` longtext DEFAULT NULL CHECK (json_valid(`j`))",
+		"PRIMARY KEY (`k`,`bk`)",
+		"ENGINE=InnoDB",
+	} {
+		if !strings.Contains(ddl, want) {
+			t.Errorf("CREATE TABLE lacks %q:\n%s", want, ddl)
+		}
+	}
+	// 'a' and 'a ' are two keys.
+	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	for _, k := range []string{"a", "a ", "A"} {
+		b.Field(0).(*array.StringBuilder).Append(k)
+		b.Field(1).(*array.BinaryBuilder).Append([]byte{0})
+		b.Field(2).(*array.TimestampBuilder).Append(arrow.Timestamp(time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()))
+		b.Field(3).AppendNull()
+	}
+	rec := b.NewRecordBatch()
+	b.Release()
+	defer rec.Release()
+	writeAll(t, snk, connectors.WriterSpec{Partition: "p", Schema: schema}, rec)
+	if n := count(t, db, "SELECT COUNT(*) FROM ddl"); n != 3 {
+		t.Errorf("%d rows, want 3 distinct keys", n)
+	}
+}
