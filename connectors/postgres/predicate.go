@@ -17,7 +17,7 @@ import (
 // no dependence on standard_conforming_strings, and still a constant the
 // planner folds so an index can serve the predicate.
 
-// quoteLiteral renders s as an E'' string constant.
+// quoteLiteral renders s as an E” string constant.
 func quoteLiteral(s string) (string, error) {
 	if strings.IndexByte(s, 0) >= 0 {
 		return "", fmt.Errorf("value %q holds a NUL byte, which PostgreSQL text cannot", s)

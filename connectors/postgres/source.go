@@ -42,13 +42,13 @@ type Source struct {
 	cfg  connectors.SourceConfig
 	conn *connector
 
-	what     string         // the table or "query", for messages
-	from     string         // FROM target: a quoted table or (query) AS q
-	tableOID uint32         // 0 for a query source
-	cols     []column       // selected columns, in output order
-	keys     []column       // key columns
-	schema   *arrow.Schema  // Arrow form of cols
-	selList  string         // the SELECT list
+	what     string        // the table or "query", for messages
+	from     string        // FROM target: a quoted table or (query) AS q
+	tableOID uint32        // 0 for a query source
+	cols     []column      // selected columns, in output order
+	keys     []column      // key columns
+	schema   *arrow.Schema // Arrow form of cols
+	selList  string        // the SELECT list
 	mem      memory.Allocator
 }
 

@@ -16,8 +16,13 @@ import (
 )
 
 // exactLimit is the estimated row count under which Stats scans the whole
-// table: cheaper than being clever, and exact.
-const exactLimit = 100_000
+// table: cheaper than being clever, and exact. smallPages is the size under
+// which a never-analyzed table is scanned rather than analyzed. Variables
+// so that tests can reach the sampling paths with small tables.
+var (
+	exactLimit       = 100_000.0
+	smallPages int64 = 1024
+)
 
 // Stats describes the key distribution for planning, from what PostgreSQL
 // already knows where it can: reltuples/relpages for sizes, pg_stats
@@ -49,17 +54,22 @@ func (s *Source) stats(ctx context.Context, conn *pgx.Conn, sampleSize int) (con
 	}
 	var reltuples float64
 	var relpages, size int64
+	var analyzed bool
 	load := func() error {
-		return conn.QueryRow(ctx, `SELECT reltuples, relpages, pg_relation_size(oid) FROM pg_class WHERE oid = $1`,
-			s.tableOID).Scan(&reltuples, &relpages, &size)
+		// reltuples is -1 before the first VACUUM, ANALYZE or CREATE INDEX
+		// (PostgreSQL 14+), but only ANALYZE fills pg_stats.
+		return conn.QueryRow(ctx, `SELECT c.reltuples, c.relpages, pg_relation_size(c.oid),
+	coalesce(s.last_analyze, s.last_autoanalyze) IS NOT NULL
+FROM pg_class c LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid WHERE c.oid = $1`,
+			s.tableOID).Scan(&reltuples, &relpages, &size, &analyzed)
 	}
 	if err := load(); err != nil {
 		return connectors.Stats{}, err
 	}
 	var notes []string
 	curPages := size / 8192
-	if reltuples < 0 { // never analyzed (or vacuumed) on PostgreSQL 14+
-		if curPages < 1024 {
+	if reltuples < 0 || !analyzed {
+		if curPages < smallPages {
 			return s.exactStats(ctx, conn, sampleSize, curPages, "table never analyzed and small")
 		}
 		if _, err := conn.Exec(ctx, "ANALYZE "+s.from); err != nil {

@@ -38,22 +38,22 @@ const (
 type kind uint8
 
 const (
-	kCast    kind = iota // no binary codec here: read as col::text
-	kInt16               // int2
-	kInt32               // int4
-	kInt64               // int8
-	kFloat32             // float4
-	kFloat64             // float8
-	kBool                // bool
-	kDecimal             // numeric(p,s), p <= 38 → Decimal128
-	kNumeric             // numeric of unconstrained or large precision → decimal text
-	kText                // text, varchar, bpchar, name, citext, enum labels, json
-	kJSONB               // jsonb: a version byte, then the text
-	kBytea               // bytea
-	kDate                // date: int32 days since 2000-01-01
-	kTimestamp           // timestamp and timestamptz: int64 µs since 2000-01-01
-	kTime                // time: int64 µs since midnight
-	kUUID                // uuid: 16 bytes
+	kCast      kind = iota // no binary codec here: read as col::text
+	kInt16                 // int2
+	kInt32                 // int4
+	kInt64                 // int8
+	kFloat32               // float4
+	kFloat64               // float8
+	kBool                  // bool
+	kDecimal               // numeric(p,s), p <= 38 → Decimal128
+	kNumeric               // numeric of unconstrained or large precision → decimal text
+	kText                  // text, varchar, bpchar, name, citext, enum labels, json
+	kJSONB                 // jsonb: a version byte, then the text
+	kBytea                 // bytea
+	kDate                  // date: int32 days since 2000-01-01
+	kTimestamp             // timestamp and timestamptz: int64 µs since 2000-01-01
+	kTime                  // time: int64 µs since midnight
+	kUUID                  // uuid: 16 bytes
 )
 
 // column is one column of a table or query as the catalog describes it.

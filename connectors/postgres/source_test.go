@@ -1,0 +1,213 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/internal/testenv"
+	"github.com/jackc/pgx/v5"
+)
+
+func TestSourceConfigErrors(t *testing.T) {
+	dsn, conn := newDB(t)
+	mustExec(t, conn, `CREATE TABLE s (id int PRIMARY KEY, "Name" text)`)
+	cases := []struct {
+		cfg  connectors.SourceConfig
+		want string
+	}{
+		{connectors.SourceConfig{DSN: dsn, Table: "nope"}, `postgres source "nope": table "nope": table does not exist`},
+		{connectors.SourceConfig{DSN: dsn, Table: "s", Key: []string{"ID"}}, `postgres source "s": key column "ID" not found in "s" (columns: id, Name)`},
+		{connectors.SourceConfig{DSN: dsn, Table: "s", Columns: []string{"id", "name"}}, `postgres source "s": selected column "name" not found in "s" (columns: id, Name)`},
+		{connectors.SourceConfig{DSN: dsn, Table: "s", Query: "SELECT 1"}, `postgres source: set exactly one of table and query`},
+		{connectors.SourceConfig{DSN: dsn, Table: "s", Options: map[string]string{"fetch": "1"}}, `postgres source: unknown option "fetch" (postgres takes no options here)`},
+		{connectors.SourceConfig{DSN: dsn, Table: "s", Where: "idd > 1"}, `postgres source "s": where "idd > 1": ERROR: column "idd" does not exist (SQLSTATE 42703)`},
+		{connectors.SourceConfig{DSN: dsn, Query: "SELECT id, id FROM s"}, `postgres source query: query returns column "id" twice; give the columns distinct names`},
+		{connectors.SourceConfig{DSN: dsn, Table: "s", Snapshot: "x'; DROP TABLE s"}, `postgres source: snapshot "x'; DROP TABLE s" is not a snapshot id`},
+	}
+	for _, c := range cases {
+		_, err := OpenSource(testCtx(t), c.cfg)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("got  %v\nwant %s", err, c.want)
+		}
+	}
+	// A quoted, mixed-case, schema-qualified name resolves.
+	mustExec(t, conn, `CREATE SCHEMA "My Schema"; CREATE TABLE "My Schema"."Mixed.Case" ("K" int)`)
+	s := openSource(t, connectors.SourceConfig{DSN: dsn, Table: `"My Schema"."Mixed.Case"`, Key: []string{"K"}})
+	if n, err := s.Count(testCtx(t), connectors.Range{}); n != 0 || err != nil {
+		t.Errorf("count: %d, %v", n, err)
+	}
+}
+
+func TestBatchBoundsAndCallbackError(t *testing.T) {
+	dsn, conn := newDB(t)
+	mustExec(t, conn, `CREATE TABLE big (id int PRIMARY KEY, pad text);
+		INSERT INTO big SELECT g, repeat('x', 1000) FROM generate_series(1, 2000) g`)
+	// BatchBytes bounds batches long before BatchRows.
+	s := openSource(t, connectors.SourceConfig{DSN: dsn, Table: "big", Key: []string{"id"}, BatchBytes: 64 << 10})
+	batches, rows := 0, 0
+	err := s.Read(testCtx(t), connectors.Range{}, func(rec arrow.RecordBatch) error {
+		batches++
+		rows += int(rec.NumRows())
+		if rec.NumRows() > 65 {
+			t.Errorf("batch of %d rows of ~1 KB with BatchBytes 64 KiB", rec.NumRows())
+		}
+		return nil
+	})
+	if err != nil || rows != 2000 || batches < 30 {
+		t.Errorf("read %d rows in %d batches: %v", rows, batches, err)
+	}
+	// fn's error stops the read and comes back unchanged; the source keeps
+	// working afterwards (the broken connection is not reused).
+	stop := errors.New("stop here")
+	calls := 0
+	err = s.Read(testCtx(t), connectors.Range{}, func(arrow.RecordBatch) error { calls++; return stop })
+	if err != stop || calls != 1 {
+		t.Errorf("fn error: got %v after %d calls", err, calls)
+	}
+	if n := len(readRows(t, s, connectors.Range{Lo: k(int64(1999))})); n != 2 {
+		t.Errorf("read after a stopped read: %d rows, want 2", n)
+	}
+}
+
+// Readers that import an exported snapshot see the data as of the export,
+// not a row inserted afterwards.
+func TestSnapshot(t *testing.T) {
+	dsn, conn := newDB(t)
+	mustExec(t, conn, `CREATE TABLE snap (id int PRIMARY KEY); INSERT INTO snap SELECT generate_series(1, 100)`)
+	s := openSource(t, connectors.SourceConfig{DSN: dsn, Table: "snap", Key: []string{"id"}})
+	id, release, err := s.ExportSnapshot(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	mustExec(t, conn, `INSERT INTO snap VALUES (101), (0); DELETE FROM snap WHERE id = 50`)
+
+	var wg sync.WaitGroup
+	counts := make([]int, 2)
+	for i, r := range []connectors.Range{{Hi: k(int64(51))}, {Lo: k(int64(51))}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reader, err := OpenSource(testCtx(t), connectors.SourceConfig{DSN: dsn, Table: "snap", Key: []string{"id"}, Snapshot: id})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer reader.Close()
+			err = reader.Read(testCtx(t), r, func(rec arrow.RecordBatch) error { counts[i] += int(rec.NumRows()); return nil })
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if counts[0] != 50 || counts[1] != 50 {
+		t.Errorf("readers on the snapshot saw %v rows, want [50 50]", counts)
+	}
+	snapSrc := openSource(t, connectors.SourceConfig{DSN: dsn, Table: "snap", Key: []string{"id"}, Snapshot: id})
+	if n, err := snapSrc.Count(testCtx(t), connectors.Range{}); n != 100 || err != nil {
+		t.Errorf("count on the snapshot: %d, %v", n, err)
+	}
+	if n := len(readRows(t, s, connectors.Range{})); n != 101 {
+		t.Errorf("a reader without the snapshot sees %d rows, want 101", n)
+	}
+	release()
+	_, err = snapSrc.Count(testCtx(t), connectors.Range{})
+	if err == nil || !strings.Contains(err.Error(), "import snapshot") {
+		t.Errorf("importing a released snapshot: %v", err)
+	}
+}
+
+// A backend killed mid-read is a retryable error.
+func TestTransientOnTerminatedBackend(t *testing.T) {
+	dsn, conn := newDB(t)
+	mustExec(t, conn, `CREATE TABLE tr (id int PRIMARY KEY); INSERT INTO tr SELECT generate_series(1, 50000)`)
+	s := openSource(t, connectors.SourceConfig{DSN: dsn, Table: "tr", Key: []string{"id"}, BatchRows: 100,
+		Options: nil})
+	first := true
+	err := s.Read(testCtx(t), connectors.Range{}, func(rec arrow.RecordBatch) error {
+		if first {
+			first = false
+			mustExec(t, conn, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+				WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'COPY%'`)
+			time.Sleep(100 * time.Millisecond)
+		}
+		return nil
+	})
+	if err == nil || !connectors.IsTransient(err) {
+		t.Fatalf("read with its backend terminated: %v (transient %v)", err, connectors.IsTransient(err))
+	}
+	if !strings.Contains(err.Error(), `postgres source "tr"`) {
+		t.Errorf("error does not name the table: %v", err)
+	}
+	// The source recovers on a fresh connection.
+	if n, err := s.Count(testCtx(t), connectors.Range{}); n != 50000 || err != nil {
+		t.Errorf("count after the failure: %d, %v", n, err)
+	}
+	// Nothing listening: transient too, and the DSN in the message is redacted.
+	_, err = OpenSource(testCtx(t), connectors.SourceConfig{DSN: "postgres://u:s3cret-pw@127.0.0.1:1/db?sslmode=disable", Table: "x"})
+	if err == nil || !connectors.IsTransient(err) || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "u:xxxxx@127.0.0.1:1/db") {
+		t.Errorf("refused connection: %v (transient %v)", err, connectors.IsTransient(err))
+	}
+}
+
+func TestRedactDSN(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://bob:s3cret@db:5432/app?sslmode=disable":     "postgres://bob:xxxxx@db:5432/app?sslmode=disable",
+		"postgresql://bob:p@ss@w0rd@db/app":                     "postgresql://bob:xxxxx@db/app",
+		"postgres://bob@db/app?password=s3cret&sslmode=require": "postgres://bob@db/app?password=xxxxx&sslmode=require",
+		"postgres://db/app":                                     "postgres://db/app",
+		"host=db user=bob password=s3cret dbname=app":           "host=db user=bob password=xxxxx dbname=app",
+		"host=db password = 'it\\'s a \\\\secret' dbname=app":   "host=db password = xxxxx dbname=app",
+		"host=db PASSWORD=s3cret":                               "host=db PASSWORD=xxxxx",
+		"host=db user=bob dbname=app":                           "host=db user=bob dbname=app",
+	} {
+		if got := RedactDSN(in); got != want {
+			t.Errorf("RedactDSN(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A password never shows in an error, even when the server or driver would
+// repeat it.
+func TestErrorsHidePassword(t *testing.T) {
+	testenv.Need(t, "PostgreSQL", testenv.PostgresAddr())
+	pw := "Sup3r-Secret-Pw"
+	dsn := fmt.Sprintf("postgres://postgres:%s@%s/no_such_db_%d?sslmode=disable", pw, testenv.PostgresAddr(), time.Now().UnixNano())
+	_, err := OpenSource(testCtx(t), connectors.SourceConfig{DSN: dsn, Table: "x"})
+	if err == nil || strings.Contains(err.Error(), pw) || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("missing database: %v", err)
+	}
+	_, err = OpenSource(testCtx(t), connectors.SourceConfig{DSN: "host=127.0.0.1 password=" + pw + " port=notaport", Table: "x"})
+	if err == nil || strings.Contains(err.Error(), pw) {
+		t.Errorf("bad DSN: %v", err)
+	}
+	// A message that echoes the password (here from a filter that quotes
+	// it) is scrubbed as well.
+	dsn2, conn := newDB(t)
+	mustExec(t, conn, `CREATE TABLE pwt (id int)`)
+	withPW := strings.Replace(dsn2, "postgres@", "postgres:"+pw+"@", 1)
+	_, err = OpenSource(testCtx(t), connectors.SourceConfig{DSN: withPW, Table: "pwt", Where: "id = '" + pw + "'"})
+	if err == nil || strings.Contains(err.Error(), pw) || !strings.Contains(err.Error(), "xxxxx") {
+		t.Errorf("error quoting the password: %v", err)
+	}
+}
+
+func TestCancelledRead(t *testing.T) {
+	dsn, conn := newDB(t)
+	mustExec(t, conn, `CREATE TABLE cr (id int PRIMARY KEY); INSERT INTO cr SELECT generate_series(1, 20000)`)
+	s := openSource(t, connectors.SourceConfig{DSN: dsn, Table: "cr", Key: []string{"id"}, BatchRows: 10})
+	ctx, cancel := context.WithCancel(testCtx(t))
+	err := s.Read(ctx, connectors.Range{}, func(arrow.RecordBatch) error { cancel(); time.Sleep(10 * time.Millisecond); return nil })
+	if err == nil || connectors.IsTransient(err) {
+		t.Errorf("cancelled read: %v (transient %v)", err, connectors.IsTransient(err))
+	}
+	_ = pgx.ErrNoRows
+}
