@@ -126,11 +126,18 @@ func NewFormatter(f arrow.Field, arr arrow.Array, bin Binary) (Formatter, error)
 		if tt.TimeZone != "" {
 			layout = tsZoneLayout // an instant: written in UTC whatever its zone
 		}
+		if tt.Unit == arrow.Nanosecond {
+			layout = strings.Replace(layout, ".000000", ".000000000", 1) // keep every digit
+		}
 		return func(d []byte, i int) []byte { return a.Value(i).ToTime(tt.Unit).UTC().AppendFormat(d, layout) }, nil
 	case *array.Time64:
 		unit := a.DataType().(*arrow.Time64Type).Unit
+		layout := timeLayout
+		if unit == arrow.Nanosecond {
+			layout = "15:04:05.000000000"
+		}
 		return func(d []byte, i int) []byte {
-			return appendTimeOfDay(d, time.Duration(a.Value(i))*unit.Multiplier())
+			return time.Unix(0, 0).UTC().Add(time.Duration(a.Value(i)) * unit.Multiplier()).AppendFormat(d, layout)
 		}, nil
 	case *array.Time32:
 		unit := a.DataType().(*arrow.Time32Type).Unit
