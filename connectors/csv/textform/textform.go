@@ -137,7 +137,7 @@ func NewFormatter(f arrow.Field, arr arrow.Array, bin Binary) (Formatter, error)
 			layout = "15:04:05.000000000"
 		}
 		return func(d []byte, i int) []byte {
-			return time.Unix(0, 0).UTC().Add(time.Duration(a.Value(i)) * unit.Multiplier()).AppendFormat(d, layout)
+			return time.Unix(0, 0).UTC().Add(time.Duration(a.Value(i))*unit.Multiplier()).AppendFormat(d, layout)
 		}, nil
 	case *array.Time32:
 		unit := a.DataType().(*arrow.Time32Type).Unit
