@@ -53,6 +53,9 @@ type column struct {
 	maxChars  int64 // CHARACTER_MAXIMUM_LENGTH
 	autoInc   bool
 	geometry  bool
+	// native: compare in the column's own order (its index order), not in
+	// byte order; used by the sampling walk only.
+	native bool
 }
 
 // quoted is the column's name quoted for SQL.
@@ -101,6 +104,9 @@ func (c *column) byteOrderCollation() bool {
 // (TYPES.md "Key order").
 func (c *column) keyExpr(prefix string) string {
 	q := prefix + c.quoted()
+	if c.native {
+		return q
+	}
 	switch c.kind {
 	case kString, kJSON:
 		if c.byteOrderCollation() {

@@ -236,6 +236,7 @@ func (s *source) walk(ctx context.Context, est int64, size int) ([]connectors.Ke
 	for i, c := range s.keys {
 		cp := *c
 		cp.kind = walkKind(c.kind)
+		cp.native = true
 		plain[i] = &cp
 	}
 	var order []string
