@@ -1,4 +1,4 @@
-package zkstore
+package zkstore_test
 
 import (
 	"bytes"
@@ -14,62 +14,34 @@ import (
 
 	"github.com/datashift/datashift/coordinator/store"
 	"github.com/datashift/datashift/coordinator/store/storetest"
+	"github.com/datashift/datashift/coordinator/store/zkstore"
+	"github.com/datashift/datashift/coordinator/store/zkstore/zktest"
 	"github.com/datashift/datashift/internal/testenv"
 )
 
-// Short: tests close or expire sessions on purpose rather than wait for
-// timeouts, but a stray session left by a failed test should not linger.
-const testSessionTimeout = 4 * time.Second
+func open(t *testing.T, cfg zkstore.Config) *zkstore.Store { return zktest.Open(t, cfg) }
 
-func open(t *testing.T, cfg Config) *Store {
-	t.Helper()
-	if cfg.SessionTimeout == 0 {
-		cfg.SessionTimeout = testSessionTimeout
-	}
-	s, err := Open(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-// freshRoot returns a chroot of the test's own, deleted when the test ends.
-func freshRoot(t *testing.T) (servers []string, root string) {
-	servers, root = testenv.ZooKeeper(t)
-	t.Cleanup(func() {
-		// Through a store without chroot, as a store cannot delete its root.
-		admin, err := Open(context.Background(), Config{Servers: servers, Root: "/", SessionTimeout: testSessionTimeout})
-		if err != nil {
-			t.Errorf("cleanup of %s: %v", root, err)
-			return
-		}
-		defer admin.Close()
-		if err := store.DeleteAll(context.Background(), admin, root); err != nil {
-			t.Errorf("cleanup of %s: %v", root, err)
-		}
-	})
-	return servers, root
-}
+func freshRoot(t *testing.T) ([]string, string) { return zktest.Root(t) }
 
 func TestConformance(t *testing.T) {
 	testenv.Need(t, "ZooKeeper", testenv.ZooKeeperAddr())
+	type tree struct {
+		servers []string
+		root    string
+	}
 	var (
 		mu    sync.Mutex
-		roots = map[*testing.T]string{}
+		trees = map[*testing.T]tree{}
 	)
 	newStore := func(t *testing.T) store.Store {
 		mu.Lock()
-		root, ok := roots[t]
-		var servers []string
+		tr, ok := trees[t]
 		if !ok {
-			servers, root = freshRoot(t)
-			roots[t] = root
-		} else {
-			servers, _ = testenv.ZooKeeper(t)
+			tr.servers, tr.root = freshRoot(t)
+			trees[t] = tr
 		}
 		mu.Unlock()
-		return open(t, Config{Servers: servers, Root: root})
+		return open(t, zkstore.Config{Servers: tr.servers, Root: tr.root})
 	}
 	expire := func(t *testing.T, s store.Store) {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -85,8 +57,8 @@ func TestRootIsCreatedAndPathsAreRelative(t *testing.T) {
 	servers, root := freshRoot(t)
 	ctx := t.Context()
 	deep := root + "/cluster/a"
-	s := open(t, Config{Servers: servers, Root: deep})
-	admin := open(t, Config{Servers: servers, Root: "/"})
+	s := open(t, zkstore.Config{Servers: servers, Root: deep})
+	admin := open(t, zkstore.Config{Servers: servers, Root: "/"})
 
 	if ok, _, err := admin.Exists(ctx, deep); err != nil || !ok {
 		t.Fatalf("root %s not created: %v %v", deep, ok, err)
@@ -107,7 +79,7 @@ func TestRootIsCreatedAndPathsAreRelative(t *testing.T) {
 		t.Fatalf("Children(/) = %v %v", kids, err)
 	}
 	// A store on an existing root opens fine, and sees the same tree.
-	again := open(t, Config{Servers: servers, Root: deep})
+	again := open(t, zkstore.Config{Servers: servers, Root: deep})
 	if ok, _, err := again.Exists(ctx, made); err != nil || !ok {
 		t.Fatalf("second store on the root: %v %v", ok, err)
 	}
@@ -122,14 +94,14 @@ func TestOpenUnreachableFailsClearly(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	start := time.Now()
-	_, err = Open(t.Context(), Config{Servers: []string{addr}, ConnectTimeout: time.Second})
+	_, err = zkstore.Open(t.Context(), zkstore.Config{Servers: []string{addr}, ConnectTimeout: time.Second})
 	if err == nil || !strings.Contains(err.Error(), addr) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Open of %s: %v; want a deadline error naming the address", addr, err)
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("Open took %v with a 1s connect timeout", took)
 	}
-	if _, err := Open(t.Context(), Config{}); !errors.Is(err, store.ErrBadArguments) {
+	if _, err := zkstore.Open(t.Context(), zkstore.Config{}); !errors.Is(err, store.ErrBadArguments) {
 		t.Fatalf("Open without servers: %v", err)
 	}
 }
@@ -145,7 +117,7 @@ func TestLogsGoToTheGivenLogger(t *testing.T) {
 	var mu sync.Mutex
 	var ours bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &ours}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s := open(t, Config{Servers: servers, Root: root, Logger: logger})
+	s := open(t, zkstore.Config{Servers: servers, Root: root, Logger: logger})
 	if err := s.Expire(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -206,8 +178,8 @@ func TestDisconnectKeepsSession(t *testing.T) {
 	servers, root := freshRoot(t)
 	ctx := t.Context()
 	c := &cutter{}
-	s := open(t, Config{Servers: servers, Root: root, Dialer: c.dial, SessionTimeout: 8 * time.Second})
-	other := open(t, Config{Servers: servers, Root: root})
+	s := open(t, zkstore.Config{Servers: servers, Root: root, Dialer: c.dial, SessionTimeout: 8 * time.Second})
+	other := open(t, zkstore.Config{Servers: servers, Root: root})
 	events := s.SessionEvents(ctx)
 	first := <-events
 
