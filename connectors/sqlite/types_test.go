@@ -71,23 +71,23 @@ func allTypesRows(t testing.TB) arrow.RecordBatch {
 	}
 	uuid := func(s string) []byte { u, _ := connectors.ParseUUID(s); return u[:] }
 	type row struct {
-		i8                 int8
-		i16                int16
-		i32                int32
-		i64                int64
-		u8                 uint8
-		u16                uint16
-		u32                uint32
-		u64                uint64
-		f32                float32
-		f64                float64
-		b                  bool
-		dec, num, s        string
-		bin                []byte
-		uuid, js           string
-		d                  string
-		ts, tstz           string
-		tm                 time.Duration
+		i8          int8
+		i16         int16
+		i32         int32
+		i64         int64
+		u8          uint8
+		u16         uint16
+		u32         uint32
+		u64         uint64
+		f32         float32
+		f64         float64
+		b           bool
+		dec, num, s string
+		bin         []byte
+		uuid, js    string
+		d           string
+		ts, tstz    string
+		tm          time.Duration
 	}
 	rows := []row{
 		{math.MinInt8, math.MinInt16, math.MinInt32, math.MinInt64, 0, 0, 0, 0, -math.MaxFloat32, -math.MaxFloat64, false,

@@ -1,0 +1,114 @@
+package sqlite
+
+import (
+	"context"
+	"sort"
+	"testing"
+
+	"github.com/datashift/datashift/connectors"
+)
+
+// skewed makes a table whose text key crowds 90% of the rows into keys
+// starting with "m", with 5% NULL keys; rows with odd ids are 'even' = 0.
+func skewed(t *testing.T, dsn string, n int) {
+	db := sqlDB(t, dsn)
+	mustExec(t, db, `CREATE TABLE s (id INTEGER PRIMARY KEY, k TEXT, even INTEGER)`)
+	mustExec(t, db, `CREATE INDEX s_k ON s (k)`)
+	mustExec(t, db, `WITH RECURSIVE seq(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM seq WHERE x < ?)
+		INSERT INTO s SELECT x,
+			CASE WHEN x % 20 = 0 THEN NULL
+			     WHEN x % 10 = 2 THEN printf('a%06d', x)
+			     ELSE printf('m%06d', x * 7 % 1000003) END,
+			1 - x % 2
+		FROM seq`, n)
+	db.Close()
+}
+
+func checkSample(t *testing.T, st connectors.Stats, size int, mShare float64) {
+	t.Helper()
+	if !sort.SliceIsSorted(st.Sample, func(i, j int) bool { return connectors.CompareKeys(st.Sample[i], st.Sample[j]) < 0 }) {
+		t.Error("sample is not sorted")
+	}
+	if len(st.Sample) == 0 || len(st.Sample) > size {
+		t.Errorf("sample of %d keys, want 1..%d", len(st.Sample), size)
+	}
+	for _, k := range st.Sample {
+		if k[0] == nil {
+			t.Fatal("sample holds a NULL key")
+		}
+	}
+	// The share of keys starting with "m" is the share of such rows.
+	m := 0
+	for _, k := range st.Sample {
+		if k[0].(string)[0] == 'm' {
+			m++
+		}
+	}
+	if share := float64(m) / float64(len(st.Sample)); share < mShare-0.08 || share > mShare+0.08 {
+		t.Errorf("%.2f of the sample starts with m, want about %.2f (quantiles follow the skew)", share, mShare)
+	}
+}
+
+func TestStatsExact(t *testing.T) {
+	dsn := newDB(t)
+	skewed(t, dsn, 5000)
+	src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "s", Key: []string{"k"}})
+	st, err := src.(connectors.Sampler).Stats(context.Background(), 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Exact || st.Rows != 4750 || st.NullRows != 250 || st.Method != "scan" {
+		t.Errorf("stats %+v, want exact: 4750 rows, 250 NULL keys", st)
+	}
+	var maxK string
+	sqlDB(t, dsn).QueryRow(`SELECT max(k) FROM s`).Scan(&maxK)
+	if st.Min[0] != "a000002" || st.Max[0] != maxK {
+		t.Errorf("min %v max %v, want a000002 and %s", st.Min, st.Max, maxK)
+	}
+	if len(st.Sample) != 50 || connectors.CompareKeys(st.Sample[0], st.Min) != 0 || connectors.CompareKeys(st.Sample[49], st.Max) != 0 {
+		t.Errorf("sample of %d keys from %v to %v, want 50 from min to max", len(st.Sample), st.Sample[0], st.Sample[len(st.Sample)-1])
+	}
+	checkSample(t, st, 50, 17.0/19)
+}
+
+// TestStatsSampled: above the exact threshold a rowid table is probed, not
+// scanned; the estimates are close and the ends exact.
+func TestStatsSampled(t *testing.T) {
+	defer func(v int64) { exactBelow = v }(exactBelow)
+	exactBelow = 1000
+	dsn := newDB(t)
+	skewed(t, dsn, 20_000)
+	for _, c := range []struct {
+		where          string
+		rows, nullRows int64
+		mShare         float64
+	}{
+		{"", 19_000, 1000, 17.0 / 19},
+		{"even = 1", 9000, 1000, 7.0 / 9}, // the NULL-key and "a" rows all have even ids
+	} {
+		src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "s", Key: []string{"k"}, Where: c.where})
+		st, err := src.(connectors.Sampler).Stats(context.Background(), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Exact || st.Method != "rowid probes" {
+			t.Errorf("where %q: method %q exact %v, want sampled rowid probes", c.where, st.Method, st.Exact)
+		}
+		// 1000 probes: about ±3% on the rows, ±30% on a 5% share of NULLs.
+		near := func(got, want, pct int64) bool { return got > want*(100-pct)/100 && got < want*(100+pct)/100 }
+		if !near(st.Rows, c.rows, 5) || !near(st.NullRows, c.nullRows, 30) {
+			t.Errorf("where %q: estimated %d rows, %d NULL keys; want about %d and %d", c.where, st.Rows, st.NullRows, c.rows, c.nullRows)
+		}
+		t.Logf("where %q: estimated %d rows (true %d), %d NULL keys (true %d), %d sample keys", c.where, st.Rows, c.rows, st.NullRows, c.nullRows, len(st.Sample))
+		q := `SELECT max(k) FROM s`
+		if c.where != "" {
+			q += " WHERE " + c.where
+		}
+		var maxK string
+		sqlDB(t, dsn).QueryRow(q).Scan(&maxK)
+		if st.Min[0] != "a000002" || st.Max[0] != maxK {
+			t.Errorf("where %q: min %v max %v, want a000002 and %s", c.where, st.Min, st.Max, maxK)
+		}
+		checkSample(t, st, 100, c.mShare)
+	}
+}
