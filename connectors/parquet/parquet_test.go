@@ -224,7 +224,7 @@ func TestResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := func(from, to int64) arrow.RecordBatch { return fixture.Rows(from, to) }
-	other := write(t, s, "p1", nil, true, r(1000, 1010))
+	write(t, s, "p1", nil, true, r(1000, 1010))
 
 	// Attempt 1: three commits, but only the first checkpoint was saved; then
 	// rows written and never committed, and a crash that left a .tmp part.
@@ -272,7 +272,6 @@ func TestResume(t *testing.T) {
 	if got, want := ids(t, dir), append(seq(0, 10), seq(1000, 1010)...); !slices.Equal(got, want) {
 		t.Fatalf("ids after restart: %v, want 0..9 and 1000..1009", got)
 	}
-	_ = other
 }
 
 func TestResumeRefusals(t *testing.T) {
@@ -310,7 +309,7 @@ func TestTruncateRemovesOnlyParts(t *testing.T) {
 	old := fixture.Rows(0, 20)
 	defer old.Release()
 	write(t, s, "p0", nil, true, old)
-	write(t, s, "p1", nil, false, old) // left as a .tmp? no: Close removes it
+	write(t, s, "p1", nil, false, old) // abandoned: Close removes its .tmp
 	keep := []string{"README.txt", "manual.parquet", "p0-1.parquet"}
 	for _, n := range append(keep, "p2-000007.parquet.tmp") {
 		if err := os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o644); err != nil {
@@ -451,5 +450,42 @@ func TestKeyRangeRefused(t *testing.T) {
 	}
 	if got := fixture.ReadAll(t, src, connectors.Range{Nulls: true}, nil); len(got) != 0 {
 		t.Fatalf("NULL-key range of a keyless source: %d rows", len(got))
+	}
+}
+
+// TestBatchSchemaWithoutMetadata: the file keeps the planned schema (with its
+// logical types) even when batches arrive with bare field types.
+func TestBatchSchemaWithoutMetadata(t *testing.T) {
+	dir := t.TempDir()
+	s := openSink(t, dir, nil)
+	rec := fixture.Rows(0, 10)
+	defer rec.Release()
+	bare := make([]arrow.Field, rec.NumCols())
+	for i, f := range fixture.Schema.Fields() {
+		bare[i] = arrow.Field{Name: f.Name, Type: f.Type, Nullable: true}
+	}
+	plain := array.NewRecordBatch(arrow.NewSchema(bare, nil), rec.Columns(), rec.NumRows())
+	defer plain.Release()
+	write(t, s, "p0", nil, true, plain)
+	src := openSource(t, dir, connectors.SourceConfig{})
+	sc, _ := src.Schema(ctx)
+	if !sc.Equal(fixture.Schema) {
+		t.Fatalf("file schema %s, want the planned %s", sc, fixture.Schema)
+	}
+	fixture.Equal(t, fixture.ReadAll(t, src, connectors.Range{}, fixture.Schema), fixture.Values(rec), fixture.Schema)
+
+	// A batch whose column types differ is refused, naming the column.
+	w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p1", Schema: fixture.Schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	b := array.NewRecordBuilder(memory.DefaultAllocator, arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.BinaryTypes.String}}, nil))
+	defer b.Release()
+	b.Field(0).(*array.StringBuilder).Append("x")
+	wrong := b.NewRecordBatch()
+	defer wrong.Release()
+	if err := w.Write(ctx, wrong); err == nil || !strings.Contains(err.Error(), "batch has 1 columns, the dataset 22") {
+		t.Fatalf("wrong batch: %v", err)
 	}
 }
