@@ -10,7 +10,9 @@ import (
 )
 
 func TestFileRange(t *testing.T) {
-	pr := func(lo, hi int64) connectors.Range { return connectors.Range{Pages: &connectors.PageRange{Lo: lo, Hi: hi}} }
+	pr := func(lo, hi int64) connectors.Range {
+		return connectors.Range{Pages: &connectors.PageRange{Lo: lo, Hi: hi}}
+	}
 	for _, c := range []struct {
 		r      connectors.Range
 		lo, hi int
