@@ -269,6 +269,10 @@ func (s *source) stream(ctx context.Context, cancel func(), dc any, q string, ar
 		if err := fn(rec); err != nil {
 			return errFromFn{err}
 		}
+		// The driver may hold buffered rows after a cancel: stop here.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		rb.Reserve(reserve)
 		return nil
 	}
