@@ -64,9 +64,7 @@ type Store struct {
 	events    *fanout.Fanout[store.SessionEvent]
 }
 
-var (
-	_ store.Store = (*Store)(nil)
-)
+var _ store.Store = (*Store)(nil)
 
 // Open connects, waits for a session and creates the root if missing.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
@@ -123,15 +121,24 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("zkstore: connect %v: %w", cfg.Servers, err)
 	}
 	if root != "" {
-		// Created through a store without chroot so CreateAll's parent walk
-		// sees absolute paths.
-		raw := &Store{conn: conn, log: log}
-		if _, err := store.CreateAll(ctx, raw, root, nil, 0); err != nil && !errors.Is(err, store.ErrNodeExists) {
+		if _, err := run(ctx, s, func() (struct{}, error) { return struct{}{}, createRoot(conn, root) }); err != nil {
 			s.Close()
-			return nil, fmt.Errorf("zkstore: create root %s: %w", root, err)
+			return nil, fmt.Errorf("zkstore: create root %s: %w", root, s.mapErr(err))
 		}
 	}
 	return s, nil
+}
+
+// createRoot creates root and its missing ancestors, outside the chroot.
+func createRoot(conn *zk.Conn, root string) error {
+	p := ""
+	for _, seg := range strings.Split(root[1:], "/") {
+		p += "/" + seg
+		if _, err := conn.Create(p, nil, 0, openACL); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) waitSession(ctx context.Context, timeout time.Duration) error {
