@@ -55,8 +55,8 @@ func testMultiAtomic(t *testing.T, newStore NewStore, _ Expire) {
 		}
 	}
 	noEvent(t, watch, "watch after only failed Multis")
-	// A failed Multi does not use up sequence numbers' meaning: the next
-	// sequential create still gets a fresh, valid name.
+	// The rolled-back sequential creates leave the counter usable: the next
+	// one still gets a valid name.
 	made := of(s.Create(ctx, "/m/seq-", nil, store.Sequential)).ok(t)
 	if _, ok := store.Sequence(made); !ok {
 		t.Fatalf("sequential name %q after failed Multis", made)
