@@ -9,6 +9,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
@@ -175,7 +176,8 @@ func (s *Source) selectFiles(r connectors.Range) ([]int, error) {
 }
 
 // Read streams the files of r in name order, batch by batch: memory is a
-// batch (and a column chunk's pages) per column, not a file.
+// batch plus a page and a 1 MiB read buffer per column, not a file or a row
+// group.
 func (s *Source) Read(ctx context.Context, r connectors.Range, fn func(arrow.RecordBatch) error) error {
 	idx, err := s.selectFiles(r)
 	if err != nil {
@@ -196,7 +198,12 @@ func (s *Source) readFile(ctx context.Context, path string, rows int64, fn func(
 	if rows == 0 {
 		return nil
 	}
-	pf, err := file.OpenParquetFile(path, false)
+	// Buffered streams read a column chunk through a small buffer instead of
+	// whole: row groups of files we did not write may be gigabytes.
+	props := parquet.NewReaderProperties(s.mem)
+	props.BufferedStreamEnabled = true
+	props.BufferSize = 1 << 20
+	pf, err := file.OpenParquetFile(path, false, file.WithReadProps(props))
 	if err != nil {
 		return fmt.Errorf("%s source: %s: %w", typeName, path, err)
 	}
