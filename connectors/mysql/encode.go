@@ -240,20 +240,30 @@ func floatEnc(t *column, val func(int) float64, bits int) encodeFunc {
 func fitsNumeric(txt []byte, t *column) error {
 	switch t.kind {
 	case kDecimal, kNumeric:
-		if _, err := parseDecimalDigits(txt, t.precision, t.scale); err != nil {
+		intPart, frac, _, err := decimalShape(txt)
+		if err != nil {
 			return err
 		}
+		if len(frac) > t.scale {
+			return fmt.Errorf("has %d decimal places, column allows %d (%s); it would be rounded", len(frac), t.scale, t.sqlType)
+		}
+		if len(intPart) > t.precision-t.scale {
+			return fmt.Errorf("has %d integer digits, %s allows %d", len(intPart), t.sqlType, t.precision-t.scale)
+		}
 	case kInt, kUint, kBool, kYear, kBit:
-		intPart, err := parseDecimalDigits(txt, 65, 0)
-		if err != nil {
+		intPart, frac, neg, err := decimalShape(txt)
+		if err != nil || len(frac) > 0 {
 			return fmt.Errorf("is not an integer, column is %s", t.sqlType)
 		}
 		lo, hi, _ := intRange(t)
-		if n, err := strconv.ParseInt(intPart, 10, 64); err == nil {
-			if n < lo || n >= 0 && uint64(n) > hi {
-				return outOfRange(t)
-			}
-		} else if u, err := strconv.ParseUint(intPart, 10, 64); err != nil || u > hi {
+		u, err := strconv.ParseUint(bstr(intPart), 10, 64)
+		switch {
+		case len(intPart) == 0:
+		case err != nil:
+			return outOfRange(t)
+		case neg && (lo >= 0 || u > uint64(-(lo+1))+1):
+			return outOfRange(t)
+		case !neg && u > hi:
 			return outOfRange(t)
 		}
 	default:
@@ -262,48 +272,39 @@ func fitsNumeric(txt []byte, t *column) error {
 	return nil
 }
 
-// parseDecimalDigits checks that decimal text fits DECIMAL(prec, scale)
-// exactly (no rounding) and returns it without trailing fractional zeros.
-func parseDecimalDigits(txt []byte, prec, scale int) (string, error) {
-	s := string(txt)
-	body := s
+// decimalShape splits decimal text into its integer digits without leading
+// zeros ("" for zero) and its fractional digits without trailing zeros,
+// without allocating.
+func decimalShape(txt []byte) (intPart, frac []byte, neg bool, err error) {
+	body := txt
 	if len(body) > 0 && (body[0] == '-' || body[0] == '+') {
+		neg = body[0] == '-'
 		body = body[1:]
 	}
-	intPart, frac := body, ""
-	for i := 0; i < len(body); i++ {
-		if body[i] == '.' {
+	intPart = body
+	for i, c := range body {
+		if c == '.' {
 			intPart, frac = body[:i], body[i+1:]
 			break
 		}
 	}
+	if len(intPart) == 0 && len(frac) == 0 {
+		return nil, nil, false, fmt.Errorf("%q is not a number", txt)
+	}
+	for _, part := range [2][]byte{intPart, frac} {
+		for _, c := range part {
+			if c < '0' || c > '9' {
+				return nil, nil, false, fmt.Errorf("%q is not a decimal number", txt)
+			}
+		}
+	}
+	for len(intPart) > 0 && intPart[0] == '0' {
+		intPart = intPart[1:]
+	}
 	for len(frac) > 0 && frac[len(frac)-1] == '0' {
 		frac = frac[:len(frac)-1]
 	}
-	for len(intPart) > 1 && intPart[0] == '0' {
-		intPart = intPart[1:]
-	}
-	if intPart == "" && frac == "" {
-		return "", fmt.Errorf("%q is not a number", s)
-	}
-	for _, c := range intPart + frac {
-		if c < '0' || c > '9' {
-			return "", fmt.Errorf("%q is not a decimal number", s)
-		}
-	}
-	if len(frac) > scale {
-		return "", fmt.Errorf("has %d decimal places, column allows %d (DECIMAL(%d,%d)); it would be rounded", len(frac), scale, prec, scale)
-	}
-	if intPart != "0" && len(intPart) > prec-scale {
-		return "", fmt.Errorf("has %d integer digits, DECIMAL(%d,%d) allows %d", len(intPart), prec, scale, prec-scale)
-	}
-	if intPart == "" {
-		intPart = "0"
-	}
-	if s[0] == '-' && (intPart != "0" || frac != "") {
-		intPart = "-" + intPart
-	}
-	return intPart, nil
+	return intPart, frac, neg, nil
 }
 
 // fitsText checks a value's length against a char/varchar/text/blob target.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/go-sql-driver/mysql"
@@ -559,7 +560,9 @@ func (w *writer) insertRows(rec arrow.RecordBatch) error {
 }
 
 func (w *writer) execInsert(rec arrow.RecordBatch, first int) error {
-	_, err := w.tx.ExecContext(w.ctx, string(w.buf))
+	// The driver copies the statement into its packet buffer and keeps
+	// nothing: view the bytes instead of copying megabytes into a string.
+	_, err := w.tx.ExecContext(w.ctx, unsafe.String(unsafe.SliceData(w.buf), len(w.buf)))
 	w.buf = w.buf[:0]
 	if err != nil {
 		var me *mysql.MySQLError
