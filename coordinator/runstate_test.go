@@ -11,8 +11,8 @@ import (
 	"github.com/datashift/datashift/coordinator/store"
 	"github.com/datashift/datashift/coordinator/store/embedded"
 	"github.com/datashift/datashift/coordinator/store/zkstore"
+	"github.com/datashift/datashift/coordinator/store/zkstore/zktest"
 	"github.com/datashift/datashift/engine"
-	"github.com/datashift/datashift/internal/testenv"
 )
 
 // backends gives each test the embedded store and a real ZooKeeper root.
@@ -28,17 +28,14 @@ func backends(t *testing.T) map[string]func(t *testing.T) store.Store {
 			return s
 		},
 		"zookeeper": func(t *testing.T) store.Store {
-			servers, root := testenv.ZooKeeper(t)
+			servers, root := zktest.Root(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			s, err := zkstore.Open(ctx, zkstore.Config{Servers: servers, Root: root, SessionTimeout: 4 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() {
-				_ = store.DeleteAll(context.Background(), s, "/")
-				s.Close()
-			})
+			t.Cleanup(func() { s.Close() })
 			return s
 		},
 	}

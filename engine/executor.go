@@ -171,7 +171,9 @@ func (e *Executor) attempt(ctx context.Context, t Task) (err error) {
 
 	p := &partitionRun{
 		e: e, t: t, rec: rec, sink: sink, schema: schema, keyCols: keyCols, keyed: keyed,
-		spec: connectors.WriterSpec{Partition: t.Partition, Range: rec.Range, Schema: schema, Resume: resume},
+		// The writer's partition name carries the run, so file sinks name
+		// their parts uniquely across runs appending to one dataset.
+		spec: connectors.WriterSpec{Partition: t.Run.ID + "-" + t.Partition, Range: rec.Range, Schema: schema, Resume: resume},
 	}
 	if p.w, err = sink.OpenWriter(ctx, p.spec); err != nil {
 		return fmt.Errorf("open writer for partition %s: %w", t.Partition, err)
