@@ -641,4 +641,3 @@ func appendScaled(dst, d []byte, scale int32) []byte {
 	dst = append(dst, '.')
 	return append(dst, d[len(d)-sc:]...)
 }
-

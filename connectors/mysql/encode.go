@@ -558,4 +558,3 @@ func append2(dst []byte, v int) []byte { return append(dst, byte('0'+v/10), byte
 func append4(dst []byte, v int) []byte {
 	return append(dst, byte('0'+v/1000), byte('0'+v/100%10), byte('0'+v/10%10), byte('0'+v%10))
 }
-

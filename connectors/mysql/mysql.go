@@ -63,6 +63,7 @@ func parseDSN(dsn string) (*mysql.Config, error) {
 	cfg.AllowAllFiles = false
 	cfg.MultiStatements = false
 	cfg.ClientFoundRows = false
+	cfg.ColumnsWithAlias = false // column names must be the bare names
 	if err := cfg.Apply(mysql.Charset("utf8mb4", "")); err != nil {
 		return nil, err
 	}

@@ -80,26 +80,26 @@ func allTypesRecord() arrow.RecordBatch {
 	b := array.NewRecordBuilder(memory.DefaultAllocator, allTypesSchema())
 	defer b.Release()
 	type row struct {
-		id                 int64
-		i8                 int8
-		i16                int16
-		i32                int32
-		i64                int64
-		u8                 uint8
-		u16                uint16
-		u32                uint32
-		u64                uint64
-		f32                float32
-		f64                float64
-		b                  bool
-		d38, d2            decimal128.Num
-		num, s             string
-		bin                []byte
-		u                  connectors.UUID
-		j                  string
-		dt                 arrow.Date32
-		ts, tstz           arrow.Timestamp
-		tm                 arrow.Time64
+		id       int64
+		i8       int8
+		i16      int16
+		i32      int32
+		i64      int64
+		u8       uint8
+		u16      uint16
+		u32      uint32
+		u64      uint64
+		f32      float32
+		f64      float64
+		b        bool
+		d38, d2  decimal128.Num
+		num, s   string
+		bin      []byte
+		u        connectors.UUID
+		j        string
+		dt       arrow.Date32
+		ts, tstz arrow.Timestamp
+		tm       arrow.Time64
 	}
 	u1, _ := connectors.ParseUUID("00000000-0000-0000-0000-000000000000")
 	u2, _ := connectors.ParseUUID("ffffffff-ffff-4fff-bfff-ffffffffffff")
@@ -119,7 +119,7 @@ func allTypesRecord() arrow.RecordBatch {
 			allBytes(), u2, `{"a": [1, 2.5, {"b": null}], "e": "😀", "q": "x\"y\\z"}`,
 			arrow.Date32FromTime(time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)),
 			ts("9999-12-31 23:59:59.999999"), ts("2038-01-19 03:14:07.999999"),
-			arrow.Time64((23*3600 + 59*60 + 59) * 1e6 + 999999)},
+			arrow.Time64((23*3600+59*60+59)*1e6 + 999999)},
 		{4, 0, 0, 0, 0, 1, 1, 1, 1 << 63,
 			1.1754944e-38, 4.9e-324, false,
 			mustDec("0.0000000001", 38, 10), mustDec("-0.5", 10, 2),

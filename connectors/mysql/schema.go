@@ -17,23 +17,23 @@ import (
 type kind int
 
 const (
-	kInt      kind = iota // signed integer of width bits
-	kUint                 // unsigned integer of width bits
-	kBool                 // tinyint(1), BOOLEAN
-	kBit                  // BIT(n): big-endian bytes on the wire
-	kFloat32              // FLOAT, read as CAST(... AS DOUBLE) to keep every bit
-	kFloat64              // DOUBLE
-	kDecimal              // DECIMAL(p,s) with p ≤ 38: Decimal128
-	kNumeric              // DECIMAL with p > 38: decimal text
-	kString               // char/varchar/text and anything read as its text
-	kJSON                 // JSON (MySQL) or LONGTEXT with a json_valid check (MariaDB)
-	kBinary               // binary/varbinary/blob
-	kUUID                 // MariaDB UUID type
-	kDate                 // DATE
-	kDatetime             // DATETIME(n): wall clock
-	kTimestamp            // TIMESTAMP(n): an instant, in UTC (session time zone +00:00)
-	kTime                 // TIME(n)
-	kYear                 // YEAR
+	kInt       kind = iota // signed integer of width bits
+	kUint                  // unsigned integer of width bits
+	kBool                  // tinyint(1), BOOLEAN
+	kBit                   // BIT(n): big-endian bytes on the wire
+	kFloat32               // FLOAT, read as CAST(... AS DOUBLE) to keep every bit
+	kFloat64               // DOUBLE
+	kDecimal               // DECIMAL(p,s) with p ≤ 38: Decimal128
+	kNumeric               // DECIMAL with p > 38: decimal text
+	kString                // char/varchar/text and anything read as its text
+	kJSON                  // JSON (MySQL) or LONGTEXT with a json_valid check (MariaDB)
+	kBinary                // binary/varbinary/blob
+	kUUID                  // MariaDB UUID type
+	kDate                  // DATE
+	kDatetime              // DATETIME(n): wall clock
+	kTimestamp             // TIMESTAMP(n): an instant, in UTC (session time zone +00:00)
+	kTime                  // TIME(n)
+	kYear                  // YEAR
 )
 
 // column is one column of a source or target table.

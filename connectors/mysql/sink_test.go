@@ -344,7 +344,9 @@ func TestValueErrors(t *testing.T) {
 	dsn, db := testDB(t)
 	exec(t, db, `CREATE TABLE v (id BIGINT PRIMARY KEY, s VARCHAR(5), d DECIMAL(5,2), i INT, u BIGINT,
 		t TEXT, nn INT NOT NULL DEFAULT 0, ts TIMESTAMP(6) NULL, dt DATE, j JSON, f FLOAT, tn TINYTEXT, dt0 DATETIME)`)
-	str := func(name string) arrow.Field { return arrow.Field{Name: name, Type: arrow.BinaryTypes.String, Nullable: true} }
+	str := func(name string) arrow.Field {
+		return arrow.Field{Name: name, Type: arrow.BinaryTypes.String, Nullable: true}
+	}
 	cases := []valueCase{
 		{"s", str("s"), "héllo", "toolong", "7 characters do not fit varchar(5)"},
 		{"d", arrow.Field{Name: "d", Type: &arrow.Decimal128Type{Precision: 10, Scale: 3}, Nullable: true},
@@ -491,5 +493,41 @@ func TestCreateTableDDL(t *testing.T) {
 	writeAll(t, snk, connectors.WriterSpec{Partition: "p", Schema: schema}, rec)
 	if n := count(t, db, "SELECT COUNT(*) FROM ddl"); n != 3 {
 		t.Errorf("%d rows, want 3 distinct keys", n)
+	}
+}
+
+// Text into a latin1 column is converted from UTF-8 by the server; a
+// character latin1 cannot hold is a ValueError, not a '?'.
+func TestWriteLatin1Column(t *testing.T) {
+	for _, bulk := range []string{bulkLoad, bulkInsert} {
+		t.Run(bulk, func(t *testing.T) {
+			dsn, db := testDB(t)
+			exec(t, db, "CREATE TABLE l (id BIGINT PRIMARY KEY, s VARCHAR(20) CHARACTER SET latin1)")
+			snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "l", Key: []string{"id"}, Options: map[string]string{"bulk": bulk}})
+			good := intTextRecord([]int64{1, 2}, []string{"Ünïcödé", "tab\there"})
+			defer good.Release()
+			if err := snk.Prepare(testCtx(t), good.Schema(), false); err != nil {
+				t.Fatal(err)
+			}
+			writeAll(t, snk, connectors.WriterSpec{Partition: "p", Schema: good.Schema()}, good)
+			src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "l", Key: []string{"id"}})
+			rows, _ := readAll(t, src, connectors.Range{})
+			if len(rows) != 2 || rows[0][1] != "Ünïcödé" || rows[1][1] != "tab\there" {
+				t.Errorf("latin1 round trip: %v", rows)
+			}
+			if n := count(t, db, "SELECT COUNT(*) FROM l WHERE HEX(s) = 'DC6EEF63F664E9'"); n != 1 {
+				t.Errorf("stored bytes are not latin1")
+			}
+			bad := intTextRecord([]int64{3, 4}, []string{"ok", "emoji 😀"})
+			defer bad.Release()
+			err := tryWriteAll(snk, connectors.WriterSpec{Partition: "p", Schema: bad.Schema()}, bad)
+			var ve *connectors.ValueError
+			if !errors.As(err, &ve) || ve.Column != "s" || connectors.CompareKeys(ve.Key, connectors.Key{int64(4)}) != 0 {
+				t.Errorf("emoji into latin1: %v, want a ValueError for s, key 4", err)
+			}
+			if n := count(t, db, "SELECT COUNT(*) FROM l"); n != 2 {
+				t.Errorf("%d rows after the failed write, want 2", n)
+			}
+		})
 	}
 }
