@@ -38,6 +38,10 @@ type decCol struct {
 	scale int
 	b     array.Builder
 
+	// dataLen is the bytes a variable-width column took in the last batch,
+	// to size the next one's data buffer in one allocation.
+	dataLen int
+
 	i16  *array.Int16Builder
 	i32  *array.Int32Builder
 	i64  *array.Int64Builder
@@ -74,13 +78,15 @@ type copyDecoder struct {
 	carry   []byte
 	rows    int
 	bytes   int
-	room    int // rows reserved in the builders but not yet used
+	cap     int // rows the builders have room for in this batch
+	next    int // rows to size the next batch's builders for
 	text    []byte
 	emitErr error // the error emit returned, passed through unchanged
 }
 
 func newCopyDecoder(mem memory.Allocator, schema *arrow.Schema, cols []column, keys []column, batchRows, batchBytes int, emit func(arrow.RecordBatch) error) *copyDecoder {
-	d := &copyDecoder{schema: schema, batchRows: batchRows, batchBytes: batchBytes, emit: emit, keyCols: keys}
+	d := &copyDecoder{schema: schema, batchRows: batchRows, batchBytes: batchBytes, emit: emit, keyCols: keys,
+		next: min(batchRows, maxPresize)}
 	d.cols = make([]decCol, len(cols))
 	for i := range cols {
 		c := &d.cols[i]
@@ -217,21 +223,49 @@ func (d *copyDecoder) parse(b []byte) (int, error) {
 	return pos, nil
 }
 
-// reserveChunk bounds how many rows are reserved in the builders at a time, so
-// a large BatchRows with a small BatchBytes does not allocate for rows that
-// never come.
-const reserveChunk = 4096
+// maxPresize bounds the rows the first batch's builders are sized for, so a
+// huge BatchRows with a small BatchBytes does not allocate for rows that
+// never come; later batches are sized like the one before.
+const maxPresize = 1 << 15
+
+// grow makes room for more rows: at the start of a batch, exactly the rows
+// expected (one allocation per buffer, none of the builders' doubling and
+// copying); past that, by doubling.
+func (d *copyDecoder) grow() {
+	if d.rows == 0 {
+		for i := range d.cols {
+			c := &d.cols[i]
+			c.b.(interface{ Resize(int) }).Resize(d.next)
+			switch {
+			case c.str != nil:
+				c.str.ReserveData(c.dataLen + c.dataLen/8)
+			case c.bin != nil:
+				c.bin.ReserveData(c.dataLen + c.dataLen/8)
+			}
+		}
+		d.cap = d.next
+		return
+	}
+	for i := range d.cols {
+		d.cols[i].b.Reserve(d.rows)
+	}
+	d.cap = 2 * d.rows
+}
+
+// appendBytes appends v with UnsafeAppend, growing the data buffer by
+// doubling when it is full.
+func appendBytes(b *array.BinaryBuilder, v []byte) {
+	if b.DataCap()-b.DataLen() < len(v) {
+		b.ReserveData(max(len(v), b.DataLen()))
+	}
+	b.UnsafeAppend(v)
+}
 
 // tuple appends one complete tuple (after its field count) to the builders.
 func (d *copyDecoder) tuple(t []byte) error {
-	if d.room == 0 {
-		n := min(d.batchRows-d.rows, reserveChunk)
-		for i := range d.cols {
-			d.cols[i].b.Reserve(n)
-		}
-		d.room = n
+	if d.rows >= d.cap {
+		d.grow()
 	}
-	d.room--
 	pos := 0
 	for i := range d.cols {
 		c := &d.cols[i]
@@ -275,14 +309,14 @@ func (d *copyDecoder) tuple(t []byte) error {
 			}
 			c.bl.UnsafeAppend(v[0] != 0)
 		case kText, kCast:
-			c.str.BinaryBuilder.Append(v)
+			appendBytes(c.str.BinaryBuilder, v)
 		case kJSONB:
 			if l < 1 || v[0] != 1 {
 				return d.valueError(c, t, "unsupported jsonb binary format version")
 			}
-			c.str.BinaryBuilder.Append(v[1:])
+			appendBytes(c.str.BinaryBuilder, v[1:])
 		case kBytea:
-			c.bin.Append(v)
+			appendBytes(c.bin, v)
 		case kUUID:
 			if l != 16 {
 				return d.badLength(c, l, t)
@@ -323,7 +357,7 @@ func (d *copyDecoder) tuple(t []byte) error {
 			if err != nil {
 				return d.valueError(c, t, err.Error())
 			}
-			c.str.BinaryBuilder.Append(d.text)
+			appendBytes(c.str.BinaryBuilder, d.text)
 		}
 	}
 	return nil
@@ -336,13 +370,21 @@ func (d *copyDecoder) flush() error {
 	}
 	arrs := make([]arrow.Array, len(d.cols))
 	for i := range d.cols {
-		arrs[i] = d.cols[i].b.NewArray()
+		c := &d.cols[i]
+		switch {
+		case c.str != nil:
+			c.dataLen = c.str.DataLen()
+		case c.bin != nil:
+			c.dataLen = c.bin.DataLen()
+		}
+		arrs[i] = c.b.NewArray()
 	}
 	rec := array.NewRecordBatch(d.schema, arrs, int64(d.rows))
 	for _, a := range arrs {
 		a.Release()
 	}
-	d.rows, d.bytes, d.room = 0, 0, 0
+	d.next = min(d.batchRows, d.rows+d.rows/8+16)
+	d.rows, d.bytes, d.cap = 0, 0, 0
 	err := d.emit(rec)
 	rec.Release()
 	if err != nil {
