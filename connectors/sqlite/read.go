@@ -36,7 +36,8 @@ type colReader struct {
 	ts  *array.TimestampBuilder
 	t64 *array.Time64Builder
 
-	scratch []byte
+	scratch  []byte
+	lastData int // bytes of values in the last batch, for reserve
 }
 
 func newColReader(mem memory.Allocator, col *column, idx int) *colReader {
@@ -320,10 +321,15 @@ func (rr *rowReader) appendRow(s *liteStmt) (*colReader, *badValue) {
 	return nil, nil
 }
 
-// reserve preallocates room for n rows in every builder.
+// reserve preallocates room for n rows in every builder, and for the
+// variable-length columns as many bytes as the last batch held: builders
+// otherwise grow by doubling, copying each buffer several times per batch.
 func (rr *rowReader) reserve(n int) {
 	for _, c := range rr.cols {
 		c.b.Reserve(n)
+		if c.bin != nil && c.lastData > 0 {
+			c.bin.ReserveData(c.lastData + c.lastData/8)
+		}
 	}
 }
 
@@ -331,6 +337,9 @@ func (rr *rowReader) reserve(n int) {
 func (rr *rowReader) flush() arrow.RecordBatch {
 	arrs := make([]arrow.Array, len(rr.cols))
 	for i, c := range rr.cols {
+		if c.bin != nil {
+			c.lastData = c.bin.DataLen()
+		}
 		arrs[i] = c.b.NewArray()
 	}
 	rec := array.NewRecordBatch(rr.schema, arrs, int64(rr.rows))

@@ -376,12 +376,14 @@ func (s *source) Read(ctx context.Context, r connectors.Range, fn func(arrow.Rec
 	defer rr.release()
 	rr.reserve(min(s.batchRows, 1024))
 	emit := func() error {
+		rows := rr.rows
 		rec := rr.flush()
 		defer rec.Release()
 		if err := fn(rec); err != nil {
 			return err
 		}
-		rr.reserve(min(s.batchRows, 1024))
+		// The next batch is likely the size of this one.
+		rr.reserve(rows)
 		return ctx.Err()
 	}
 	for {
