@@ -232,3 +232,40 @@ func TestReadCancel(t *testing.T) {
 		t.Errorf("cancelled read: %v after %d batches", err, n)
 	}
 }
+
+// A Write whose context ends aborts the writer: nothing of its transaction
+// is committed, and later calls say the writer is done.
+func TestWriteCancel(t *testing.T) {
+	dsn, db := testDB(t)
+	snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "wc", Key: []string{"id"}, CreateTable: true})
+	rec := intTextRecord(seq(1, 20000), texts(20000, strings.Repeat("x", 200)))
+	defer rec.Release()
+	if err := snk.Prepare(testCtx(t), rec.Schema(), false); err != nil {
+		t.Fatal(err)
+	}
+	w, err := snk.OpenWriter(testCtx(t), connectors.WriterSpec{Partition: "p", Schema: rec.Schema()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	head := rec.NewSlice(0, 100)
+	defer head.Release()
+	if err := w.Write(testCtx(t), head); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(5 * time.Millisecond); cancel() }()
+	var werr error
+	for i := 0; i < 50 && werr == nil; i++ {
+		werr = w.Write(ctx, rec)
+	}
+	if werr == nil {
+		t.Fatal("writes went on after their context was cancelled")
+	}
+	if _, err := w.Commit(testCtx(t)); err == nil {
+		t.Error("commit after a cancelled write succeeded")
+	}
+	if n := count(t, db, "SELECT COUNT(*) FROM wc"); n != 0 {
+		t.Errorf("%d rows committed", n)
+	}
+}

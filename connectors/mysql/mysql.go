@@ -7,6 +7,9 @@
 // one transaction per commit, and falls back to multi-row INSERTs when the
 // server or client refuses LOCAL INFILE.
 //
+// Options: the source takes none; the sink takes bulk=auto (default: LOAD DATA
+// LOCAL, INSERTs if refused), bulk=load_data (fail if refused) or bulk=insert.
+//
 // Key order is byte order (connectors/TYPES.md): text key columns whose
 // collation is not already byte order are compared and sorted as
 // CAST(col AS BINARY), which costs the index for those columns; integer,

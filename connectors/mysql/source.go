@@ -261,8 +261,16 @@ func (s *source) stream(ctx context.Context, cancel func(), dc any, q string, ar
 	reserve := min(s.rows, 1<<16)
 	rb.Reserve(reserve)
 	dest := make([]driver.Value, len(s.cols))
+	// Variable-width columns start each batch with the data room the last
+	// one needed, instead of growing (and copying) by doubling.
+	dataLen := make([]int, len(fields))
 	n, size := 0, 0
 	emit := func() error {
+		for i, f := range fields {
+			if bb, ok := f.(interface{ DataLen() int }); ok {
+				dataLen[i] = bb.DataLen()
+			}
+		}
 		rec := rb.NewRecordBatch()
 		defer rec.Release()
 		n, size = 0, 0
@@ -274,6 +282,11 @@ func (s *source) stream(ctx context.Context, cancel func(), dc any, q string, ar
 			return err
 		}
 		rb.Reserve(reserve)
+		for i, f := range fields {
+			if bb, ok := f.(interface{ ReserveData(int) }); ok && dataLen[i] > 0 {
+				bb.ReserveData(dataLen[i])
+			}
+		}
 		return nil
 	}
 	for {

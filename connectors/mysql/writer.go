@@ -56,6 +56,9 @@ type writer struct {
 	segs []segment
 	sent int64 // rows sent in the current LOAD statement
 	cols string
+	// pipe is the current statement's pipe, for the cancel callback, which
+	// runs on its own goroutine.
+	pipe atomic.Pointer[io.PipeWriter]
 	// failed is the error of a Write that left the transaction half-written:
 	// the partition must be retried from its checkpoint, not committed.
 	failed error
@@ -97,8 +100,8 @@ func newWriter(s *sink, conn *sql.Conn, spec connectors.WriterSpec, targets []fi
 // watch aborts the writer's statement when the caller's ctx ends.
 func (w *writer) watch(ctx context.Context) (stop func() bool) {
 	return context.AfterFunc(ctx, func() {
-		if w.load != nil {
-			w.load.pw.CloseWithError(ctx.Err())
+		if pw := w.pipe.Load(); pw != nil {
+			pw.CloseWithError(ctx.Err())
 		}
 		w.cancel()
 	})
@@ -244,6 +247,7 @@ func (w *writer) startLoad() {
 		ls.done <- loadResult{res: res, err: err}
 	}()
 	w.load = ls
+	w.pipe.Store(pw)
 	w.sent = 0
 }
 
