@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 )
 
@@ -64,9 +65,29 @@ func IsTransient(err error) bool {
 	if errors.As(err, &ne) {
 		return true
 	}
+	var se interface{ SQLState() string }
+	if errors.As(err, &se) && transientSQLState(se.SQLState()) {
+		return true
+	}
 	return errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) ||
 		errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, net.ErrClosed)
+}
+
+// transientSQLState reports whether a standard SQLSTATE means "try again":
+// the connection broke (class 08), the server is shutting down or starting
+// (57P01-57P03), it is out of connections or resources (class 53), or the
+// transaction lost a serialization race or a deadlock (40001, 40P01).
+func transientSQLState(code string) bool {
+	switch {
+	case strings.HasPrefix(code, "08"), strings.HasPrefix(code, "53"):
+		return true
+	}
+	switch code {
+	case "57P01", "57P02", "57P03", "40001", "40P01":
+		return true
+	}
+	return false
 }

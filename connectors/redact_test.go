@@ -1,6 +1,10 @@
 package connectors
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 )
@@ -24,6 +28,34 @@ func TestRedacted(t *testing.T) {
 		}
 		if strings.Contains(got, "s3cret") || strings.Contains(got, "s 3cret") {
 			t.Errorf("Redacted(%q) leaks the password: %q", tt.in, got)
+		}
+	}
+}
+
+type sqlStateError string
+
+func (e sqlStateError) Error() string    { return "server said " + string(e) }
+func (e sqlStateError) SQLState() string { return string(e) }
+
+func TestIsTransient(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{sqlStateError("57P01"), true},  // admin shutdown: terminated backend
+		{sqlStateError("08006"), true},  // connection failure
+		{sqlStateError("40001"), true},  // serialization failure
+		{sqlStateError("23505"), false}, // unique violation: same again
+		{sqlStateError("22003"), false}, // numeric out of range
+		{fmt.Errorf("copy: %w", sqlStateError("53300")), true},
+		{&ValueError{Column: "x", Reason: "too long"}, false},
+		{Transient(errors.New("anything")), true},
+		{context.Canceled, false},
+		{io.ErrUnexpectedEOF, true},
+	}
+	for _, tt := range tests {
+		if got := IsTransient(tt.err); got != tt.want {
+			t.Errorf("IsTransient(%v) = %v, want %v", tt.err, got, tt.want)
 		}
 	}
 }

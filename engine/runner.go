@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -30,6 +31,8 @@ type Runner struct {
 	// MaxPartitions caps the plan below the job's partitions.max (the
 	// cluster's free slots); 0: no extra cap.
 	MaxPartitions int
+	// HTTPClient posts callbacks; nil: a client with a 10s timeout.
+	HTTPClient *http.Client
 }
 
 // Check opens the job's source and sink to refuse, before anything runs,
@@ -100,10 +103,7 @@ func NewRunID(now time.Time) string {
 // Run runs a job to its end, continuing its unfinished run if there is one.
 // It returns the finished run record; the error is the run's failure.
 func (r *Runner) Run(ctx context.Context, job *Job) (*RunRecord, error) {
-	log := r.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := r.logger()
 	run, parts, err := r.startOrResume(ctx, job)
 	if err != nil {
 		return nil, err
@@ -340,5 +340,32 @@ func (r *Runner) finish(job *Job, run *RunRecord, runErr error) (*RunRecord, err
 	if err := r.State.FinishRun(ctx, run); err != nil && runErr == nil {
 		runErr = fmt.Errorf("job %q: record run: %w", job.Name, err)
 	}
+	if len(job.Callbacks) > 0 {
+		cbCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		client := r.HTTPClient
+		if client == nil {
+			client = &http.Client{Timeout: 10 * time.Second}
+		}
+		if err := NotifyCallbacks(cbCtx, client, job, run, sleepCtx); err != nil {
+			r.logger().Warn("callbacks", "job", job.Name, "run", run.ID, "err", err)
+		}
+	}
 	return run, runErr
+}
+
+func (r *Runner) logger() *slog.Logger {
+	if r.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Log
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -25,7 +25,7 @@ func demoCmd() *cobra.Command {
 		Short: "Copy a generated SQLite table to Parquet and to SQLite in parallel partitions, and verify it (no servers needed)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDemo(cmd.Context(), cmd, rows, dir, !quiet)
+			return runDemo(cmd.Context(), cmd, rows, dir, quiet)
 		},
 	}
 	cmd.Flags().Int64Var(&rows, "rows", 1_000_000, "rows in the generated source table")
@@ -34,7 +34,7 @@ func demoCmd() *cobra.Command {
 	return cmd
 }
 
-func runDemo(ctx context.Context, cmd *cobra.Command, rows int64, dir string, bars bool) error {
+func runDemo(ctx context.Context, cmd *cobra.Command, rows int64, dir string, quiet bool) error {
 	w := cmd.ErrOrStderr()
 	if err := os.RemoveAll(dir); err != nil {
 		return err
@@ -79,7 +79,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, rows int64, dir string, ba
 		if err := job.Validate(); err != nil {
 			return err
 		}
-		if _, err := runJob(ctx, job, state, w, bars); err != nil {
+		if _, err := runJob(ctx, job, state, w, quiet); err != nil {
 			return err
 		}
 		check := connectors.SourceConfig{DSN: job.Sink.DSN, Table: job.Sink.Table}

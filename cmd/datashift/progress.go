@@ -15,10 +15,12 @@ import (
 )
 
 // progressUI shows a bar per partition and one for the whole run on a
-// terminal; elsewhere (CI logs, pipes) a line every few seconds.
+// terminal; elsewhere (CI logs, pipes) a line every few seconds; nothing but
+// failures when quiet.
 type progressUI struct {
 	w     io.Writer
 	bars  bool
+	quiet bool
 	mu    sync.Mutex
 	p     *mpb.Progress
 	total *mpb.Bar
@@ -31,9 +33,9 @@ type progressUI struct {
 	last  time.Time
 }
 
-func newProgressUI(w io.Writer, bars bool) *progressUI {
-	ui := &progressUI{w: w, part: map[string]*mpb.Bar{}, rows: map[string]int64{}, start: time.Now()}
-	if f, ok := w.(*os.File); ok && bars && isTerminal(f) {
+func newProgressUI(w io.Writer, quiet bool) *progressUI {
+	ui := &progressUI{w: w, quiet: quiet, part: map[string]*mpb.Bar{}, rows: map[string]int64{}, start: time.Now()}
+	if f, ok := w.(*os.File); ok && !quiet && isTerminal(f) {
 		ui.bars = true
 		ui.p = mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
 	}
@@ -58,7 +60,9 @@ func (ui *progressUI) Plan(run *engine.RunRecord, parts []engine.PartitionRecord
 			ui.done++
 		}
 	}
-	fmt.Fprintf(ui.w, "%s: run %s, %d partitions (%s): %s\n", run.Job, run.ID, len(parts), run.Scheme, run.Reason)
+	if !ui.quiet {
+		fmt.Fprintf(ui.w, "%s: run %s, %d partitions (%s): %s\n", run.Job, run.ID, len(parts), run.Scheme, run.Reason)
+	}
 	if !ui.bars {
 		return
 	}
@@ -98,7 +102,7 @@ func (ui *progressUI) Update(p engine.Progress) {
 		if p.State == engine.Failed || (p.State == engine.Pending && p.Err != nil) {
 			fmt.Fprintf(ui.w, "partition %s: %s: %v\n", p.Partition, p.State, p.Err)
 		}
-		if time.Since(ui.last) >= 5*time.Second || (ui.done == ui.n && p.State == engine.Done) {
+		if !ui.quiet && (time.Since(ui.last) >= 5*time.Second || (ui.done == ui.n && p.State == engine.Done)) {
 			ui.last = time.Now()
 			rows := ui.sumRows()
 			fmt.Fprintf(ui.w, "%d/%d partitions done, %d rows, %s rows/s\n", ui.done, ui.n, rows, humanCount(float64(rows)/time.Since(ui.start).Seconds()))

@@ -52,7 +52,7 @@ continues from the checkpoints with no row lost or written twice.`,
 				return err
 			}
 			defer closeState()
-			_, err = runJob(ctx, job, state, cmd.ErrOrStderr(), !quiet)
+			_, err = runJob(ctx, job, state, cmd.ErrOrStderr(), quiet)
 			return err
 		},
 	}
@@ -63,8 +63,8 @@ continues from the checkpoints with no row lost or written twice.`,
 }
 
 // runJob runs job with progress bars on w and prints its summary.
-func runJob(ctx context.Context, job *engine.Job, state engine.State, w io.Writer, bars bool) (*engine.RunRecord, error) {
-	ui := newProgressUI(w, bars)
+func runJob(ctx context.Context, job *engine.Job, state engine.State, w io.Writer, quiet bool) (*engine.RunRecord, error) {
+	ui := newProgressUI(w, quiet)
 	r := &engine.Runner{State: state, Progress: ui.Update, OnPlan: ui.Plan}
 	start := time.Now()
 	run, err := r.Run(ctx, job)
