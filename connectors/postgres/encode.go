@@ -41,6 +41,28 @@ type encoder interface {
 	write(arr arrow.Array, buf []byte, cursor []int)
 }
 
+// nullMask answers "is row i NULL" from the validity bitmap, without an
+// interface call per row.
+type nullMask struct {
+	bits []byte
+	off  int
+}
+
+func nullsOf(arr arrow.Array) nullMask {
+	if arr.NullN() == 0 {
+		return nullMask{}
+	}
+	return nullMask{bits: arr.NullBitmapBytes(), off: arr.Data().Offset()}
+}
+
+func (m nullMask) null(i int) bool {
+	if m.bits == nil {
+		return false
+	}
+	j := m.off + i
+	return m.bits[j>>3]&(1<<(j&7)) == 0
+}
+
 // putNull writes a NULL field.
 func putNull(buf []byte, cursor []int, i int) {
 	binary.BigEndian.PutUint32(buf[cursor[i]:], 0xFFFFFFFF)
@@ -55,8 +77,9 @@ func sizeFixed(arr arrow.Array, rowLen []int, width int) {
 		}
 		return
 	}
+	nm := nullsOf(arr)
 	for i := range rowLen {
-		if arr.IsNull(i) {
+		if nm.null(i) {
 			rowLen[i] += 4
 		} else {
 			rowLen[i] += 4 + width
@@ -141,9 +164,9 @@ func (e *intEnc[T]) size(arr arrow.Array, rowLen []int) *badValue {
 
 func (e *intEnc[T]) write(arr arrow.Array, buf []byte, cursor []int) {
 	vals := valuesOf[T](arr)
-	nulls := arr.NullN() > 0
+	nm := nullsOf(arr)
 	for i, v := range vals {
-		if nulls && arr.IsNull(i) {
+		if nm.null(i) {
 			putNull(buf, cursor, i)
 			continue
 		}
@@ -174,9 +197,9 @@ func (int64Enc) size(arr arrow.Array, rowLen []int) *badValue {
 
 func (int64Enc) write(arr arrow.Array, buf []byte, cursor []int) {
 	vals := arr.(*array.Int64).Int64Values()
-	nulls := arr.NullN() > 0
+	nm := nullsOf(arr)
 	for i, v := range vals {
-		if nulls && arr.IsNull(i) {
+		if nm.null(i) {
 			putNull(buf, cursor, i)
 			continue
 		}
@@ -220,9 +243,9 @@ func (e *floatEnc[T]) exact(v T) bool {
 }
 
 func (e *floatEnc[T]) write(arr arrow.Array, buf []byte, cursor []int) {
-	nulls := arr.NullN() > 0
+	nm := nullsOf(arr)
 	for i, v := range valuesOf[T](arr) {
-		if nulls && arr.IsNull(i) {
+		if nm.null(i) {
 			putNull(buf, cursor, i)
 			continue
 		}
@@ -247,8 +270,9 @@ func (boolEnc) size(arr arrow.Array, rowLen []int) *badValue {
 
 func (boolEnc) write(arr arrow.Array, buf []byte, cursor []int) {
 	a := arr.(*array.Boolean)
+	nm := nullsOf(arr)
 	for i := 0; i < a.Len(); i++ {
-		if a.IsNull(i) {
+		if nm.null(i) {
 			putNull(buf, cursor, i)
 			continue
 		}
@@ -284,6 +308,28 @@ func varBytesOf(arr arrow.Array) varBytes {
 	panic(fmt.Sprintf("postgres: no byte values in %s", arr.DataType()))
 }
 
+func (v *varBytes) rows() int {
+	if v.offs32 != nil {
+		return len(v.offs32) - 1
+	}
+	return len(v.offs64) - 1
+}
+
+// start is where row i's bytes begin in data.
+func (v *varBytes) start(i int) int {
+	if v.offs32 != nil {
+		return int(v.offs32[i] - v.offs32[0])
+	}
+	return int(v.offs64[i] - v.offs64[0])
+}
+
+func (v *varBytes) len(i int) int {
+	if v.offs32 != nil {
+		return int(v.offs32[i+1] - v.offs32[i])
+	}
+	return int(v.offs64[i+1] - v.offs64[i])
+}
+
 // value returns row i's bytes (offsets are absolute; ValueBytes starts at the
 // first row's offset).
 func (v *varBytes) value(i int) []byte {
@@ -313,53 +359,71 @@ func (e *bytesEnc) size(arr arrow.Array, rowLen []int) *badValue {
 	if e.prefix {
 		extra = 5
 	}
-	nulls := arr.NullN() > 0
-	if e.text && !nulls && !e.json && e.maxLen == 0 {
-		// The common case: one check over the whole column's bytes.
-		if utf8.Valid(vb.data) && bytes.IndexByte(vb.data, 0) < 0 {
-			for i := range rowLen {
-				rowLen[i] += extra + len(vb.value(i))
+	nm := nullsOf(arr)
+	if !e.text || !e.json && e.maxLen == 0 && vb.validText() {
+		for i := range rowLen {
+			if nm.null(i) {
+				rowLen[i] += 4
+			} else {
+				rowLen[i] += extra + vb.len(i)
 			}
-			return nil
 		}
+		return nil
 	}
+	// Some check failed on the whole column, or every value needs one:
+	// find the row.
 	for i := range rowLen {
-		if nulls && arr.IsNull(i) {
+		if nm.null(i) {
 			rowLen[i] += 4
 			continue
 		}
 		v := vb.value(i)
-		if e.text {
-			if !utf8.Valid(v) {
-				return &badValue{row: i, value: shortBytes(v), reason: "is not valid UTF-8, which " + e.target + " requires"}
+		if !utf8.Valid(v) {
+			return &badValue{row: i, value: shortBytes(v), reason: "is not valid UTF-8, which " + e.target + " requires"}
+		}
+		if bytes.IndexByte(v, 0) >= 0 {
+			return &badValue{row: i, value: shortBytes(v), reason: "holds a NUL byte, which PostgreSQL text cannot"}
+		}
+		if e.maxLen > 0 {
+			s := v
+			if e.bpchar {
+				s = bytes.TrimRight(s, " ")
 			}
-			if bytes.IndexByte(v, 0) >= 0 {
-				return &badValue{row: i, value: shortBytes(v), reason: "holds a NUL byte, which PostgreSQL text cannot"}
+			if n := utf8.RuneCount(s); n > e.maxLen {
+				return &badValue{row: i, value: shortBytes(v), reason: fmt.Sprintf("has %d characters, more than %s allows", n, e.target)}
 			}
-			if e.maxLen > 0 {
-				s := v
-				if e.bpchar {
-					s = bytes.TrimRight(s, " ")
-				}
-				if n := utf8.RuneCount(s); n > e.maxLen {
-					return &badValue{row: i, value: shortBytes(v), reason: fmt.Sprintf("has %d characters, more than %s allows", n, e.target)}
-				}
-			}
-			if e.json && !json.Valid(v) {
-				return &badValue{row: i, value: shortBytes(v), reason: "is not valid JSON"}
-			}
+		}
+		if e.json && !json.Valid(v) {
+			return &badValue{row: i, value: shortBytes(v), reason: "is not valid JSON"}
 		}
 		rowLen[i] += extra + len(v)
 	}
 	return nil
 }
 
+// validText checks every value of the column at once: the data is valid
+// UTF-8 with no NUL, and every value starts on a character boundary (valid
+// bytes could otherwise split a character between two values). NULL slots
+// are checked too, which can only make it answer no.
+func (v *varBytes) validText() bool {
+	if !utf8.Valid(v.data) || bytes.IndexByte(v.data, 0) >= 0 {
+		return false
+	}
+	n := v.rows()
+	for i := 0; i < n; i++ {
+		if s := v.start(i); s < len(v.data) && v.data[s]&0xC0 == 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 func (e *bytesEnc) write(arr arrow.Array, buf []byte, cursor []int) {
 	vb := varBytesOf(arr)
-	nulls := arr.NullN() > 0
+	nm := nullsOf(arr)
 	n := arr.Len()
 	for i := 0; i < n; i++ {
-		if nulls && arr.IsNull(i) {
+		if nm.null(i) {
 			putNull(buf, cursor, i)
 			continue
 		}
@@ -395,8 +459,9 @@ func (e *fixedBinEnc) size(arr arrow.Array, rowLen []int) *badValue {
 
 func (e *fixedBinEnc) write(arr arrow.Array, buf []byte, cursor []int) {
 	a := arr.(*array.FixedSizeBinary)
+	nm := nullsOf(arr)
 	for i := 0; i < a.Len(); i++ {
-		if a.IsNull(i) {
+		if nm.null(i) {
 			putNull(buf, cursor, i)
 			continue
 		}
@@ -425,20 +490,17 @@ type timeEnc struct {
 	out    []int64 // converted values of the current batch
 }
 
-// micros converts row i of the source to microseconds since the Unix epoch
-// (or since midnight for times).
+// convert turns the batch's values into the target's integers (µs since
+// 2000-01-01, days since 2000-01-01, or µs since midnight) in e.out.
 func (e *timeEnc) convert(arr arrow.Array) *badValue {
 	n := arr.Len()
 	if cap(e.out) < n {
 		e.out = make([]int64, n)
 	}
 	e.out = e.out[:n]
-	mul, div := int64(1), int64(1)
-	var raw func(i int) int64
 	switch a := arr.(type) {
 	case *array.Timestamp:
-		vals := a.Values()
-		raw = func(i int) int64 { return int64(vals[i]) }
+		mul, div := int64(1), int64(1)
 		switch e.src.(*arrow.TimestampType).Unit {
 		case arrow.Second:
 			mul = 1e6
@@ -447,35 +509,35 @@ func (e *timeEnc) convert(arr arrow.Array) *badValue {
 		case arrow.Nanosecond:
 			div = 1e3
 		}
+		return convertTimes(e, arr, a.Values(), mul, div)
 	case *array.Date32:
-		vals := a.Values()
-		raw = func(i int) int64 { return int64(vals[i]) }
-		mul = usPerDay
+		return convertTimes(e, arr, a.Values(), usPerDay, 1)
 	case *array.Date64:
-		vals := a.Values()
-		raw = func(i int) int64 { return int64(vals[i]) }
-		mul = 1e3
+		return convertTimes(e, arr, a.Values(), 1e3, 1)
 	case *array.Time64:
-		vals := a.Values()
-		raw = func(i int) int64 { return int64(vals[i]) }
 		if e.src.(*arrow.Time64Type).Unit == arrow.Nanosecond {
-			div = 1e3
+			return convertTimes(e, arr, a.Values(), 1, 1e3)
 		}
+		return convertTimes(e, arr, a.Values(), 1, 1)
 	case *array.Time32:
-		vals := a.Values()
-		raw = func(i int) int64 { return int64(vals[i]) }
 		if e.src.(*arrow.Time32Type).Unit == arrow.Second {
-			mul = 1e6
-		} else {
-			mul = 1e3
+			return convertTimes(e, arr, a.Values(), 1e6, 1)
 		}
+		return convertTimes(e, arr, a.Values(), 1e3, 1)
 	}
-	nulls := arr.NullN() > 0
-	for i := 0; i < n; i++ {
-		if nulls && arr.IsNull(i) {
+	return &badValue{reason: "unsupported temporal type " + e.src.String()}
+}
+
+// convertTimes brings values to microseconds (×mul, ÷div exactly) and then
+// to the target's epoch and range.
+func convertTimes[T ~int32 | ~int64](e *timeEnc, arr arrow.Array, vals []T, mul, div int64) *badValue {
+	nm := nullsOf(arr)
+	out := e.out
+	for i, raw := range vals {
+		if nm.null(i) {
 			continue
 		}
-		v := raw(i)
+		v := int64(raw)
 		if div > 1 {
 			if v%div != 0 {
 				return &badValue{row: i, value: e.show(arr, i), reason: "has sub-microsecond precision, which " + e.target + " would lose"}
@@ -508,7 +570,7 @@ func (e *timeEnc) convert(arr arrow.Array) *badValue {
 				return &badValue{row: i, value: e.show(arr, i), reason: "is not a time of day"}
 			}
 		}
-		e.out[i] = v
+		out[i] = v
 	}
 	return nil
 }
@@ -533,10 +595,10 @@ func (e *timeEnc) size(arr arrow.Array, rowLen []int) *badValue {
 }
 
 func (e *timeEnc) write(arr arrow.Array, buf []byte, cursor []int) {
-	nulls := arr.NullN() > 0
+	nm := nullsOf(arr)
 	w := e.width()
 	for i, v := range e.out {
-		if nulls && arr.IsNull(i) {
+		if nm.null(i) {
 			putNull(buf, cursor, i)
 			continue
 		}
@@ -567,10 +629,10 @@ func (e *scratchEnc) size(arr arrow.Array, rowLen []int) *badValue {
 		e.offs = make([]int, n+1)
 	}
 	e.offs = e.offs[:n+1]
-	nulls := arr.NullN() > 0
+	nm := nullsOf(arr)
 	for i := 0; i < n; i++ {
 		e.offs[i] = len(e.buf)
-		if nulls && arr.IsNull(i) {
+		if nm.null(i) {
 			rowLen[i] += 4
 			continue
 		}
@@ -587,9 +649,9 @@ func (e *scratchEnc) size(arr arrow.Array, rowLen []int) *badValue {
 }
 
 func (e *scratchEnc) write(arr arrow.Array, buf []byte, cursor []int) {
-	nulls := arr.NullN() > 0
+	nm := nullsOf(arr)
 	for i := 0; i < arr.Len(); i++ {
-		if nulls && arr.IsNull(i) {
+		if nm.null(i) {
 			putNull(buf, cursor, i)
 			continue
 		}
@@ -633,6 +695,43 @@ func (t numericTarget) encode(dst []byte, neg bool, intD, fracD []byte, dscale i
 	return appendNumeric(dst, neg, intD, trimmed, dscale), nil
 }
 
+// encodeSmall is encode for a decimal whose coefficient fits 64 bits and
+// whose scale is at most 16, the common case, with integer arithmetic and no
+// digit strings. ok is false when it does not apply.
+func (t numericTarget) encodeSmall(dst []byte, n decimal128.Num, scale int) ([]byte, *badValue, bool) {
+	neg := n.Sign() < 0
+	if neg {
+		n = n.Negate()
+	}
+	if n.HighBits() != 0 {
+		return dst, nil, false
+	}
+	return t.encodeUint(dst, neg, n.LowBits(), scale)
+}
+
+// encodeUint encodes ±c × 10^-scale.
+func (t numericTarget) encodeUint(dst []byte, neg bool, c uint64, scale int) ([]byte, *badValue, bool) {
+	if scale < 0 || scale > 16 {
+		return dst, nil, false
+	}
+	dscale := scale
+	if t.constrained {
+		if scale > t.scale {
+			r := scale - t.scale
+			if c%pow10u64[r] != 0 {
+				return dst, &badValue{reason: fmt.Sprintf("has more than %d digits after the decimal point, which %s would round", t.scale, t.name)}, true
+			}
+			c /= pow10u64[r]
+			scale = t.scale
+		}
+		if intDigits := t.prec - t.scale; intDigits < 20 && c/pow10u64[scale] >= pow10u64[intDigits] {
+			return dst, &badValue{reason: "does not fit " + t.name}, true
+		}
+		dscale = t.scale
+	}
+	return appendNumericUint(dst, neg, c, scale, dscale), nil, true
+}
+
 func (t numericTarget) special(dst []byte, special string) ([]byte, *badValue) {
 	switch special {
 	case "NaN":
@@ -658,6 +757,12 @@ func newNumericEnc(src arrow.DataType, t numericTarget) *scratchEnc {
 		scale := int(st.Scale)
 		return &scratchEnc{conv: func(arr arrow.Array, i int, dst []byte) ([]byte, *badValue) {
 			n := arr.(*array.Decimal128).Value(i)
+			if out, bad, ok := t.encodeSmall(dst, n, scale); ok {
+				if bad != nil {
+					bad.value = connectors.DecimalString(n, st.Scale)
+				}
+				return out, bad
+			}
 			digits = appendDecimalDigits(digits[:0], n)
 			s := scale
 			for ; s < 0; s++ {
@@ -732,6 +837,15 @@ func newNumericEnc(src arrow.DataType, t numericTarget) *scratchEnc {
 	default: // integers
 		return &scratchEnc{conv: func(arr arrow.Array, i int, dst []byte) ([]byte, *badValue) {
 			neg, u := intAt(arr, i)
+			if out, bad, ok := t.encodeUint(dst, neg, u, 0); ok {
+				if bad != nil {
+					bad.value = strconv.FormatUint(u, 10)
+					if neg {
+						bad.value = "-" + bad.value
+					}
+				}
+				return out, bad
+			}
 			digits = strconv.AppendUint(digits[:0], u, 10)
 			out, bad := t.encode(dst, neg, digits, nil, 0)
 			if bad != nil {

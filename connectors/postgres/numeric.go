@@ -226,6 +226,55 @@ func appendNumeric(dst []byte, neg bool, intDigits, fracDigits []byte, dscale in
 	return dst
 }
 
+// appendNumericUint appends the binary numeric of ±c × 10^-scale (scale at
+// most 16) with display scale dscale, computing the base-10000 digits with
+// integer arithmetic.
+func appendNumericUint(dst []byte, neg bool, c uint64, scale, dscale int) []byte {
+	ip, fp := c/pow10u64[scale], c%pow10u64[scale]
+	pad := (4 - scale%4) % 4
+	nf := (scale + pad) / 4
+	fp *= pow10u64[pad] // < 10^19: fits
+	var groups [9]uint16 // 5 integer groups hold 2^64, 4 fraction groups 16 digits
+	var ig [5]uint16
+	ni := 0
+	for ; ip > 0; ni++ {
+		ig[ni] = uint16(ip % 10000)
+		ip /= 10000
+	}
+	n := 0
+	for i := ni - 1; i >= 0; i-- {
+		groups[n] = ig[i]
+		n++
+	}
+	for i := nf - 1; i >= 0; i-- {
+		groups[n] = uint16(fp / pow10u64[4*i] % 10000)
+		n++
+	}
+	weight := ni - 1
+	first := 0
+	for first < n && groups[first] == 0 { // only with no integer part
+		first++
+		weight--
+	}
+	for n > first && groups[n-1] == 0 {
+		n--
+	}
+	sign := uint16(numericPos)
+	if n == first {
+		weight = 0
+	} else if neg {
+		sign = numericNeg
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(n-first))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(int16(weight)))
+	dst = binary.BigEndian.AppendUint16(dst, sign)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(dscale))
+	for _, g := range groups[first:n] {
+		dst = binary.BigEndian.AppendUint16(dst, g)
+	}
+	return dst
+}
+
 // appendNumericSpecial appends NaN or ±Infinity.
 func appendNumericSpecial(dst []byte, sign uint16) []byte {
 	return append(dst, 0, 0, 0, 0, byte(sign>>8), byte(sign), 0, 0)

@@ -323,6 +323,18 @@ func TestValueErrors(t *testing.T) {
 				cols := []arrow.Array{ib.NewArray(), sb.NewArray()}
 				return array.NewRecordBatch(arrow.NewSchema([]arrow.Field{id, field("t", arrow.BinaryTypes.String)}, nil), cols, 1)
 			}},
+		{"character split between values", field("t", arrow.BinaryTypes.String), "", `column "t", row with key 16: value "a\xc3": is not valid UTF-8, which text requires`,
+			func() arrow.RecordBatch {
+				// "é" is C3 A9: each half alone is invalid, the two together
+				// are valid bytes.
+				ib := array.NewInt64Builder(memory.DefaultAllocator)
+				ib.AppendValues([]int64{16, 17}, nil)
+				sb := array.NewStringBuilder(memory.DefaultAllocator)
+				sb.BinaryBuilder.Append([]byte("a\xc3"))
+				sb.BinaryBuilder.Append([]byte("\xa9"))
+				cols := []arrow.Array{ib.NewArray(), sb.NewArray()}
+				return array.NewRecordBatch(arrow.NewSchema([]arrow.Field{id, field("t", arrow.BinaryTypes.String)}, nil), cols, 2)
+			}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
