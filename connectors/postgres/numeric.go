@@ -233,7 +233,7 @@ func appendNumericUint(dst []byte, neg bool, c uint64, scale, dscale int) []byte
 	ip, fp := c/pow10u64[scale], c%pow10u64[scale]
 	pad := (4 - scale%4) % 4
 	nf := (scale + pad) / 4
-	fp *= pow10u64[pad] // < 10^19: fits
+	fp *= pow10u64[pad]  // < 10^19: fits
 	var groups [9]uint16 // 5 integer groups hold 2^64, 4 fraction groups 16 digits
 	var ig [5]uint16
 	ni := 0
