@@ -43,6 +43,10 @@ type source struct {
 	rows     int // BatchRows
 	bytes    int // BatchBytes
 	selectAs string
+	all      []*column // every column of the table or query
+	// cursor is the incremental window's condition (SourceConfig.Cursor).
+	cursor     string
+	cursorArgs []any
 }
 
 func openSource(ctx context.Context, cfg connectors.SourceConfig) (connectors.Source, error) {
@@ -98,6 +102,16 @@ func newSource(ctx context.Context, db *sql.DB, dbName string, cfg connectors.So
 		q := strings.TrimRight(strings.TrimSpace(cfg.Query), ";")
 		s.name, s.from, s.prefix = "query", "("+q+") AS q", "q."
 		if all, err = queryColumns(ctx, db, q); err != nil {
+			return nil, err
+		}
+	}
+	s.all = all
+	if w := cfg.Cursor; w != nil {
+		c := findColumn(all, w.Column)
+		if c == nil {
+			return nil, fmt.Errorf("cursor column %q not found in %s (columns: %s)", w.Column, s.name, strings.Join(columnNames(all), ", "))
+		}
+		if s.cursor, s.cursorArgs, err = cursorCond(c, s.prefix, w); err != nil {
 			return nil, err
 		}
 	}
@@ -182,12 +196,13 @@ func (s *source) build(list string, r connectors.Range, extra string, extraArgs 
 		return "", nil, fmt.Errorf("%s: %w", s.name, err)
 	}
 	q := "SELECT " + list + " FROM " + s.from
-	if w := and(s.where, cond, extra); w != "" {
+	if w := and(s.where, cond, s.cursor, extra); w != "" {
 		q += " WHERE " + w
 	}
 	if order != "" {
 		q += " ORDER BY " + order
 	}
+	args = append(args, s.cursorArgs...)
 	return q, append(args, extraArgs...), nil
 }
 
