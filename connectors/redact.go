@@ -28,9 +28,15 @@ func Redacted(dsn string) string {
 		}
 	}
 	dsn = kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
-	// go-sql-driver form: user:password@protocol(address)/db
-	if at := strings.Index(dsn, "@"); at > 0 && !strings.Contains(dsn[:at], "://") {
-		if colon := strings.Index(dsn[:at], ":"); colon >= 0 {
+	// go-sql-driver form: user:password@protocol(address)/db. The password
+	// may itself hold '@', so the credentials end at the last '@' before
+	// the address.
+	head := dsn
+	if i := strings.IndexAny(dsn, "(/"); i >= 0 {
+		head = dsn[:i]
+	}
+	if at := strings.LastIndex(head, "@"); at > 0 {
+		if colon := strings.Index(head[:at], ":"); colon >= 0 {
 			dsn = dsn[:colon+1] + "xxxxx" + dsn[at:]
 		}
 	}

@@ -20,6 +20,7 @@ func TestRedacted(t *testing.T) {
 		{"mysql://u:p@h/db?password=s3cret", "mysql://u:xxxxx@h/db?password=xxxxx"},
 		{"/tmp/demo.sqlite", "/tmp/demo.sqlite"},
 		{"root@tcp(127.0.0.1:3306)/test", "root@tcp(127.0.0.1:3306)/test"},
+		{"alice:s3cret@x@tcp(db:3306)/app", "alice:xxxxx@tcp(db:3306)/app"},
 	}
 	for _, tt := range tests {
 		got := Redacted(tt.in)
