@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"math"
 	"sort"
 	"testing"
 
@@ -110,5 +111,88 @@ func TestStatsSampled(t *testing.T) {
 			t.Errorf("where %q: min %v max %v, want a000002 and %s", c.where, st.Min, st.Max, maxK)
 		}
 		checkSample(t, st, 100, c.mShare)
+	}
+}
+
+// TestStatsSparseRowids: an INTEGER PRIMARY KEY whose values are dense in
+// 1% of their range and sparse in the rest. Probing evenly spaced rowids
+// would sample the key space, not the rows; the density estimate must find
+// the cluster so that split points at the sample's quantiles balance.
+func TestStatsSparseRowids(t *testing.T) {
+	defer func(v int64) { exactBelow = v }(exactBelow)
+	exactBelow = 1000
+	dsn := newDB(t)
+	db := sqlDB(t, dsn)
+	mustExec(t, db, `CREATE TABLE skew (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)`)
+	// 18,000 keys in [11, 198,000], 2,000 in (10,000,000, 29,800,000].
+	mustExec(t, db, `WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 18000) INSERT INTO skew SELECT n * 11, 0 FROM g`)
+	mustExec(t, db, `WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 2000) INSERT INTO skew SELECT 10000000 + n * 9900, 0 FROM g`)
+	src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "skew", Key: []string{"id"}})
+	const parts = 16
+	st, err := src.(connectors.Sampler).Stats(context.Background(), 10*parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Rows < 19_000 || st.Rows > 21_000 || st.NullRows != 0 || st.Method != "rowid probes" {
+		t.Errorf("estimated %d rows (%d NULL keys) by %q, want about 20000 (0) by rowid probes", st.Rows, st.NullRows, st.Method)
+	}
+	if st.Min[0] != int64(11) || st.Max[0] != int64(10000000+2000*9900) {
+		t.Errorf("min %v max %v", st.Min, st.Max)
+	}
+	// Split at every tenth sample key and count the partitions.
+	var counts []int64
+	var lo connectors.Key
+	for i := 0; i <= parts; i++ {
+		r := connectors.Range{Lo: lo}
+		if i < parts {
+			r.Hi = st.Sample[min(len(st.Sample)-1, (i+1)*len(st.Sample)/parts)]
+			if lo != nil && connectors.CompareKeys(r.Hi, lo) <= 0 {
+				continue
+			}
+			lo = r.Hi
+		}
+		n, err := src.(connectors.Counter).Count(context.Background(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts = append(counts, n)
+	}
+	var sum, biggest int64
+	for _, n := range counts {
+		sum += n
+		biggest = max(biggest, n)
+	}
+	ratio := float64(biggest) / (float64(sum) / float64(len(counts)))
+	t.Logf("estimated %d rows; %d partitions at sample quantiles hold %v: largest %.2f× the mean", st.Rows, len(counts), counts, ratio)
+	if sum != 20_000 || ratio > 1.5 {
+		t.Errorf("partitions hold %v (sum %d), largest %.2f× the mean; want 20000 rows, at most 1.5×", counts, sum, ratio)
+	}
+}
+
+// TestStatsExtremeRowids: rowids at both ends of int64 must not overflow
+// the span arithmetic.
+func TestStatsExtremeRowids(t *testing.T) {
+	defer func(v int64) { exactBelow = v }(exactBelow)
+	exactBelow = 100
+	dsn := newDB(t)
+	db := sqlDB(t, dsn)
+	mustExec(t, db, `CREATE TABLE x (id INTEGER PRIMARY KEY, k TEXT)`)
+	mustExec(t, db, `INSERT INTO x VALUES (-9223372036854775808, 'min'), (9223372036854775807, 'max'), (0, 'zero')`)
+	mustExec(t, db, `WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 500) INSERT INTO x SELECT n * 1000003, printf('k%05d', n) FROM g`)
+	src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "x", Key: []string{"id"}})
+	st, err := src.(connectors.Sampler).Stats(context.Background(), 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Rows < 400 || st.Rows > 600 || st.Min[0] != int64(math.MinInt64) || st.Max[0] != int64(math.MaxInt64) {
+		t.Errorf("stats %d rows, min %v, max %v; want about 503 from MinInt64 to MaxInt64", st.Rows, st.Min, st.Max)
+	}
+	checkSorted(t, st)
+}
+
+func checkSorted(t *testing.T, st connectors.Stats) {
+	t.Helper()
+	if !sort.SliceIsSorted(st.Sample, func(i, j int) bool { return connectors.CompareKeys(st.Sample[i], st.Sample[j]) < 0 }) {
+		t.Error("sample is not sorted")
 	}
 }

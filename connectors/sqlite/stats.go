@@ -1,0 +1,377 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/datashift/datashift/connectors"
+)
+
+// Stats estimates the key distribution for planning. Small tables, queries
+// and WITHOUT ROWID tables are scanned for exact counts and split points. A
+// large rowid table is sampled by index probes on its rowid, which read a
+// few rows each and never the whole table:
+//
+//  1. rowidSpans estimates how many rows each stretch of the rowid range
+//     holds, refining the stretches that hold the most, so that sparse or
+//     clustered rowids (an INTEGER PRIMARY KEY of skewed values) are
+//     measured, not assumed dense;
+//  2. rows at evenly spaced ranks of that estimate are fetched by rowid:
+//     a sample uniform over rows, whose sorted keys are the quantiles, and
+//     the share of them that pass the filter or have a NULL key scales the
+//     row estimate.
+func (s *source) Stats(ctx context.Context, sampleSize int) (st connectors.Stats, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("sqlite source %s: stats: %w", s.what, ctxErr(ctx, err))
+		}
+	}()
+	if sampleSize <= 0 {
+		sampleSize = 100
+	}
+	c, err := s.conn(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer c.close()
+	stop := c.interruptOn(ctx)
+	defer stop()
+
+	if s.table != nil && s.table.rowid {
+		spans, rows, err := s.rowidSpans(ctx, c, sampleSize)
+		if err != nil {
+			return st, err
+		}
+		if rows >= float64(exactBelow) {
+			return s.probeStats(ctx, c, spans, rows, sampleSize)
+		}
+	}
+	if len(s.keys) == 0 {
+		where, args, _ := s.where(connectors.Range{})
+		err = c.query("SELECT count(*) FROM "+s.from+where, args, func(q *liteStmt) error {
+			st.Rows = q.colInt64(0)
+			return nil
+		})
+		st.Exact, st.Method = true, "count"
+		return st, err
+	}
+	return s.scanStats(ctx, c, sampleSize)
+}
+
+// span is a stretch [lo, hi] of rowids (inclusive: rowids may reach
+// math.MaxInt64) and the rows it is estimated to hold.
+type span struct {
+	lo, hi int64
+	rows   float64
+	exact  bool // rows were counted, not estimated
+}
+
+// width is the number of rowids in the span, as a float: a span may cover
+// all 2^64 of them.
+func (sp span) width() float64 { return float64(uint64(sp.hi)-uint64(sp.lo)) + 1 }
+
+const (
+	perProbe     = 16   // rowids read by one density probe
+	initialSpans = 256  // equal stretches probed first
+	maxProbes    = 4096 // density probes at most
+)
+
+// rowidSpans measures the density of the table's rowids. Each span is
+// probed at its start for the next perProbe rowids: if they run past the
+// span's end, the span's rows are counted exactly; otherwise their spread
+// gives its density. The span holding the most rows is then split in eight
+// and probed again, until no span holds more than a fraction of a sample
+// interval or the probe budget is spent.
+func (s *source) rowidSpans(ctx context.Context, c *liteConn, sampleSize int) ([]span, float64, error) {
+	t := s.table.ref.sql()
+	var lo, hi int64
+	empty := false
+	err := c.query("SELECT (SELECT min(rowid) FROM "+t+"), (SELECT max(rowid) FROM "+t+")", nil, func(q *liteStmt) error {
+		empty = q.colType(0) == typNull
+		lo, hi = q.colInt64(0), q.colInt64(1)
+		return nil
+	})
+	if err != nil || empty {
+		return nil, 0, err
+	}
+	p, err := c.prepare("SELECT rowid FROM " + t + " WHERE rowid >= ? ORDER BY rowid LIMIT " + fmt.Sprint(perProbe))
+	if err != nil {
+		return nil, 0, err
+	}
+	defer p.finalize()
+	probes := 0
+	probe := func(sp *span) error {
+		probes++
+		p.reset()
+		if err := p.bindInt64(1, sp.lo); err != nil {
+			return err
+		}
+		n, last := 0, sp.lo
+		for {
+			row, err := p.step()
+			if err != nil {
+				return err
+			}
+			if !row {
+				break
+			}
+			r := p.colInt64(0)
+			if r > sp.hi {
+				break
+			}
+			n, last = n+1, r
+		}
+		if n < perProbe {
+			sp.rows, sp.exact = float64(n), true
+		} else {
+			sp.rows = float64(n) * sp.width() / (float64(uint64(last)-uint64(sp.lo)) + 1)
+		}
+		return nil
+	}
+	spans := splitSpan(span{lo: lo, hi: hi}, initialSpans)
+	for i := range spans {
+		if err := probe(&spans[i]); err != nil {
+			return nil, 0, err
+		}
+	}
+	total := func() (n float64) {
+		for _, sp := range spans {
+			n += sp.rows
+		}
+		return n
+	}
+	for probes+8 <= maxProbes {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		big := -1
+		for i, sp := range spans {
+			if !sp.exact && sp.width() > perProbe && (big < 0 || sp.rows > spans[big].rows) {
+				big = i
+			}
+		}
+		if big < 0 || spans[big].rows <= total()/float64(4*sampleSize) {
+			break
+		}
+		parts := splitSpan(spans[big], 8)
+		for i := range parts {
+			if err := probe(&parts[i]); err != nil {
+				return nil, 0, err
+			}
+		}
+		spans = append(spans[:big], append(parts, spans[big+1:]...)...)
+	}
+	return spans, total(), nil
+}
+
+// splitSpan cuts sp into at most n spans of nearly equal width.
+func splitSpan(sp span, n int) []span {
+	w := uint64(sp.hi) - uint64(sp.lo) // rowids in the span, minus one
+	if w < uint64(n) {
+		n = int(w) + 1
+	}
+	out := make([]span, n)
+	for i := range out {
+		off := w/uint64(n)*uint64(i) + w%uint64(n)*uint64(i)/uint64(n)
+		out[i].lo = int64(uint64(sp.lo) + off)
+		if i > 0 {
+			out[i-1].hi = out[i].lo - 1
+		}
+	}
+	out[n-1].hi = sp.hi
+	return out
+}
+
+// rowidAt returns the rowid at which the rank-th row (0 ≤ rank < total of
+// spans) is expected, assuming rows spread evenly inside each span.
+func rowidAt(spans []span, rank float64) int64 {
+	for _, sp := range spans {
+		if rank < sp.rows {
+			off := rank / sp.rows * sp.width()
+			if off >= sp.width() {
+				return sp.hi
+			}
+			if off >= math.MaxUint64 {
+				return sp.hi
+			}
+			return int64(uint64(sp.lo) + uint64(off))
+		}
+		rank -= sp.rows
+	}
+	return spans[len(spans)-1].hi
+}
+
+// scanStats reads every key in order: exact row counts and exact quantiles.
+func (s *source) scanStats(ctx context.Context, c *liteConn, sampleSize int) (connectors.Stats, error) {
+	st := connectors.Stats{Exact: true, Method: "scan"}
+	countQ := func(r connectors.Range) (int64, error) {
+		where, args, err := s.where(r)
+		if err != nil {
+			return 0, err
+		}
+		var n int64
+		err = c.query("SELECT count(*) FROM "+s.from+where, args, func(q *liteStmt) error {
+			n = q.colInt64(0)
+			return nil
+		})
+		return n, err
+	}
+	var err error
+	if st.Rows, err = countQ(connectors.Range{}); err != nil {
+		return st, err
+	}
+	if st.NullRows, err = countQ(connectors.Range{Nulls: true}); err != nil {
+		return st, err
+	}
+	if st.Rows == 0 {
+		return st, nil
+	}
+	where, args, _ := s.where(connectors.Range{})
+	q := "SELECT " + strings.Join(quoted(s.keys), ", ") + " FROM " + s.from + where + " ORDER BY " + orderBy(s.keys)
+	// Evenly spaced rows, always including the first and the last.
+	step := float64(st.Rows-1) / float64(max(sampleSize-1, 1))
+	next, taken := 0.0, 0
+	keys, err := s.readKeys(c, q, args, s.keys, func(i int64) bool {
+		if i == st.Rows-1 || (float64(i) >= next && taken < sampleSize-1) {
+			taken++
+			next = float64(taken) * step
+			return true
+		}
+		return false
+	})
+	if err != nil {
+		return st, err
+	}
+	if len(keys) > 0 {
+		st.Min, st.Max, st.Sample = keys[0], keys[len(keys)-1], keys
+	}
+	return st, ctx.Err()
+}
+
+// probeStats samples a large rowid table at evenly spaced ranks of the
+// rowid density (see Stats).
+func (s *source) probeStats(ctx context.Context, c *liteConn, spans []span, total float64, sampleSize int) (connectors.Stats, error) {
+	st := connectors.Stats{Method: "rowid probes"}
+	filter := "1"
+	if len(s.filter) > 0 {
+		filter = strings.Join(s.filter, " AND ")
+	}
+	nullExpr := "0"
+	if len(s.keys) > 0 {
+		nulls := make([]string, len(s.keys))
+		for i, k := range s.keys {
+			nulls[i] = quoteIdent(k.name) + " IS NULL"
+		}
+		nullExpr = strings.Join(nulls, " OR ")
+	}
+	sel := append(quoted(s.keys), "("+filter+")", "("+nullExpr+")")
+	// The filter's parameters come first: they are bound before the rowid.
+	q := "SELECT " + strings.Join(sel, ", ") + " FROM " + s.table.ref.sql() + " WHERE rowid >= ? ORDER BY rowid LIMIT 1"
+	p, err := c.prepare(q)
+	if err != nil {
+		return st, err
+	}
+	defer p.finalize()
+	probes := min(max(4*sampleSize, 1000), 20_000)
+	nk := len(s.keys)
+	idx := make([]int, nk)
+	all := make([]int, nk)
+	for i := range idx {
+		idx[i], all[i] = i, i
+	}
+	rr := newRowReader(memory.DefaultAllocator, s.keys, idx)
+	defer rr.release()
+	var hits, passed, nullKeys int
+	// One probe at a random rank within each of probes equal strata of
+	// rows; seeded by the table's name so that a plan can be replayed.
+	rng := rand.New(rand.NewPCG(uint64(len(s.table.ref.name)), xxhash.Sum64String(s.table.ref.String())))
+	args := append(append([]any(nil), s.filterArgs...), int64(0))
+	for i := 0; i < probes; i++ {
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return st, err
+			}
+		}
+		p.reset()
+		args[len(args)-1] = rowidAt(spans, (float64(i)+rng.Float64())*total/float64(probes))
+		if err := p.bindAll(args); err != nil {
+			return st, err
+		}
+		row, err := p.step()
+		if err != nil {
+			return st, err
+		}
+		if !row {
+			continue
+		}
+		hits++
+		if p.colInt64(nk) == 0 {
+			continue
+		}
+		passed++
+		if p.colInt64(nk+1) != 0 {
+			nullKeys++
+			continue
+		}
+		if nk == 0 {
+			continue
+		}
+		if col, bad := rr.appendRow(p); bad != nil {
+			return st, &connectors.ValueError{Column: col.col.name, Value: bad.value, Reason: bad.reason}
+		}
+	}
+	if hits > 0 {
+		st.Rows = int64(total * float64(passed-nullKeys) / float64(hits))
+		st.NullRows = int64(total * float64(nullKeys) / float64(hits))
+	}
+	if nk == 0 {
+		return st, nil
+	}
+	rec := rr.flush()
+	defer rec.Release()
+	keys := make([]connectors.Key, rec.NumRows())
+	for i := range keys {
+		keys[i] = connectors.KeyOf(rec, all, i)
+	}
+	sort.Slice(keys, func(a, b int) bool { return connectors.CompareKeys(keys[a], keys[b]) < 0 })
+	// Thin the sorted sample to sampleSize evenly spaced keys.
+	if len(keys) > sampleSize {
+		thin := make([]connectors.Key, sampleSize)
+		for i := range thin {
+			thin[i] = keys[i*(len(keys)-1)/max(sampleSize-1, 1)]
+		}
+		keys = thin
+	}
+	st.Sample = keys
+	// The exact ends come from the key's index (a scan without one).
+	where, wargs, _ := s.where(connectors.Range{})
+	for _, desc := range []bool{false, true} {
+		order := make([]string, nk)
+		for i, k := range s.keys {
+			order[i] = keyExpr(k)
+			if desc {
+				order[i] += " DESC"
+			}
+		}
+		q := "SELECT " + strings.Join(quoted(s.keys), ", ") + " FROM " + s.from + where + " ORDER BY " + strings.Join(order, ", ") + " LIMIT 1"
+		k, err := s.readKeys(c, q, wargs, s.keys, nil)
+		if err != nil {
+			return st, err
+		}
+		if len(k) == 1 {
+			if desc {
+				st.Max = k[0]
+			} else {
+				st.Min = k[0]
+			}
+		}
+	}
+	return st, nil
+}
