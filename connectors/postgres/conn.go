@@ -17,10 +17,11 @@ var (
 	// postgres://user:secret@host/db: the secret ends at the last '@' of the
 	// authority, since a password may hold an unescaped '@' that libpq accepts.
 	urlPassword = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.\-]*://[^:@/?#]*:)([^/?#]*)@`)
-	// ?password=secret or &password=secret in a URL's query.
-	queryPassword = regexp.MustCompile(`(?i)([?&]password=)[^&#]*`)
-	// password=secret or password = 'se cret' in the key=value form.
-	kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]*)`)
+	// ?password=secret or &sslpassword=secret in a URL's query.
+	queryPassword = regexp.MustCompile(`(?i)([?&](?:ssl)?password=)[^&#]*`)
+	// password=secret or password = 'se cret' in the key=value form (and
+	// sslpassword, the client key's passphrase).
+	kvPassword = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]*)`)
 )
 
 // RedactDSN returns dsn with its password replaced by xxxxx, in both the URL

@@ -388,3 +388,43 @@ func TestSinkErrors(t *testing.T) {
 		t.Errorf("unknown option: %v", err)
 	}
 }
+
+// A writer whose backend is killed mid-COPY fails with a retryable error,
+// and nothing of the open transaction stays.
+func TestSinkTransientOnTerminatedBackend(t *testing.T) {
+	dsn, conn := newDB(t)
+	mustExec(t, conn, `CREATE TABLE tw (id bigint PRIMARY KEY, v text)`)
+	schema := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}, field("v", arrow.BinaryTypes.String)}, nil)
+	snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "tw", Key: []string{"id"}})
+	ctx := testCtx(t)
+	w, err := snk.OpenWriter(ctx, connectors.WriterSpec{Partition: "p", Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Write(ctx, recordJSON(t, schema, `[{"id": 1, "v": "a"}]`)); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, conn, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'COPY%'`)
+	// The failure shows at the next write or at the latest at commit.
+	var rows []string
+	for i := 2; i < 2000; i++ {
+		rows = append(rows, fmt.Sprintf(`{"id": %d, "v": "%s"}`, i, strings.Repeat("x", 100)))
+	}
+	err = w.Write(ctx, recordJSON(t, schema, "["+strings.Join(rows, ",")+"]"))
+	if err == nil {
+		_, err = w.Commit(ctx)
+	}
+	if err == nil || !connectors.IsTransient(err) || !strings.Contains(err.Error(), `postgres sink "tw": partition p`) {
+		t.Fatalf("write with its backend terminated: %v (transient %v)", err, connectors.IsTransient(err))
+	}
+	w.Close()
+	if n := queryInt(t, conn, "SELECT count(*) FROM tw"); n != 0 {
+		t.Errorf("%d rows left by the killed transaction", n)
+	}
+	// The sink works again on a fresh connection.
+	if err := writeBatches(t, snk, connectors.WriterSpec{Partition: "p2"}, recordJSON(t, schema, `[{"id": 1, "v": "a"}]`)); err != nil {
+		t.Fatal(err)
+	}
+}
