@@ -396,7 +396,7 @@ func (s *liteStmt) bindTextString(i int, v string) error {
 func (s *liteStmt) bindTextAt(i int, p uintptr, n int) error {
 	if n == 0 {
 		// A zero-length text with a NULL pointer would be bound as NULL.
-		p = emptyText
+		p = emptyText()
 	}
 	return s.bindCheck(sqlite3.Xsqlite3_bind_text(s.c.tls, s.p, int32(i), p, int32(n), sqlite3.SQLITE_STATIC))
 }
@@ -450,13 +450,18 @@ func (s *liteStmt) bindAll(args []any) error {
 }
 
 // emptyText is one byte of C memory that a zero-length text can point at.
-var emptyText = func() uintptr {
+// Allocated on first use: allocating initializes the SQLite library, which
+// must not happen as a side effect of importing the package.
+var emptyText = sync.OnceValue(func() uintptr {
 	tls := libc.NewTLS()
 	defer tls.Close()
 	p := sqlite3.Xsqlite3_malloc64(tls, 1)
+	if p == 0 {
+		panic("sqlite: out of memory")
+	}
 	*(*byte)(cptr(p)) = 0
 	return p
-}()
+})
 
 // cptr turns an address of C memory into a pointer. The address came from
 // SQLite's allocator, which Go's garbage collector neither moves nor frees.

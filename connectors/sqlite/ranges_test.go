@@ -262,3 +262,40 @@ func TestResumeDeletesInsideRange(t *testing.T) {
 		})
 	}
 }
+
+// TestUpsertCompositeKey: rows are replaced by their whole key; keys that
+// differ only in case are different rows.
+func TestUpsertCompositeKey(t *testing.T) {
+	dsn := newDB(t)
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "g", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "name", Type: arrow.BinaryTypes.String},
+		{Name: "v", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	}, nil)
+	batch := func(rows ...any) arrow.RecordBatch {
+		b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+		defer b.Release()
+		for i := 0; i < len(rows); i += 3 {
+			b.Field(0).(*array.Int64Builder).Append(rows[i].(int64))
+			b.Field(1).(*array.StringBuilder).Append(rows[i+1].(string))
+			if rows[i+2] == nil {
+				b.Field(2).AppendNull()
+			} else {
+				b.Field(2).(*array.Int64Builder).Append(rows[i+2].(int64))
+			}
+		}
+		return b.NewRecordBatch()
+	}
+	v0 := batch(int64(1), "a", int64(1), int64(1), "A", int64(2), int64(2), "a", int64(3))
+	v1 := batch(int64(1), "A", int64(20), int64(2), "a", nil, int64(3), "é", int64(4))
+	defer v0.Release()
+	defer v1.Release()
+	writeTable(t, dsn, "u", connectors.Upsert, []string{"g", "name"}, schema, v0)
+	writeTable(t, dsn, "u", connectors.Upsert, []string{"g", "name"}, schema, v1)
+	src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "u", Key: []string{"g", "name"}})
+	rows, _ := readRows(t, src, connectors.Range{})
+	want := "[[1 A 20] [1 a 1] [2 a <nil>] [3 é 4]]"
+	if got := fmt.Sprint(rows); got != want {
+		t.Errorf("after two upserts: %s, want %s", got, want)
+	}
+}
