@@ -212,3 +212,21 @@ func TestCursor(t *testing.T) {
 		t.Errorf("count of the window: %d, want 2", n)
 	}
 }
+
+// TestUnsupportedArrowType: a column SQLite has no type for fails at
+// Prepare, naming it, before any row is written.
+func TestUnsupportedArrowType(t *testing.T) {
+	dsn := newDB(t)
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "tags", Type: arrow.ListOf(arrow.BinaryTypes.String)},
+	}, nil)
+	s, err := connectors.OpenSink(context.Background(), TypeName, connectors.SinkConfig{DSN: dsn, Table: "t", CreateTable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Prepare(context.Background(), schema, false)
+	if err == nil || !strings.Contains(err.Error(), `column "tags": Arrow type list<item: utf8, nullable> has no SQLite column type`) {
+		t.Errorf("got %v", err)
+	}
+}

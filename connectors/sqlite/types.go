@@ -198,21 +198,20 @@ func (c *column) field() arrow.Field {
 
 // declFor returns the declared type a created table gives an Arrow field
 // (TYPES.md, SQLite column), or an error naming the field when there is none.
+// It knows the types newColWriter can write, no more.
 func declFor(f arrow.Field) (string, error) {
 	logical := connectors.Logical(f)
 	switch t := f.Type.(type) {
 	case *arrow.Int8Type, *arrow.Int16Type, *arrow.Int32Type, *arrow.Int64Type,
 		*arrow.Uint8Type, *arrow.Uint16Type, *arrow.Uint32Type, *arrow.Uint64Type:
 		return "INTEGER", nil
-	case *arrow.Float16Type, *arrow.Float32Type, *arrow.Float64Type:
+	case *arrow.Float32Type, *arrow.Float64Type:
 		return "REAL", nil
 	case *arrow.BooleanType:
 		return "BOOLEAN", nil
 	case *arrow.Decimal128Type:
 		return fmt.Sprintf("DECIMAL_TEXT(%d,%d)", t.Precision, t.Scale), nil
-	case *arrow.Decimal256Type:
-		return fmt.Sprintf("DECIMAL_TEXT(%d,%d)", t.Precision, t.Scale), nil
-	case *arrow.StringType, *arrow.LargeStringType, *arrow.StringViewType:
+	case *arrow.StringType, *arrow.LargeStringType:
 		switch logical {
 		case connectors.LogicalNumeric:
 			return "DECIMAL_TEXT", nil
@@ -222,7 +221,7 @@ func declFor(f arrow.Field) (string, error) {
 			return "UUID_TEXT", nil
 		}
 		return "TEXT", nil
-	case *arrow.BinaryType, *arrow.LargeBinaryType, *arrow.BinaryViewType:
+	case *arrow.BinaryType, *arrow.LargeBinaryType:
 		return "BLOB", nil
 	case *arrow.FixedSizeBinaryType:
 		if t.ByteWidth == 16 && logical == connectors.LogicalUUID {
