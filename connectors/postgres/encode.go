@@ -1122,7 +1122,7 @@ func newEncoder(f arrow.Field, t *column) (encoder, error) {
 		case id == arrow.FIXED_SIZE_BINARY && f.Type.(*arrow.FixedSizeBinaryType).ByteWidth != 16:
 			return cannot()
 		}
-		if t.typeOID == oidText || t.typeOID == oidVarchar && t.varcharLen() == 0 || t.typName == "citext" {
+		if (t.typeOID == oidText || t.typeOID == oidVarchar && t.varcharLen() == 0 || t.typName == "citext") && hasTextForm(f.Type) {
 			return textEnc(f.Type), nil
 		}
 	case kJSONB:
@@ -1169,7 +1169,23 @@ func newEncoder(f arrow.Field, t *column) (encoder, error) {
 		if isString {
 			return &bytesEnc{text: true, target: "text"}, nil
 		}
-		return textEnc(f.Type), nil
+		if hasTextForm(f.Type) {
+			return textEnc(f.Type), nil
+		}
 	}
 	return cannot()
+}
+
+// hasTextForm reports whether textEnc can format values of type dt (the
+// plain values of connectors.ValueAt, not nested types).
+func hasTextForm(dt arrow.DataType) bool {
+	switch dt.ID() {
+	case arrow.INT8, arrow.INT16, arrow.INT32, arrow.INT64, arrow.UINT8, arrow.UINT16, arrow.UINT32, arrow.UINT64,
+		arrow.FLOAT32, arrow.FLOAT64, arrow.BOOL, arrow.DECIMAL128, arrow.DATE32, arrow.DATE64,
+		arrow.TIMESTAMP, arrow.TIME32, arrow.TIME64, arrow.STRING, arrow.LARGE_STRING:
+		return true
+	case arrow.FIXED_SIZE_BINARY:
+		return dt.(*arrow.FixedSizeBinaryType).ByteWidth == 16
+	}
+	return false
 }
