@@ -31,7 +31,9 @@ func TestConversions(t *testing.T) {
 		v, _ := time.Parse(time.RFC3339Nano, s)
 		return arrow.Timestamp(v.UnixMicro())
 	}
-	str := func(s string) func(b array.Builder) { return func(b array.Builder) { b.(*array.StringBuilder).Append(s) } }
+	str := func(s string) func(b array.Builder) {
+		return func(b array.Builder) { b.(*array.StringBuilder).Append(s) }
+	}
 	big, _ := decimal128.FromString("-12345678901234567890123456789012345678", 38, 0)
 	cols := []col{
 		{"id", arrow.PrimitiveTypes.Int64, func(b array.Builder) { b.(*array.Int64Builder).Append(1) }, "1"},
