@@ -21,7 +21,7 @@
 // Source options: busy_timeout (milliseconds, default 10000), journal_mode
 // ("wal", the default, switches the file to WAL; "keep" leaves it).
 // Sink options: busy_timeout, synchronous (off, normal — the default —,
-// full, extra), rows_per_insert (rows per INSERT statement).
+// full, extra), rows_per_insert (rows per INSERT statement, default 128).
 package sqlite
 
 import (
