@@ -454,12 +454,6 @@ func TestSQLiteSkewedMillion(t *testing.T) {
 	if testing.Short() {
 		t.Skip("million-row table")
 	}
-	// Fails today (max/mean ≈ 58 over 64 partitions): connectors/sqlite
-	// probeStats assumes dense rowids. It probes evenly spaced rowids between
-	// min and max, so with INTEGER PRIMARY KEY keys the sample is uniform over
-	// the key space, not over the rows, and the row estimate is the rowid span
-	// (~1e9 here for 1e6 rows). Remove this skip once Stats samples rows.
-	t.Skip("known bug in connectors/sqlite Stats on sparse rowids; see the comment above")
 	s := stores[2].open(t)
 	db := s.open(t)
 	for _, q := range []string{
