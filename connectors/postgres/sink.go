@@ -299,10 +299,6 @@ func (s *Sink) OpenWriter(ctx context.Context, spec connectors.WriterSpec) (conn
 	w, err := s.openWriter(ctx, conn, spec)
 	if err != nil {
 		s.conn.discard(conn)
-		var ve *connectors.ValueError
-		if errors.As(err, &ve) {
-			return nil, err
-		}
 		return nil, s.fail(fmt.Errorf("partition %s: %w", spec.Partition, err))
 	}
 	return w, nil

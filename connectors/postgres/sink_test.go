@@ -297,24 +297,24 @@ func TestValueErrors(t *testing.T) {
 		build func() arrow.RecordBatch
 	}{
 		{"int overflow", field("small", arrow.PrimitiveTypes.Int64), `[{"id": 1, "small": 5}, {"id": 2, "small": 2147483648}]`,
-			`column "small", row with key 2: value 2147483648: out of range for integer`, nil},
+			`postgres sink "ve": partition p: column "small", row with key 2: value 2147483648: out of range for integer`, nil},
 		{"uint64 past int64", field("big", arrow.PrimitiveTypes.Uint64), `[{"id": 3, "big": 18446744073709551615}]`,
-			`column "big", row with key 3: value 18446744073709551615: out of range for bigint`, nil},
+			`postgres sink "ve": partition p: column "big", row with key 3: value 18446744073709551615: out of range for bigint`, nil},
 		{"decimal scale", field("n", &arrow.Decimal128Type{Precision: 10, Scale: 4}), `[{"id": 4, "n": "1.2300"}, {"id": 5, "n": "1.2345"}]`,
-			`column "n", row with key 5: value 1.2345: has more than 2 digits after the decimal point, which numeric(10,2) would round`, nil},
+			`postgres sink "ve": partition p: column "n", row with key 5: value 1.2345: has more than 2 digits after the decimal point, which numeric(10,2) would round`, nil},
 		{"decimal precision", field("n", &arrow.Decimal128Type{Precision: 20, Scale: 0}), `[{"id": 6, "n": "123456789"}]`,
-			`column "n", row with key 6: value 123456789: does not fit numeric(10,2)`, nil},
+			`postgres sink "ve": partition p: column "n", row with key 6: value 123456789: does not fit numeric(10,2)`, nil},
 		{"numeric text", field("n", arrow.BinaryTypes.String), `[{"id": 7, "n": "12.5x"}]`,
-			`column "n", row with key 7: value "12.5x": is not a decimal number`, nil},
+			`postgres sink "ve": partition p: column "n", row with key 7: value "12.5x": is not a decimal number`, nil},
 		{"varchar length", field("vc", arrow.BinaryTypes.String), `[{"id": 8, "vc": "äöü"}, {"id": 9, "vc": "abcd"}]`,
-			`column "vc", row with key 9: value "abcd": has 4 characters, more than character varying(3) allows`, nil},
+			`postgres sink "ve": partition p: column "vc", row with key 9: value "abcd": has 4 characters, more than character varying(3) allows`, nil},
 		{"nanoseconds", field("ts", &arrow.TimestampType{Unit: arrow.Nanosecond}), `[{"id": 10, "ts": "2024-01-01T00:00:00.000000001"}]`,
-			`column "ts", row with key 10: value 2024-01-01 00:00:00.000000001 +0000 UTC: has sub-microsecond precision, which timestamp without time zone would lose`, nil},
+			`postgres sink "ve": partition p: column "ts", row with key 10: value 2024-01-01 00:00:00.000000001 +0000 UTC: has sub-microsecond precision, which timestamp without time zone would lose`, nil},
 		{"float precision", field("f", arrow.PrimitiveTypes.Float64), `[{"id": 11, "f": 0.5}, {"id": 12, "f": 0.1}]`,
-			`column "f", row with key 12: value 0.1: cannot be held exactly by real`, nil},
+			`postgres sink "ve": partition p: column "f", row with key 12: value 0.1: cannot be held exactly by real`, nil},
 		{"not null", field("req", arrow.BinaryTypes.String), `[{"id": 13, "req": "ok"}, {"id": 14}]`,
-			`column "req", row with key 14: value NULL: the target column is NOT NULL`, nil},
-		{"invalid utf-8", field("t", arrow.BinaryTypes.String), "", `column "t", row with key 15: value "a\xffb": is not valid UTF-8, which text requires`,
+			`postgres sink "ve": partition p: column "req", row with key 14: value NULL: the target column is NOT NULL`, nil},
+		{"invalid utf-8", field("t", arrow.BinaryTypes.String), "", `postgres sink "ve": partition p: column "t", row with key 15: value "a\xffb": is not valid UTF-8, which text requires`,
 			func() arrow.RecordBatch {
 				ib := array.NewInt64Builder(memory.DefaultAllocator)
 				ib.Append(15)
@@ -323,7 +323,7 @@ func TestValueErrors(t *testing.T) {
 				cols := []arrow.Array{ib.NewArray(), sb.NewArray()}
 				return array.NewRecordBatch(arrow.NewSchema([]arrow.Field{id, field("t", arrow.BinaryTypes.String)}, nil), cols, 1)
 			}},
-		{"character split between values", field("t", arrow.BinaryTypes.String), "", `column "t", row with key 16: value "a\xc3": is not valid UTF-8, which text requires`,
+		{"character split between values", field("t", arrow.BinaryTypes.String), "", `postgres sink "ve": partition p: column "t", row with key 16: value "a\xc3": is not valid UTF-8, which text requires`,
 			func() arrow.RecordBatch {
 				// "é" is C3 A9: each half alone is invalid, the two together
 				// are valid bytes.

@@ -198,10 +198,6 @@ func (s *Source) Read(ctx context.Context, r connectors.Range, fn func(arrow.Rec
 		}
 	}
 	if err != nil {
-		var ve *connectors.ValueError
-		if errors.As(err, &ve) {
-			return err
-		}
 		return s.conn.redact(classify(fmt.Errorf("postgres source %s, range %s: %w", s.what, r, err)))
 	}
 	return nil

@@ -215,3 +215,25 @@ func TestCancelledRead(t *testing.T) {
 	}
 	_ = pgx.ErrNoRows
 }
+
+// Values Arrow cannot hold fail the read with the column and the row's key.
+func TestSourceValueErrors(t *testing.T) {
+	dsn, conn := newDB(t)
+	mustExec(t, conn, `CREATE TABLE inf (id int, name text, ts timestamp, d date, n numeric(10,2), PRIMARY KEY (name, id));
+		INSERT INTO inf VALUES (1, 'a', now(), now(), 1), (2, 'b', 'infinity', now(), 1), (3, 'c', now(), '-infinity', 1), (4, 'd', now(), now(), 'NaN')`)
+	s := openSource(t, connectors.SourceConfig{DSN: dsn, Table: "inf", Key: []string{"name", "id"}})
+	for _, c := range []struct {
+		lo   string
+		want string
+	}{
+		{"b", `postgres source "inf", range [("b", 0), +∞): column "ts", row with key ("b", 2): infinite timestamp has no Arrow representation`},
+		{"c", `postgres source "inf", range [("c", 0), +∞): column "d", row with key ("c", 3): infinite date has no Arrow representation`},
+		{"d", `postgres source "inf", range [("d", 0), +∞): column "n", row with key ("d", 4): NaN or infinity has no decimal form`},
+	} {
+		err := s.Read(testCtx(t), connectors.Range{Lo: k(c.lo, int64(0))}, func(arrow.RecordBatch) error { return nil })
+		var ve *connectors.ValueError
+		if !errors.As(err, &ve) || err.Error() != c.want || connectors.IsTransient(err) {
+			t.Errorf("got  %v\nwant %s", err, c.want)
+		}
+	}
+}

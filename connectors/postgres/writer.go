@@ -109,11 +109,9 @@ func (w *writer) plan(targets []column) {
 	}
 }
 
+// fail names the table and partition; value errors stay findable with
+// errors.As and are never marked retryable.
 func (w *writer) fail(err error) error {
-	var ve *connectors.ValueError
-	if errors.As(err, &ve) {
-		return err
-	}
 	return w.sink.fail(fmt.Errorf("partition %s: %w", w.partition, err))
 }
 
@@ -160,8 +158,8 @@ func (w *writer) Write(ctx context.Context, rec arrow.RecordBatch) error {
 		}
 	}
 	if err := w.encode(rec); err != nil {
-		w.broken = err
-		return err
+		w.broken = w.fail(err)
+		return w.broken
 	}
 	stop := context.AfterFunc(ctx, w.cancel)
 	_, err := w.pw.Write(w.buf)
