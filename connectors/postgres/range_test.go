@@ -9,6 +9,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/datashift/datashift/connectors"
+	"github.com/jackc/pgx/v5"
 )
 
 func k(vs ...any) connectors.Key { return connectors.Key(vs) }
@@ -77,9 +78,9 @@ func TestIntRanges(t *testing.T) {
 func TestTextKeyByteOrder(t *testing.T) {
 	dsn, conn := newDB(t)
 	words := []string{"a", "B", "b", "Z", "é", "e", "ä", "😀", "aa", "A", "", "Ω", "a b", "a\tb"}
-	for _, coll := range []string{`"en-x-icu"`, `"C"`, `"default"`} {
+	for _, coll := range []string{`"en-x-icu"`, `"C"`, `"C.utf8"`, `"default"`, `"ucs_basic"`} {
 		t.Run(coll, func(t *testing.T) {
-			table := "words_" + strings.Trim(strings.ReplaceAll(coll, "-", "_"), `"`)
+			table := "words_" + strings.NewReplacer("-", "_", ".", "_", `"`, "").Replace(coll)
 			mustExec(t, conn, fmt.Sprintf(`CREATE TABLE %s (w text COLLATE %s PRIMARY KEY, n int)`, table, coll))
 			for i, w := range words {
 				mustExec(t, conn, "INSERT INTO "+table+" VALUES ($1, $2)", w, i)
@@ -103,6 +104,36 @@ func TestTextKeyByteOrder(t *testing.T) {
 			checkRange(t, s, connectors.Range{Lo: k("ä")}, between("ä", "\U0010FFFF", true))
 			// Quotes and backslashes in a bound are data, not SQL.
 			checkRange(t, s, connectors.Range{Lo: k(`a'; DROP TABLE x; --\`), Hi: k("b")}, between(`a'; DROP TABLE x; --\`, "b", true))
+			// A collation that is byte order already needs no COLLATE "C",
+			// so the primary key index serves the range.
+			q, err := s.selectSQL(connectors.Range{Lo: k("B"), Hi: k("b")}, s.selList, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byteOrder := coll != `"en-x-icu"`
+			if coll == `"default"` { // depends on how the cluster was initialised
+				err := conn.QueryRow(testCtx(t), "SELECT "+byteOrderLocale("datcollate")+" FROM pg_database WHERE datname = current_database()").Scan(&byteOrder)
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := !strings.Contains(q, `COLLATE "C"`); got != byteOrder {
+				t.Errorf("collation %s: byte order %v, want %v: %s", coll, got, byteOrder, q)
+			}
+			mustExec(t, conn, "SET enable_seqscan = off")
+			defer mustExec(t, conn, "RESET enable_seqscan")
+			rows, err := conn.Query(testCtx(t), "EXPLAIN (COSTS OFF) "+q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			plan := strings.Join(lines, "\n")
+			if byteOrder && !strings.Contains(plan, "Index Cond") {
+				t.Errorf("collation %s: range read does not use the index: %s", coll, plan)
+			}
 		})
 	}
 }

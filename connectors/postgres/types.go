@@ -239,11 +239,20 @@ func (c *column) literalType() string {
 	return c.sqlType
 }
 
+// byteOrderLocale is an SQL condition on a libc locale name: true for the
+// locales whose collation is the UTF-8 byte order. C and POSIX compare bytes;
+// glibc's C.UTF-8 compares code points, which for UTF-8 is the same order.
+func byteOrderLocale(expr string) string {
+	return "lower(" + expr + ") IN ('c', 'posix', 'c.utf8', 'c.utf-8')"
+}
+
 // catalogQuery lists a relation's columns. Domains are resolved to their base
-// type (binary COPY sends the base type's format). byte_order is true when the
-// column's collation is C/POSIX, or the database default is and the column
-// uses the default (the provider check keeps ICU defaults out).
-const catalogQuery = `
+// type (binary COPY sends the base type's format). The byte-order column is
+// true when the column's collation is a byte-order libc locale, or the
+// database default is one and the column uses the default (the provider
+// check keeps ICU defaults out). Such a column needs no COLLATE "C", so its
+// index serves range reads and ORDER BY.
+var catalogQuery = `
 SELECT a.attname,
        CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END,
        CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END,
@@ -251,11 +260,10 @@ SELECT a.attname,
        format_type(a.atttypid, a.atttypmod),
        a.attnotnull OR (t.typtype = 'd' AND t.typnotnull),
        CASE WHEN a.attcollation = 0 THEN true
-            WHEN co.collname IN ('C', 'POSIX') THEN true
-            WHEN a.attcollation = 100 THEN (SELECT d.datcollate IN ('C', 'POSIX')
+            WHEN a.attcollation = 100 THEN (SELECT ` + byteOrderLocale("d.datcollate") + `
                    AND coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c'
                    FROM pg_database d WHERE d.datname = current_database())
-            ELSE false END,
+            ELSE co.collprovider = 'c' AND ` + byteOrderLocale("co.collcollate") + ` END,
        a.attgenerated <> '',
        a.attnum
 FROM pg_attribute a
@@ -319,7 +327,7 @@ func describeQuery(ctx context.Context, conn *pgx.Conn, query string) ([]column,
 SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END,
        CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE $2 END,
        bt.typname::text, bt.typtype::text, format_type(t.oid, $2),
-       (SELECT d.datcollate IN ('C', 'POSIX') AND coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c'
+       (SELECT ` + byteOrderLocale("d.datcollate") + ` AND coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c'
         FROM pg_database d WHERE d.datname = current_database())
 FROM pg_type t JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
 WHERE t.oid = $1`, f.DataTypeOID, f.TypeModifier).Scan(
