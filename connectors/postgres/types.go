@@ -327,7 +327,7 @@ func describeQuery(ctx context.Context, conn *pgx.Conn, query string) ([]column,
 SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END,
        CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE $2 END,
        bt.typname::text, bt.typtype::text, format_type(t.oid, $2),
-       (SELECT ` + byteOrderLocale("d.datcollate") + ` AND coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c'
+       (SELECT `+byteOrderLocale("d.datcollate")+` AND coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c'
         FROM pg_database d WHERE d.datname = current_database())
 FROM pg_type t JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
 WHERE t.oid = $1`, f.DataTypeOID, f.TypeModifier).Scan(
