@@ -1,0 +1,42 @@
+// Package postgres is the PostgreSQL source and sink (type name "postgres"),
+// built on pgx/v5's low-level pgconn so that no value is boxed on the way.
+//
+// Reading. Source.Read runs one
+//
+//	COPY (SELECT cols FROM t WHERE <range> AND (<where>) ORDER BY key) TO STDOUT (FORMAT binary)
+//
+// and parses the binary stream in the io.Writer it hands to pgconn.CopyTo
+// (decode.go): tuples go straight into Arrow builders, sized once per batch
+// from the batch before, and a record batch is handed on at BatchRows or
+// BatchBytes. The callback runs inside Write, so a slow consumer stops the
+// socket and the server waits. Types with no decoder here are selected as
+// col::text and travel as String with datashift.sqltype (TYPES.md).
+//
+// Key order is byte order: text keys compare with COLLATE "C" unless the
+// column's collation already is byte order (C, POSIX, C.UTF-8), in which case
+// the plain column is used and its index serves the range. COPY takes no
+// parameters, so range bounds are escaped literals cast to the key column's
+// type (predicate.go). Tables with no key can be read by heap pages
+// (Range.Pages, a TID range scan).
+//
+// Writing. A Writer opens a transaction at its first Write and streams one
+// COPY … FROM STDIN (FORMAT binary) through an io.Pipe to pgconn.CopyFrom;
+// Write encodes a batch column by column into the target column's binary
+// format (encode.go), checking each value fits (range, scale, length,
+// UTF-8, NOT NULL) and failing with a connectors.ValueError naming the column
+// and the row's key. Commit ends the COPY and commits. Upserts, and target
+// columns of types with no encoder here (inet, interval, arrays…), go through
+// a temporary staging table and INSERT … SELECT [ON CONFLICT … DO UPDATE].
+// A resumed writer first deletes the rows of its range past the checkpoint,
+// with the same predicates the source reads with.
+//
+// Planning. Source implements connectors.Sampler (pg_class estimates, pg_stats
+// histograms and most common values, TABLESAMPLE, index probes; a full scan
+// below 100k rows), connectors.Counter and connectors.Snapshotter
+// (pg_export_snapshot, imported by readers given SourceConfig.Snapshot).
+//
+// Errors name the table, partition, column or key they are about; a
+// password never appears in them (RedactDSN, and a scrub of driver
+// messages). Connection failures, server shutdowns, serialization failures
+// and deadlocks are marked connectors.Transient.
+package postgres
