@@ -62,24 +62,36 @@ var ErrBudgetExceeded = errors.New("bad rows exceed the budget")
 // with the reason otherwise (except when ctx is cancelled: then the record
 // stays as it was, to be resumed).
 func (e *Executor) Execute(ctx context.Context, t Task) error {
-	backoff := time.Duration(t.Job.Retries.Backoff)
-	for attempt := 0; ; attempt++ {
-		err := e.attempt(ctx, t)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if !connectors.IsTransient(err) || attempt >= t.Job.Retries.Max {
-			e.fail(t, err)
-			return err
-		}
+	err := retry(ctx, t.Job.Retries, e.sleep, func(err error) {
 		e.report(t, Progress{State: Pending, Err: err})
-		if err := e.sleep(ctx, backoff); err != nil {
+	}, func() error { return e.attempt(ctx, t) })
+	if err != nil && ctx.Err() == nil {
+		e.fail(t, err)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// retry runs fn until it succeeds, fails with an error that is not
+// transient, or has failed spec.Max+1 times, sleeping between tries with a
+// backoff that doubles up to spec.MaxBackoff. onRetry, if set, hears each
+// error that is retried.
+func retry(ctx context.Context, spec RetrySpec, sleep func(context.Context, time.Duration) error, onRetry func(error), fn func() error) error {
+	backoff := time.Duration(spec.Backoff)
+	for attempt := 0; ; attempt++ {
+		err := fn()
+		if err == nil || ctx.Err() != nil || !connectors.IsTransient(err) || attempt >= spec.Max {
 			return err
 		}
-		backoff = min(backoff*2, time.Duration(t.Job.Retries.MaxBackoff))
+		if onRetry != nil {
+			onRetry(err)
+		}
+		if err := sleep(ctx, backoff); err != nil {
+			return err
+		}
+		backoff = min(backoff*2, time.Duration(spec.MaxBackoff))
 	}
 }
 

@@ -104,7 +104,12 @@ func NewRunID(now time.Time) string {
 // It returns the finished run record; the error is the run's failure.
 func (r *Runner) Run(ctx context.Context, job *Job) (*RunRecord, error) {
 	log := r.logger()
-	run, parts, err := r.startOrResume(ctx, job)
+	var run *RunRecord
+	var parts []PartitionRecord
+	err := retry(ctx, job.Retries, sleepCtx, r.logRetry(job, "plan"), func() (err error) {
+		run, parts, err = r.startOrResume(ctx, job)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +129,8 @@ func (r *Runner) Run(ctx context.Context, job *Job) (*RunRecord, error) {
 	}
 
 	if !run.Prepared {
-		if err := prepareSink(ctx, job); err != nil {
+		err := retry(ctx, job.Retries, sleepCtx, r.logRetry(job, "prepare sink"), func() error { return prepareSink(ctx, job) })
+		if err != nil {
 			return r.finish(job, run, fmt.Errorf("prepare sink: %w", err))
 		}
 		run.Prepared = true
@@ -352,6 +358,10 @@ func (r *Runner) finish(job *Job, run *RunRecord, runErr error) (*RunRecord, err
 		}
 	}
 	return run, runErr
+}
+
+func (r *Runner) logRetry(job *Job, step string) func(error) {
+	return func(err error) { r.logger().Warn("retrying", "job", job.Name, "step", step, "err", err) }
 }
 
 func (r *Runner) logger() *slog.Logger {
