@@ -111,7 +111,8 @@ type ResumePoint struct {
 }
 
 // Writer writes one partition. Rows given to Write are durable only after
-// Commit returns nil. Commit returns the sink's state after the commit (for
+// Commit returns nil. The caller releases rec after Write returns: a writer
+// that keeps it (to send at Commit) must Retain it. Commit returns the sink's state after the commit (for
 // file sinks, which parts exist), saved with the checkpoint and given back in
 // ResumePoint.SinkState. Close without Commit abandons uncommitted rows.
 type Writer interface {
