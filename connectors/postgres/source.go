@@ -50,6 +50,9 @@ type Source struct {
 	schema   *arrow.Schema // Arrow form of cols
 	selList  string        // the SELECT list
 	mem      memory.Allocator
+	all      []column // every column of the table or query
+	// cursorConds narrow reads to the incremental window (SourceConfig.Cursor).
+	cursorConds []string
 }
 
 // snapshotID is the shape of pg_export_snapshot() ids; checked because the id
@@ -117,6 +120,12 @@ func (s *Source) init(ctx context.Context) error {
 	if s.keys, err = findColumns(all, s.cfg.Key, "key", s.what); err != nil {
 		return err
 	}
+	s.all = all
+	if w := s.cfg.Cursor; w != nil {
+		if s.cursorConds, err = cursorConds(all, s.what, w); err != nil {
+			return err
+		}
+	}
 	s.cols = all
 	if len(s.cfg.Columns) > 0 {
 		if s.cols, err = findColumns(all, s.cfg.Columns, "selected", s.what); err != nil {
@@ -161,6 +170,7 @@ func (s *Source) selectSQL(r connectors.Range, list string, ordered bool) (strin
 	if err != nil {
 		return "", err
 	}
+	conds = append(conds, s.cursorConds...)
 	q := "SELECT " + list + " FROM " + s.from + whereClause(conds, s.userWhere())
 	if ordered && r.Pages == nil {
 		q += orderBy(s.keys)
