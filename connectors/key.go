@@ -14,7 +14,7 @@ import (
 // Key is one row's key: one value per key column, in key-column order.
 //
 // Values are nil (NULL), int64, uint64, float64, string, []byte, bool,
-// time.Time or UUID. Timestamps without a time zone travel as their wall clock
+// time.Time, time.Duration (a time of day) or UUID. Timestamps without a time zone travel as their wall clock
 // in UTC; dates as midnight UTC.
 //
 // Text keys are ordered by their UTF-8 bytes in every store (PostgreSQL
@@ -189,6 +189,8 @@ func CompareValues(a, b any) int {
 		}
 	case time.Time:
 		return x.Compare(b.(time.Time))
+	case time.Duration:
+		return cmp3(int64(x), int64(b.(time.Duration)))
 	case UUID:
 		y := b.(UUID)
 		return bytes.Compare(x[:], y[:])
@@ -237,6 +239,8 @@ func (k Key) MarshalJSON() ([]byte, error) {
 			out[i] = keyValueJSON{T: "bool", V: strconv.FormatBool(x)}
 		case time.Time:
 			out[i] = keyValueJSON{T: "time", V: x.UTC().Format(time.RFC3339Nano)}
+		case time.Duration:
+			out[i] = keyValueJSON{T: "timeofday", V: strconv.FormatInt(int64(x), 10)}
 		case UUID:
 			out[i] = keyValueJSON{T: "uuid", V: x.String()}
 		default:
@@ -275,6 +279,10 @@ func (k *Key) UnmarshalJSON(b []byte) error {
 			out[i], err = strconv.ParseBool(e.V)
 		case "time":
 			out[i], err = time.Parse(time.RFC3339Nano, e.V)
+		case "timeofday":
+			var ns int64
+			ns, err = strconv.ParseInt(e.V, 10, 64)
+			out[i] = time.Duration(ns)
 		case "uuid":
 			out[i], err = ParseUUID(e.V)
 		default:
