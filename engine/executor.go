@@ -145,6 +145,9 @@ func (e *Executor) attempt(ctx context.Context, t Task) (err error) {
 		if keyed {
 			resume.LastKey = rec.Checkpoint.LastKey
 		} else {
+			// Restarting from the beginning: the sink drops everything of
+			// the partition, committed file parts included.
+			resume.SinkState = nil
 			rec.Checkpoint = Checkpoint{Started: true}
 		}
 	}

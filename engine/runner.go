@@ -119,9 +119,13 @@ func (r *Runner) Run(ctx context.Context, job *Job) (*RunRecord, error) {
 	}
 
 	var release func()
-	if job.Snapshot && run.Snapshot == "" {
-		// The snapshot lives as long as this process holds it open; a run
-		// resumed by another process takes a new one (said in the run log).
+	if job.Snapshot {
+		// A snapshot lives as long as the process that exported it holds it
+		// open, so a resumed run takes a new one: the partitions done before
+		// the interruption saw the old one (said in the log).
+		if run.Snapshot != "" {
+			log.Warn("resumed run takes a new snapshot", "job", job.Name, "run", run.ID, "old", run.Snapshot)
+		}
 		if release, err = r.exportSnapshot(ctx, job, run); err != nil {
 			return nil, err
 		}
