@@ -121,7 +121,7 @@ func TestKillPostgresToPostgres(t *testing.T) {
 	const rows = 200000
 	pgExec(t, src, `CREATE TABLE orders (id bigint PRIMARY KEY, name text, amount numeric(12,2), created timestamptz)`,
 		fmt.Sprintf(`INSERT INTO orders SELECT g, 'name ' || g, g / 100.0, now() - g * interval '1 minute' FROM generate_series(1, %d) g`, rows))
-	for _, mode := range []string{"append", "upsert"} {
+	for _, mode := range []string{"append", "truncate", "upsert"} {
 		t.Run(mode, func(t *testing.T) {
 			table := "orders_" + mode
 			job := writeJob(t, fmt.Sprintf(`

@@ -45,9 +45,13 @@ wait_for() { # wait_for NAME SECONDS CMD...
 	return 1
 }
 
+pg_trusts_tests() { # the tests connect over TCP as postgres without a password
+	psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'SELECT 1' >/dev/null 2>&1
+}
+
 start_postgres() {
 	need_packages pg_ctlcluster postgresql postgresql-client
-	if pg_isready -q -h 127.0.0.1 -p 5432; then log "postgres is up"; return; fi
+	if pg_isready -q -h 127.0.0.1 -p 5432 && pg_trusts_tests; then log "postgres is up"; return; fi
 	local ver
 	ver=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
 	if [ -z "$ver" ]; then
@@ -55,27 +59,40 @@ start_postgres() {
 		as_root pg_createcluster "$ver" main >/dev/null
 	fi
 	local conf="/etc/postgresql/$ver/main"
-	# Loopback only, and trust for local test users (the test databases hold nothing else).
+	# Loopback only, and trust for local connections: the servers this script
+	# starts hold nothing but test databases.
 	if ! grep -q '^# datashift' "$conf/pg_hba.conf"; then
 		as_root sh -c "printf '# datashift\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\nlocal all all trust\n' | cat - '$conf/pg_hba.conf' > '$conf/pg_hba.conf.new' && mv '$conf/pg_hba.conf.new' '$conf/pg_hba.conf'"
 	fi
 	as_root sed -i "s/^#\?listen_addresses.*/listen_addresses = '127.0.0.1'/" "$conf/postgresql.conf"
-	as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
-	wait_for postgres 60 pg_isready -h 127.0.0.1 -p 5432
+	if pg_isready -q -h 127.0.0.1 -p 5432; then
+		as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main reload
+	else
+		as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+	fi
+	wait_for postgres 60 pg_trusts_tests
+}
+
+mariadb_root_over_tcp() {
+	mariadb -h 127.0.0.1 -uroot -e 'SELECT 1' >/dev/null 2>&1
 }
 
 start_mariadb() {
 	need_packages mariadbd mariadb-server mariadb-client
-	if mariadb-admin -h 127.0.0.1 -uroot ping >/dev/null 2>&1; then log "mariadb is up"; return; fi
-	as_root mkdir -p /run/mysqld
-	as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
-	if [ ! -d /var/lib/mysql/mysql ]; then
-		as_root mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
+	if mariadb_root_over_tcp; then log "mariadb is up"; return; fi
+	if ! mariadb-admin -h 127.0.0.1 -uroot ping >/dev/null 2>&1; then
+		as_root mkdir -p /run/mysqld
+		as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+		if [ ! -d /var/lib/mysql/mysql ]; then
+			as_root mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
+		fi
+		as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql --bind-address=127.0.0.1
+		wait_for mariadb 60 mariadb-admin -h 127.0.0.1 -uroot ping
 	fi
-	as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql --bind-address=127.0.0.1
-	wait_for mariadb 60 mariadb-admin -h 127.0.0.1 -uroot ping
-	# root over TCP without a password, as the tests expect (fresh installs use unix_socket auth).
+	# A fresh install lets root in only through the unix socket; the tests
+	# connect over TCP as root with no password.
 	as_root mariadb -uroot -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket; FLUSH PRIVILEGES;" 2>/dev/null || true
+	wait_for "mariadb (root over TCP)" 30 mariadb_root_over_tcp
 }
 
 start_redis() {
