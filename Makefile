@@ -9,6 +9,7 @@ RACE_PKGS := ./engine/... ./coordinator/... ./connectors/...
 PLAIN_PKGS := $(shell $(GO) list ./... | grep -v -e /engine -e /coordinator -e /connectors -e /benchmarks)
 
 export DATASHIFT_SERVICES ?= required
+SHELL := /bin/bash
 
 .PHONY: all build test services vet demo bench clean
 
@@ -32,7 +33,7 @@ demo: build
 	$(BIN) demo
 
 bench: services build
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./benchmarks/ | tee .build/bench.txt
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./benchmarks/ | tee .build/bench.txt
 
 clean:
 	rm -rf .build

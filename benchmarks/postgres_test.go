@@ -95,7 +95,7 @@ func ensureSource(b *testing.B, dsn string, rows int64) {
 			       ((g * 37) %% 1000000) / 100.0,
 			       timestamptz '2020-01-01 00:00:00+00' + g * interval '3 seconds',
 			       CASE WHEN g %% 10 = 0 THEN NULL ELSE 'order note ' || md5(g::text) END
-			FROM generate_series(1, %d) g`, rows),
+			FROM generate_series(1::bigint, %d) g`, rows),
 		`VACUUM ANALYZE bench_src`)
 	b.Logf("built bench_src with %d rows in %s", rows, time.Since(start).Round(time.Second))
 }

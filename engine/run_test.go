@@ -200,10 +200,10 @@ func testResume(t *testing.T, src, dst endpoint, mode connectors.WriteMode) {
 	switch mode {
 	case connectors.Truncate:
 		// Rows the truncate must remove, ids the source does not have.
-		prefill(t, dst, job, 100)
+		prefill(t, dst, 100)
 	case connectors.Upsert:
 		// Stale versions of source rows the upsert must overwrite.
-		prefill(t, dst, job, 0)
+		prefill(t, dst, 0)
 	}
 	// The first run is cancelled at a random row short of the end (a cancel
 	// after the run finished would make the next run a new one, a second
@@ -230,7 +230,7 @@ func testResume(t *testing.T, src, dst endpoint, mode connectors.WriteMode) {
 
 // prefill writes rows into the sink before the copy: with offset 0, stale
 // versions of source ids 1..2000; otherwise ids past the source's.
-func prefill(t *testing.T, dst endpoint, job *engine.Job, offset int) {
+func prefill(t *testing.T, dst endpoint, offset int) {
 	t.Helper()
 	fake := sqliteEndpoint(t)
 	fake.fill(t, 2000)
@@ -240,7 +240,6 @@ func prefill(t *testing.T, dst endpoint, job *engine.Job, offset int) {
 	if _, err := (&engine.Runner{State: newState(t)}).Run(context.Background(), pre); err != nil {
 		t.Fatalf("prefill: %v", err)
 	}
-	_ = job
 }
 
 func TestResumePostgresToPostgres(t *testing.T) {
