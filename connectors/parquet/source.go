@@ -44,15 +44,8 @@ func OpenSource(_ context.Context, cfg connectors.SourceConfig) (connectors.Sour
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case cfg.Query != "":
-		return nil, fmt.Errorf("%s source: query is not supported (read a file or directory)", typeName)
-	case cfg.Where != "":
-		return nil, fmt.Errorf("%s source: where is not supported", typeName)
-	case len(cfg.Key) > 0:
-		return nil, fmt.Errorf("%s source: key %v: files have no key order; leave key empty (partitions are file ranges)", typeName, cfg.Key)
-	case cfg.Snapshot != "":
-		return nil, fmt.Errorf("%s source: snapshot is not supported", typeName)
+	if err := parts.CheckSourceConfig(typeName, cfg); err != nil {
+		return nil, err
 	}
 	for k := range cfg.Options {
 		return nil, fmt.Errorf("%s source: unknown option %q (the source takes none)", typeName, k)

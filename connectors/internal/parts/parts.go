@@ -333,3 +333,21 @@ func FileRange(n int, r connectors.Range) (lo, hi int, err error) {
 	}
 	return lo, hi, nil
 }
+
+// CheckSourceConfig refuses what a file source cannot do: a file has no
+// query, filter, key order or snapshot. typ names the connector in errors.
+func CheckSourceConfig(typ string, cfg connectors.SourceConfig) error {
+	switch {
+	case cfg.Query != "":
+		return fmt.Errorf("%s source: query is not supported (read a file or directory)", typ)
+	case cfg.Where != "":
+		return fmt.Errorf("%s source: where is not supported", typ)
+	case len(cfg.Key) > 0:
+		return fmt.Errorf("%s source: key %v: files have no key order; leave key empty (partitions are file ranges)", typ, cfg.Key)
+	case cfg.Snapshot != "":
+		return fmt.Errorf("%s source: snapshot is not supported", typ)
+	case cfg.Cursor != nil:
+		return fmt.Errorf("%s source: incremental cursors are not supported", typ)
+	}
+	return nil
+}
