@@ -24,9 +24,12 @@ services:
 vet:
 	$(GO) vet ./...
 
+# -v lists every test's result (CI counts them); the RUN/PAUSE/CONT chatter is dropped.
+QUIET_V := grep -v -E '^[[:space:]]*=== (RUN|PAUSE|CONT|NAME)'
+
 test: services vet build
-	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 20m $(PLAIN_PKGS)
+	set -o pipefail; $(GO) test -v -race -count=1 -timeout 20m $(RACE_PKGS) 2>&1 | $(QUIET_V)
+	set -o pipefail; $(GO) test -v -count=1 -timeout 20m $(PLAIN_PKGS) 2>&1 | $(QUIET_V)
 	$(BIN) demo --rows 200000 --dir .build/demo-ci
 
 demo: build
