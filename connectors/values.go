@@ -3,7 +3,6 @@ package connectors
 import (
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"strings"
 	"time"
 
@@ -111,22 +110,36 @@ func ValueAt(arr arrow.Array, i int) any {
 // DecimalString formats a decimal128 with the given scale exactly.
 func DecimalString(n decimal128.Num, scale int32) string {
 	bi := n.BigInt()
+	var b []byte
+	if bi.Sign() < 0 {
+		b = append(b, '-')
+		bi.Neg(bi)
+	}
+	return string(AppendScaled(b, bi.Append(nil, 10), scale))
+}
+
+// AppendScaled appends the decimal digits of an unsigned integer with a
+// decimal point scale places from the right ("150", 2 → "1.50"; "5", 3 →
+// "0.005"); a negative scale appends zeros.
+func AppendScaled(dst, digits []byte, scale int32) []byte {
 	if scale <= 0 {
-		if scale < 0 {
-			bi.Mul(bi, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(-scale)), nil))
+		dst = append(dst, digits...)
+		for ; scale < 0; scale++ {
+			dst = append(dst, '0')
 		}
-		return bi.String()
+		return dst
 	}
-	neg := bi.Sign() < 0
-	digits := new(big.Int).Abs(bi).String()
-	for len(digits) <= int(scale) {
-		digits = "0" + digits
+	s := int(scale)
+	if len(digits) <= s {
+		dst = append(dst, '0', '.')
+		for k := len(digits); k < s; k++ {
+			dst = append(dst, '0')
+		}
+		return append(dst, digits...)
 	}
-	s := digits[:len(digits)-int(scale)] + "." + digits[len(digits)-int(scale):]
-	if neg {
-		s = "-" + s
-	}
-	return s
+	dst = append(dst, digits[:len(digits)-s]...)
+	dst = append(dst, '.')
+	return append(dst, digits[len(digits)-s:]...)
 }
 
 // KeyOf returns the key of row i of rec; keyCols are the indexes of the key

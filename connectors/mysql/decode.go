@@ -609,35 +609,12 @@ func appendDecimal(dst []byte, n decimal128.Num, scale int32) []byte {
 		}
 		var tmp [24]byte
 		d := strconv.AppendUint(tmp[:0], u, 10)
-		return appendScaled(dst, d, scale)
+		return connectors.AppendScaled(dst, d, scale)
 	}
 	bi := n.BigInt()
 	if bi.Sign() < 0 {
 		dst = append(dst, '-')
 		bi.Abs(bi)
 	}
-	return appendScaled(dst, bi.Append(nil, 10), scale)
-}
-
-// appendScaled writes the digits d with a decimal point scale places from
-// the right.
-func appendScaled(dst, d []byte, scale int32) []byte {
-	if scale <= 0 {
-		dst = append(dst, d...)
-		for i := int32(0); i < -scale; i++ {
-			dst = append(dst, '0')
-		}
-		return dst
-	}
-	sc := int(scale)
-	if len(d) <= sc {
-		dst = append(dst, '0', '.')
-		for i := len(d); i < sc; i++ {
-			dst = append(dst, '0')
-		}
-		return append(dst, d...)
-	}
-	dst = append(dst, d[:len(d)-sc]...)
-	dst = append(dst, '.')
-	return append(dst, d[len(d)-sc:]...)
+	return connectors.AppendScaled(dst, bi.Append(nil, 10), scale)
 }

@@ -9,6 +9,7 @@ import (
 	"math/bits"
 
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
+	"github.com/datashift/datashift/connectors"
 )
 
 const (
@@ -378,25 +379,7 @@ func appendDecimal(b []byte, n decimal128.Num, scale int32) []byte {
 			v /= 10
 		}
 	}
-	digits := tmp[i:]
-	if scale <= 0 {
-		b = append(b, digits...)
-		for ; scale < 0; scale++ {
-			b = append(b, '0')
-		}
-		return b
-	}
-	s := int(scale)
-	if len(digits) <= s {
-		b = append(b, '0', '.')
-		for k := len(digits); k < s; k++ {
-			b = append(b, '0')
-		}
-		return append(b, digits...)
-	}
-	b = append(b, digits[:len(digits)-s]...)
-	b = append(b, '.')
-	return append(b, digits[len(digits)-s:]...)
+	return connectors.AppendScaled(b, tmp[i:], scale)
 }
 
 // validNumeric reports whether b is a decimal number as SQL writes one:
