@@ -37,6 +37,10 @@ const (
 )
 
 // column is one column of a source or target table.
+// utcDatetimeComment marks a DATETIME column the sink made for timestamps
+// with a time zone: its values are UTC instants.
+const utcDatetimeComment = "datashift:timestamptz"
+
 type column struct {
 	name      string
 	kind      kind
@@ -53,6 +57,7 @@ type column struct {
 	maxChars  int64 // CHARACTER_MAXIMUM_LENGTH
 	autoInc   bool
 	geometry  bool
+	utc       bool // a DATETIME holding UTC instants (utcDatetimeComment)
 	// native: compare in the column's own order (its index order), not in
 	// byte order; used by the sampling walk only.
 	native bool
@@ -219,6 +224,9 @@ func (c *column) arrowField() arrow.Field {
 		t = arrow.FixedWidthTypes.Date32
 	case kDatetime:
 		t = &arrow.TimestampType{Unit: arrow.Microsecond}
+		if c.utc {
+			t = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
+		}
 	case kTimestamp:
 		t = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
 	case kTime:
@@ -328,7 +336,7 @@ func loadColumns(ctx context.Context, db *sql.DB, t tableRef) ([]*column, error)
 		COALESCE(NUMERIC_PRECISION, 0), COALESCE(NUMERIC_SCALE, 0),
 		COALESCE(CHARACTER_SET_NAME, ''), COALESCE(COLLATION_NAME, ''),
 		COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COALESCE(CHARACTER_OCTET_LENGTH, 0), EXTRA,
-		COALESCE(DATETIME_PRECISION, 0)
+		COALESCE(DATETIME_PRECISION, 0), COLUMN_COMMENT
 		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?
 		ORDER BY ORDINAL_POSITION`, t.schema, t.name)
 	if err != nil {
@@ -338,10 +346,10 @@ func loadColumns(ctx context.Context, db *sql.DB, t tableRef) ([]*column, error)
 	var cols []*column
 	for rows.Next() {
 		c := &column{}
-		var nullable, extra string
+		var nullable, extra, comment string
 		var prec, scale, fsp int64
 		if err := rows.Scan(&c.name, &c.dataType, &c.sqlType, &nullable, &prec, &scale,
-			&c.charset, &c.collation, &c.maxChars, &c.maxBytes, &extra, &fsp); err != nil {
+			&c.charset, &c.collation, &c.maxChars, &c.maxBytes, &extra, &fsp, &comment); err != nil {
 			return nil, classify(fmt.Errorf("read columns of %s: %w", t, err))
 		}
 		c.dataType = strings.ToLower(c.dataType)
@@ -349,6 +357,7 @@ func loadColumns(ctx context.Context, db *sql.DB, t tableRef) ([]*column, error)
 		c.precision, c.scale, c.fsp = int(prec), int(scale), min(int(fsp), 6)
 		c.autoInc = strings.Contains(strings.ToLower(extra), "auto_increment")
 		c.classify()
+		c.utc = c.kind == kDatetime && comment == utcDatetimeComment
 		cols = append(cols, c)
 	}
 	if err := rows.Err(); err != nil {

@@ -345,7 +345,10 @@ func (s *sink) columnType(f arrow.Field, key bool) (string, error) {
 		return "DATE", nil
 	case *arrow.TimestampType:
 		if t.TimeZone != "" {
-			return "TIMESTAMP(6)", nil
+			// TIMESTAMP only holds 1970-2038. An instant is stored as its UTC
+			// wall clock in a DATETIME marked so that reading it back gives
+			// an instant again.
+			return "DATETIME(6) COMMENT '" + utcDatetimeComment + "'", nil
 		}
 		return "DATETIME(6)", nil
 	case *arrow.Time32Type, *arrow.Time64Type:

@@ -470,7 +470,7 @@ func TestCreateTableDDL(t *testing.T) {
 	for _, want := range []string{
 		"`k` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NOT NULL",
 		"`bk` varbinary(255) NOT NULL",
-		"`tz` timestamp(6) NOT NULL DEFAULT '1970-01-01 00:00:01.000000'",
+		"`tz` datetime(6) NOT NULL COMMENT 'datashift:timestamptz'",
 		"`j` longtext DEFAULT NULL CHECK (json_valid(`j`))",
 		"PRIMARY KEY (`k`,`bk`)",
 		"ENGINE=InnoDB",
@@ -529,5 +529,49 @@ func TestWriteLatin1Column(t *testing.T) {
 				t.Errorf("%d rows after the failed write, want 2", n)
 			}
 		})
+	}
+}
+
+// Timestamps with a zone go into a marked DATETIME(6): instants outside
+// TIMESTAMP's 1970-2038 survive, and the column reads back as UTC instants.
+func TestTimestampTZBeyondTimestampRange(t *testing.T) {
+	dsn, _ := testDB(t)
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "at", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true},
+	}, nil)
+	instants := []time.Time{
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1969, 12, 31, 23, 59, 59, 999999000, time.UTC),
+		time.Date(2100, 6, 1, 12, 0, 0, 123456000, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC),
+	}
+	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	defer b.Release()
+	for i, at := range instants {
+		b.Field(0).(*array.Int64Builder).Append(int64(i))
+		b.Field(1).(*array.TimestampBuilder).Append(arrow.Timestamp(at.UnixMicro()))
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "tz", Key: []string{"id"}, CreateTable: true})
+	if err := snk.Prepare(testCtx(t), schema, false); err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, snk, connectors.WriterSpec{Partition: "p", Schema: schema}, rec)
+
+	src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "tz", Key: []string{"id"}})
+	got, _ := src.Schema(testCtx(t))
+	if tt := got.Field(1).Type.(*arrow.TimestampType); tt.TimeZone != "UTC" {
+		t.Fatalf("column reads back as %s, want a UTC timestamp", tt)
+	}
+	rows, _ := readAll(t, src, connectors.Range{})
+	for i, r := range rows {
+		if !r[1].(time.Time).Equal(instants[i]) {
+			t.Errorf("row %d: %v, want %v", i, r[1], instants[i])
+		}
+	}
+	if len(rows) != len(instants) {
+		t.Fatalf("%d rows", len(rows))
 	}
 }
