@@ -27,10 +27,12 @@ type progressUI struct {
 	part  map[string]*mpb.Bar
 	rows  map[string]int64
 	est   int64
-	done  int
-	n     int
-	start time.Time
-	last  time.Time
+	// resumed is the rows earlier attempts had copied, left out of rates.
+	resumed int64
+	done    int
+	n       int
+	start   time.Time
+	last    time.Time
 }
 
 func newProgressUI(w io.Writer, quiet bool) *progressUI {
@@ -60,8 +62,13 @@ func (ui *progressUI) Plan(run *engine.RunRecord, parts []engine.PartitionRecord
 			ui.done++
 		}
 	}
+	ui.resumed = ui.sumRows()
 	if !ui.quiet {
 		fmt.Fprintf(ui.w, "%s: run %s, %d partitions (%s): %s\n", run.Job, run.ID, len(parts), run.Scheme, run.Reason)
+		if started := countStarted(parts); started > 0 {
+			fmt.Fprintf(ui.w, "%s: resuming from checkpoints: %d partitions done, %d part-way, %d rows already copied\n",
+				run.Job, ui.done, started-ui.done, ui.sumRows())
+		}
 	}
 	if !ui.bars {
 		return
@@ -105,7 +112,7 @@ func (ui *progressUI) Update(p engine.Progress) {
 		if !ui.quiet && (time.Since(ui.last) >= 5*time.Second || (ui.done == ui.n && p.State == engine.Done)) {
 			ui.last = time.Now()
 			rows := ui.sumRows()
-			fmt.Fprintf(ui.w, "%d/%d partitions done, %d rows, %s rows/s\n", ui.done, ui.n, rows, humanCount(float64(rows)/time.Since(ui.start).Seconds()))
+			fmt.Fprintf(ui.w, "%d/%d partitions done, %d rows, %s rows/s\n", ui.done, ui.n, rows, humanCount(float64(rows-ui.resumed)/time.Since(ui.start).Seconds()))
 		}
 		return
 	}
@@ -129,6 +136,9 @@ func (ui *progressUI) Update(p engine.Progress) {
 	}
 }
 
+// Resumed is how many rows earlier attempts of the run had copied.
+func (ui *progressUI) Resumed() int64 { return ui.resumed }
+
 // Partitions is how many partitions the run had.
 func (ui *progressUI) Partitions() int { return ui.n }
 
@@ -148,4 +158,15 @@ func (ui *progressUI) Wait() {
 	}
 	ui.mu.Unlock()
 	ui.p.Wait()
+}
+
+// countStarted counts the partitions an earlier attempt got to.
+func countStarted(parts []engine.PartitionRecord) int {
+	n := 0
+	for _, p := range parts {
+		if p.Checkpoint.Started {
+			n++
+		}
+	}
+	return n
 }

@@ -79,7 +79,10 @@ func runJob(ctx context.Context, job *engine.Job, state engine.State, w io.Write
 	}
 	fmt.Fprintf(w, "%s: run %s %s: %d rows, %s in %s (%s rows/s), %d partitions (%s)\n",
 		job.Name, run.ID, run.State, run.Rows, humanBytes(run.Bytes), elapsed.Round(time.Millisecond),
-		humanCount(float64(run.Rows)/elapsed.Seconds()), ui.Partitions(), run.Scheme)
+		humanCount(float64(run.Rows-ui.Resumed())/elapsed.Seconds()), ui.Partitions(), run.Scheme)
+	if ui.Resumed() > 0 {
+		fmt.Fprintf(w, "%s: %d of the rows were copied before the run was interrupted\n", job.Name, ui.Resumed())
+	}
 	if run.BadRows > 0 {
 		fmt.Fprintf(w, "%s: %d bad rows set aside", job.Name, run.BadRows)
 		if job.BadRows.RejectFile != "" {
