@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/datashift/datashift/connectors"
 	"net/http"
 	"time"
 )
@@ -47,7 +48,7 @@ func NotifyCallbacks(ctx context.Context, client *http.Client, job *Job, run *Ru
 			continue
 		}
 		if err := postWithRetry(ctx, client, cb.URL, body, sleep); err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", cb.URL, err))
+			failed = append(failed, fmt.Sprintf("%s: %v", connectors.Redacted(cb.URL), err))
 		}
 	}
 	if len(failed) > 0 {

@@ -459,6 +459,11 @@ func (j *Job) Redacted() *Job {
 	c := *j
 	c.Source.DSN = connectors.Redacted(j.Source.DSN)
 	c.Sink.DSN = connectors.Redacted(j.Sink.DSN)
+	c.Callbacks = make([]CallbackSpec, len(j.Callbacks))
+	for i, cb := range j.Callbacks {
+		cb.URL = connectors.Redacted(cb.URL) // http://user:password@host/hook
+		c.Callbacks[i] = cb
+	}
 	return &c
 }
 

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/engine"
+	"github.com/datashift/datashift/internal/demodata"
+)
+
+// datashift runs the CLI in-process and returns what it printed.
+func datashift(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := rootCmd()
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func writeFile(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func demoJob(t *testing.T, rows int64, extra string) (dir, job string) {
+	t.Helper()
+	dir = t.TempDir()
+	src := filepath.Join(dir, "src.sqlite")
+	if err := demodata.Generate(context.Background(), src, rows); err != nil {
+		t.Fatal(err)
+	}
+	job = writeFile(t, dir, "job.yaml", `name: cli
+source: {type: sqlite, dsn: `+src+`, table: orders, key: [id]}
+sink: {type: parquet, dsn: `+filepath.Join(dir, "out")+`, mode: truncate}
+partitions: {target_rows: 2500}
+`+extra)
+	return dir, job
+}
+
+// plan prints every partition with its bounds and estimated rows, the
+// first open below and the last open above.
+func TestPlanPrintsPartitions(t *testing.T) {
+	_, job := demoJob(t, 10000, "")
+	out, err := datashift(t, "plan", job)
+	if err != nil {
+		t.Fatalf("plan: %v\n%s", err, out)
+	}
+	lines := regexp.MustCompile(`(?m)^  p\d{4} +(\S.*\S) +~(\d+) rows$`).FindAllStringSubmatch(out, -1)
+	if len(lines) != 4 || !strings.Contains(out, "job cli: 4 partitions, scheme key-range") {
+		t.Fatalf("want 4 partitions of ~2500 rows:\n%s", out)
+	}
+	if !strings.HasPrefix(lines[0][1], "[-∞, ") || !strings.HasSuffix(lines[3][1], ", +∞)") {
+		t.Fatalf("first range must be open below and last open above:\n%s", out)
+	}
+	out, err = datashift(t, "plan", "--json", job)
+	if err != nil || !strings.Contains(out, `"scheme": "key-range"`) {
+		t.Fatalf("plan --json: %v\n%s", err, out)
+	}
+}
+
+// run copies, prints a summary, and a second run after a finished one
+// starts a new run (truncate mode keeps the sink equal to the source).
+func TestRunPrintsSummaryAndSinkMatches(t *testing.T) {
+	dir, job := demoJob(t, 10000, "")
+	state := filepath.Join(dir, "state.db")
+	for i := 0; i < 2; i++ {
+		out, err := datashift(t, "run", job, "--state", state, "-q")
+		if err != nil {
+			t.Fatalf("run: %v\n%s", err, out)
+		}
+		if !regexp.MustCompile(`cli: run \S+ succeeded: 10000 rows, .* rows/s\), 4 partitions \(key-range\)`).MatchString(out) {
+			t.Fatalf("summary:\n%s", out)
+		}
+	}
+	want, err := engine.TableChecksum(context.Background(), "sqlite", connectors.SourceConfig{DSN: filepath.Join(dir, "src.sqlite"), Table: "orders"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := engine.TableChecksum(context.Background(), "parquet", connectors.SourceConfig{DSN: filepath.Join(dir, "out")}, nil)
+	if err != nil || got != want {
+		t.Fatalf("sink %v (%v), source %v", got, err, want)
+	}
+}
+
+// A bad spec is refused before anything runs, naming every bad field,
+// without printing the password.
+func TestBadSpecIsRefusedWithFieldNames(t *testing.T) {
+	dir := t.TempDir()
+	job := writeFile(t, dir, "bad.yaml", `name: bad
+source: {type: oracle, dsn: "postgres://u:hunter2@h/db", table: t}
+sink: {type: parquet, dsn: `+filepath.Join(dir, "out")+`, mode: merge}
+`)
+	for _, cmd := range []string{"run", "check", "plan"} {
+		out, err := datashift(t, cmd, job, "--state", filepath.Join(dir, "state.db"))
+		if cmd == "plan" || cmd == "check" {
+			out, err = datashift(t, cmd, job)
+		}
+		if err == nil {
+			t.Fatalf("%s accepted a bad spec:\n%s", cmd, out)
+		}
+		msg := err.Error()
+		for _, want := range []string{`source.type: unknown connector "oracle"`, `sink.mode: must be append, truncate or upsert (got "merge")`} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%s: error lacks %q:\n%s", cmd, want, msg)
+			}
+		}
+		if strings.Contains(msg+out, "hunter2") {
+			t.Errorf("%s shows the password:\n%s%s", cmd, msg, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out")); !os.IsNotExist(err) {
+		t.Fatalf("a refused job touched its sink: %v", err)
+	}
+}
+
+func TestCheckPrintsRedactedSpec(t *testing.T) {
+	_, job := demoJob(t, 10, "callbacks: [{url: \"http://u:hunter2@127.0.0.1:1/hook\"}]\n")
+	out, err := datashift(t, "check", job)
+	if err != nil || !strings.Contains(out, "job cli is valid") {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "hunter2") || !strings.Contains(out, "u:xxxxx@127.0.0.1:1/hook") {
+		t.Fatalf("check shows a callback password or mangles the URL:\n%s", out)
+	}
+}
