@@ -5,9 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/datashift/datashift/connectors"
 	"net/http"
 	"time"
+
+	"github.com/datashift/datashift/connectors"
 )
 
 // CallbackPayload is the JSON body POSTed to a job's callbacks when a run ends.
