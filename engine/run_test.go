@@ -400,3 +400,48 @@ func TestBadRowsBudget(t *testing.T) {
 		t.Fatalf("3 bad rows with a budget of 2: %v", err)
 	}
 }
+
+// A source with no key (Parquet files, planned as file ranges) restarts an
+// interrupted partition from its beginning: the sink drops the partition's
+// committed parts first, so nothing is doubled.
+func TestResumeKeylessFileRanges(t *testing.T) {
+	src := sqliteEndpoint(t)
+	src.fill(t, fixtureRows)
+	files := parquetEndpoint(t)
+	toFiles := copyJob(src, files, connectors.Append) // 7 partitions: 7+ part files
+	if _, err := (&engine.Runner{State: newState(t)}).Run(context.Background(), toFiles); err != nil {
+		t.Fatal(err)
+	}
+	dst := parquetEndpoint(t)
+	job := &engine.Job{
+		Name:        "keyless",
+		Source:      engine.SourceSpec{Type: "parquet", DSN: files.dsn},
+		Sink:        engine.SinkSpec{Type: "parquet", DSN: dst.dsn, Mode: connectors.Append},
+		Partitions:  engine.PartitionSpec{Max: 4},
+		BatchRows:   500,
+		Parallelism: 2,
+	}
+	job.Normalize()
+	state := newState(t)
+	// The first partition to finish commits its part file, then "dies"
+	// before its checkpoint says so.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	crash := &crashBeforeCheckpoint{State: state, cancel: cancel, n: 1}
+	if _, err := (&engine.Runner{State: crash}).Run(ctx, job); !errors.Is(err, context.Canceled) {
+		t.Fatalf("crashed run: %v", err)
+	}
+	if committed := dst.checksum(t); committed.Rows == 0 {
+		t.Fatal("no part was committed before the crash: the test proves nothing")
+	}
+	run, err := (&engine.Runner{State: state}).Run(context.Background(), job)
+	if err != nil {
+		t.Fatalf("resumed run: %v", err)
+	}
+	if run.Scheme != "pages" || run.Rows != fixtureRows {
+		t.Fatalf("run: scheme %q, %d rows", run.Scheme, run.Rows)
+	}
+	if got, want := dst.checksum(t), src.checksum(t); got != want {
+		t.Fatalf("sink %v, source %v", got, want)
+	}
+}
