@@ -60,7 +60,7 @@ func (s *RunState) ActiveRun(ctx context.Context, job string) (*engine.RunRecord
 			}
 			return nil, err
 		}
-		if rec.State == engine.RunRunning {
+		if rec.State == engine.RunRunning || rec.State == engine.RunFailed {
 			return &rec, nil
 		}
 	}
@@ -138,9 +138,16 @@ func (s *RunState) FinishRun(ctx context.Context, run *engine.RunRecord) error {
 	// The run's final state, its history entry and the new high-water mark
 	// land together, so a crash here cannot move the mark without the run
 	// being recorded as done (or the reverse).
-	ops := []store.Op{
-		store.SetOp(runPath(run.Job, run.ID), data, store.AnyVersion),
-		store.CreateOp(store.Join(historyPath, run.Job, run.ID), data, 0),
+	ops := []store.Op{store.SetOp(runPath(run.Job, run.ID), data, store.AnyVersion)}
+	// A failed run continued later ends again under the same id: its
+	// history entry is overwritten with the latest outcome.
+	hist := store.Join(historyPath, run.Job, run.ID)
+	if ok, _, err := s.S.Exists(ctx, hist); err != nil {
+		return err
+	} else if ok {
+		ops = append(ops, store.SetOp(hist, data, store.AnyVersion))
+	} else {
+		ops = append(ops, store.CreateOp(hist, data, 0))
 	}
 	if run.State == engine.RunSucceeded && run.CursorUpTo != nil {
 		js, err := json.Marshal(jobState{HighWater: run.CursorUpTo})
@@ -158,11 +165,13 @@ func (s *RunState) FinishRun(ctx context.Context, run *engine.RunRecord) error {
 			ops = append(ops, store.CreateOp(p, js, 0))
 		}
 	}
-	if _, err := s.S.Multi(ctx, ops...); err != nil && !errors.Is(err, store.ErrNodeExists) {
+	if _, err := s.S.Multi(ctx, ops...); err != nil {
 		return err
 	}
-	if err := store.DeleteAll(ctx, s.S, runPath(run.Job, run.ID)); err != nil && !errors.Is(err, store.ErrNoNode) {
-		return err
+	if run.State != engine.RunFailed {
+		if err := store.DeleteAll(ctx, s.S, runPath(run.Job, run.ID)); err != nil && !errors.Is(err, store.ErrNoNode) {
+			return err
+		}
 	}
 	return s.pruneHistory(ctx, run.Job)
 }

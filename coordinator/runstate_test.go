@@ -111,6 +111,27 @@ func TestRunStateLifecycle(t *testing.T) {
 			if hw, _ := st.HighWater(ctx, "orders"); hw[0] != int64(500) {
 				t.Fatalf("failed run moved the high-water mark to %v", hw)
 			}
+			// ... and stays, with its partitions, to be continued.
+			if active, err := st.ActiveRun(ctx, "orders"); err != nil || active.ID != run2.ID || active.State != engine.RunFailed {
+				t.Fatalf("failed run is not continuable: %+v, %v", active, err)
+			}
+			if ps, err := st.Partitions(ctx, "orders", run2.ID); err != nil || len(ps) != 1 {
+				t.Fatalf("failed run's partitions: %v, %v", ps, err)
+			}
+			// Failing again overwrites its history entry; abandoning it drops it.
+			if err := st.FinishRun(ctx, run2); err != nil {
+				t.Fatalf("second failure of the same run: %v", err)
+			}
+			run2.State = engine.RunAbandoned
+			if err := st.FinishRun(ctx, run2); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.ActiveRun(ctx, "orders"); !errors.Is(err, engine.ErrNotFound) {
+				t.Fatalf("abandoned run still active: %v", err)
+			}
+			if hist, _ := st.History(ctx, "orders"); len(hist) != 2 || hist[0].State != engine.RunAbandoned {
+				t.Fatalf("history after abandoning: %+v", hist)
+			}
 		})
 	}
 }

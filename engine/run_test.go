@@ -445,3 +445,65 @@ func TestResumeKeylessFileRanges(t *testing.T) {
 		t.Fatalf("sink %v, source %v", got, want)
 	}
 }
+
+// A run that failed on a bad value keeps its checkpoints: once the cause is
+// fixed, the next run continues it, and what it had committed is not
+// copied twice.
+func TestFailedRunContinuesAfterTheFix(t *testing.T) {
+	src, dst := pgEndpoint(t), mysqlEndpoint(t)
+	src.fill(t, fixtureRows)
+	src.exec(t, `UPDATE orders SET name = repeat('x', 50) WHERE id = 15000`)
+	dst.exec(t, `CREATE TABLE orders (id BIGINT PRIMARY KEY, name VARCHAR(20), amount DECIMAL(12,2), created DATETIME(6) NOT NULL, flag BOOLEAN, updated_at BIGINT NOT NULL)`)
+	job := copyJob(src, dst, connectors.Append)
+	job.Sink.CreateTable = false
+	job.Parallelism = 1
+	state := newState(t)
+	run, err := (&engine.Runner{State: state}).Run(context.Background(), job)
+	if err == nil || !strings.Contains(err.Error(), "key 15000") {
+		t.Fatalf("first run: %v; want a failure naming key 15000", err)
+	}
+	if run.Rows == 0 || run.Rows >= fixtureRows {
+		t.Fatalf("the failed run committed %d rows; the test needs some but not all", run.Rows)
+	}
+	dst.exec(t, `ALTER TABLE orders MODIFY name LONGTEXT`)
+	again, err := (&engine.Runner{State: state}).Run(context.Background(), job)
+	if err != nil {
+		t.Fatalf("continued run: %v", err)
+	}
+	if again.ID != run.ID || again.Rows != fixtureRows {
+		t.Fatalf("continued run %s (first %s) with %d rows", again.ID, run.ID, again.Rows)
+	}
+	if got, want := dst.checksum(t), src.checksum(t); got != want {
+		t.Fatalf("sink %v, source %v", got, want)
+	}
+}
+
+// Restart abandons an interrupted run and starts a new one (truncate mode
+// then leaves the sink equal to the source).
+func TestRestartAbandonsTheUnfinishedRun(t *testing.T) {
+	src, dst := sqliteEndpoint(t), sqliteEndpoint(t)
+	src.fill(t, fixtureRows)
+	job := copyJob(src, dst, connectors.Truncate)
+	state := newState(t)
+	if !runInterrupted(t, state, job, fixtureRows/4) {
+		t.Fatal("the run finished before it was interrupted")
+	}
+	old, err := state.ActiveRun(context.Background(), job.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := (&engine.Runner{State: state, Restart: true}).Run(context.Background(), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.ID == old.ID || run.Rows != fixtureRows {
+		t.Fatalf("restart continued run %s (old %s) with %d rows", run.ID, old.ID, run.Rows)
+	}
+	hist, err := state.History(context.Background(), job.Name)
+	if err != nil || len(hist) != 2 || hist[1].ID != old.ID || hist[1].State != engine.RunAbandoned {
+		t.Fatalf("history %+v, %v", hist, err)
+	}
+	if got, want := dst.checksum(t), src.checksum(t); got != want {
+		t.Fatalf("sink %v, source %v", got, want)
+	}
+}

@@ -33,6 +33,9 @@ type Runner struct {
 	MaxPartitions int
 	// HTTPClient posts callbacks; nil: a client with a 10s timeout.
 	HTTPClient *http.Client
+	// Restart abandons the job's unfinished or failed run and starts a new
+	// one, instead of continuing it.
+	Restart bool
 }
 
 // Check opens the job's source and sink to refuse, before anything runs,
@@ -97,7 +100,7 @@ func planSource(ctx context.Context, job *Job, src connectors.Source, maxPartiti
 func NewRunID(now time.Time) string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
-	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+	return now.UTC().Format("20060102T150405.000000Z") + "-" + hex.EncodeToString(b)
 }
 
 // Run runs a job to its end, continuing its unfinished run if there is one.
@@ -167,7 +170,22 @@ func (r *Runner) Run(ctx context.Context, job *Job) (*RunRecord, error) {
 func (r *Runner) startOrResume(ctx context.Context, job *Job) (*RunRecord, []PartitionRecord, error) {
 	run, err := r.State.ActiveRun(ctx, job.Name)
 	switch {
+	case err == nil && r.Restart:
+		run.State, run.Finished = RunAbandoned, time.Now().UTC()
+		if err := r.State.FinishRun(ctx, run); err != nil {
+			return nil, nil, fmt.Errorf("job %q: abandon run %s: %w", job.Name, run.ID, err)
+		}
+		r.logger().Warn("abandoned the unfinished run; its rows stay in the sink", "job", job.Name, "run", run.ID)
 	case err == nil:
+		if run.State == RunFailed {
+			// Continue it: its done partitions stay done, the others
+			// resume from their checkpoints.
+			r.logger().Info("continuing the failed run", "job", job.Name, "run", run.ID, "error", run.Error)
+			run.State, run.Error, run.Finished = RunRunning, "", time.Time{}
+			if err := r.State.UpdateRun(ctx, run); err != nil {
+				return nil, nil, err
+			}
+		}
 		parts, err := r.State.Partitions(ctx, job.Name, run.ID)
 		return run, parts, err
 	case !errors.Is(err, ErrNotFound):

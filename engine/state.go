@@ -20,7 +20,13 @@ const (
 const (
 	RunRunning   = "running"
 	RunSucceeded = "succeeded"
-	RunFailed    = "failed"
+	// RunFailed keeps its partitions and checkpoints: the next run of the
+	// job continues it (after the cause is fixed) instead of copying again
+	// what it had committed.
+	RunFailed = "failed"
+	// RunAbandoned is a failed or interrupted run given up on purpose
+	// (`datashift run --restart`); what it wrote stays in the sink.
+	RunAbandoned = "abandoned"
 )
 
 // Checkpoint is how far a partition got: every row of its range with a key
@@ -92,15 +98,17 @@ type Checkpoints interface {
 // coordinator implements it over ZooKeeper or the embedded store.
 type State interface {
 	Checkpoints
-	// ActiveRun returns the job's unfinished run, or ErrNotFound.
+	// ActiveRun returns the job's unfinished run (running or failed), or
+	// ErrNotFound.
 	ActiveRun(ctx context.Context, job string) (*RunRecord, error)
 	// CreateRun stores a new run with its partitions, all pending.
 	CreateRun(ctx context.Context, run *RunRecord, parts []PartitionRecord) error
 	UpdateRun(ctx context.Context, run *RunRecord) error
 	Partitions(ctx context.Context, job, run string) ([]PartitionRecord, error)
-	// FinishRun records the run's outcome and drops its active state; on
-	// success with a cursor window it moves the high-water mark to
-	// run.CursorUpTo in the same step.
+	// FinishRun records the run's outcome in the history. A succeeded or
+	// abandoned run's active state is dropped (on success with a cursor
+	// window the high-water mark moves to run.CursorUpTo in the same step);
+	// a failed run's stays, to be continued.
 	FinishRun(ctx context.Context, run *RunRecord) error
 	// HighWater returns the job's incremental high-water mark (nil: none yet).
 	HighWater(ctx context.Context, job string) (connectors.Key, error)

@@ -79,7 +79,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, rows int64, dir string, qu
 		if err := job.Validate(); err != nil {
 			return err
 		}
-		if _, err := runJob(ctx, job, state, w, quiet); err != nil {
+		if _, err := runJob(ctx, job, state, w, quiet, false); err != nil {
 			return err
 		}
 		check := connectors.SourceConfig{DSN: job.Sink.DSN, Table: job.Sink.Table}

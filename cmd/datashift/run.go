@@ -25,6 +25,7 @@ func runCmd() *cobra.Command {
 	var (
 		statePath   string
 		quiet       bool
+		restart     bool
 		parallelism int
 	)
 	cmd := &cobra.Command{
@@ -52,20 +53,21 @@ continues from the checkpoints with no row lost or written twice.`,
 				return err
 			}
 			defer closeState()
-			_, err = runJob(ctx, job, state, cmd.ErrOrStderr(), quiet)
+			_, err = runJob(ctx, job, state, cmd.ErrOrStderr(), quiet, restart)
 			return err
 		},
 	}
 	cmd.Flags().StringVar(&statePath, "state", envOr("DATASHIFT_STATE", defaultStatePath), "embedded store file for runs and checkpoints")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bars")
 	cmd.Flags().IntVar(&parallelism, "parallelism", 0, "partitions at once (default: the job's parallelism)")
+	cmd.Flags().BoolVar(&restart, "restart", false, "abandon the job's interrupted or failed run (its rows stay in the sink) and start a new one")
 	return cmd
 }
 
 // runJob runs job with progress bars on w and prints its summary.
-func runJob(ctx context.Context, job *engine.Job, state engine.State, w io.Writer, quiet bool) (*engine.RunRecord, error) {
+func runJob(ctx context.Context, job *engine.Job, state engine.State, w io.Writer, quiet, restart bool) (*engine.RunRecord, error) {
 	ui := newProgressUI(w, quiet)
-	r := &engine.Runner{State: state, Progress: ui.Update, OnPlan: ui.Plan}
+	r := &engine.Runner{State: state, Progress: ui.Update, OnPlan: ui.Plan, Restart: restart}
 	start := time.Now()
 	run, err := r.Run(ctx, job)
 	ui.Wait()
@@ -82,6 +84,9 @@ func runJob(ctx context.Context, job *engine.Job, state engine.State, w io.Write
 		humanCount(float64(run.Rows-ui.Resumed())/elapsed.Seconds()), ui.Partitions(), run.Scheme)
 	if ui.Resumed() > 0 {
 		fmt.Fprintf(w, "%s: %d of the rows were copied before the run was interrupted\n", job.Name, ui.Resumed())
+	}
+	if run.State == engine.RunFailed {
+		fmt.Fprintf(w, "%s: fix the cause and run the same command again to continue run %s from its checkpoints (or --restart to start over)\n", job.Name, run.ID)
 	}
 	if run.BadRows > 0 {
 		fmt.Fprintf(w, "%s: %d bad rows set aside", job.Name, run.BadRows)
