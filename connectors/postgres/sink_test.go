@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -405,8 +406,13 @@ func TestSinkTransientOnTerminatedBackend(t *testing.T) {
 	if err := w.Write(ctx, recordJSON(t, schema, `[{"id": 1, "v": "a"}]`)); err != nil {
 		t.Fatal(err)
 	}
-	if n := queryInt(t, conn, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE 'COPY%'`); n != 1 {
+	// The COPY starts in the writer's goroutine: wait until the server shows it.
+	var n int64
+	for deadline := time.Now().Add(5 * time.Second); n == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		n = queryInt(t, conn, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE 'COPY%'`)
+	}
+	if n != 1 {
 		t.Fatalf("terminated %d backends, want the writer's", n)
 	}
 	// The failure shows at the next write or at the latest at commit.
