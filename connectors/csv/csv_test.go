@@ -43,41 +43,6 @@ func openSource(t testing.TB, dsn string, cfg connectors.SourceConfig) connector
 	return s
 }
 
-func write(t testing.TB, s connectors.Sink, p string, schema *arrow.Schema, resume *connectors.ResumePoint, commit bool, recs ...arrow.RecordBatch) []byte {
-	t.Helper()
-	w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: p, Schema: schema, Resume: resume})
-	if err != nil {
-		t.Fatalf("open writer %s: %v", p, err)
-	}
-	defer w.Close()
-	for _, r := range recs {
-		if err := w.Write(ctx, r); err != nil {
-			t.Fatalf("write %s: %v", p, err)
-		}
-	}
-	if !commit {
-		return nil
-	}
-	st, err := w.Commit(ctx)
-	if err != nil {
-		t.Fatalf("commit %s: %v", p, err)
-	}
-	return st
-}
-
-func listDir(t testing.TB, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range es {
-		out = append(out, e.Name())
-	}
-	return out
-}
-
 func TestRoundTripEveryType(t *testing.T) {
 	for name, opts := range map[string]map[string]string{
 		"defaults":              nil,
@@ -94,8 +59,8 @@ func TestRoundTripEveryType(t *testing.T) {
 			a, b := fixture.Rows(0, 45), fixture.Rows(45, 70)
 			defer a.Release()
 			defer b.Release()
-			write(t, s, "p0", fixture.Schema, nil, true, a)
-			write(t, s, "p1", fixture.Schema, nil, true, b)
+			fixture.Write(t, s, "p0", fixture.Schema, nil, true, a)
+			fixture.Write(t, s, "p1", fixture.Schema, nil, true, b)
 
 			srcOpts := map[string]string{"schema": fixture.CSVSchemaOption}
 			for k, v := range opts {
@@ -154,7 +119,7 @@ func TestTextForms(t *testing.T) {
 
 	dir := t.TempDir()
 	s := openSink(t, dir, nil)
-	write(t, s, "p0", sc, nil, true, rec)
+	fixture.Write(t, s, "p0", sc, nil, true, rec)
 	got, err := os.ReadFile(filepath.Join(dir, "p0-000001.csv"))
 	if err != nil {
 		t.Fatal(err)
@@ -341,8 +306,8 @@ func TestResume(t *testing.T) {
 	dir := t.TempDir()
 	s := openSink(t, dir, nil)
 	r := fixture.Rows
-	write(t, s, "p1", fixture.Schema, nil, true, r(1000, 1010))
-	st1 := write(t, s, "p0", fixture.Schema, nil, true, r(0, 100))
+	fixture.Write(t, s, "p1", fixture.Schema, nil, true, r(1000, 1010))
+	st1 := fixture.Write(t, s, "p0", fixture.Schema, nil, true, r(0, 100))
 	// Lost checkpoint: parts 2 and 3 committed, the checkpoint still says 1;
 	// then a crash in the middle of part 4.
 	w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p0", Schema: fixture.Schema,
@@ -360,10 +325,10 @@ func TestResume(t *testing.T) {
 			}
 		}
 	}
-	if got, want := listDir(t, dir), []string{"p0-000001.csv", "p0-000002.csv", "p0-000003.csv", "p0-000004.csv.tmp", "p1-000001.csv"}; !slices.Equal(got, want) {
+	if got, want := fixture.ListDir(t, dir), []string{"p0-000001.csv", "p0-000002.csv", "p0-000003.csv", "p0-000004.csv.tmp", "p1-000001.csv"}; !slices.Equal(got, want) {
 		t.Fatalf("before resume %v, want %v", got, want)
 	}
-	st := write(t, s, "p0", fixture.Schema, &connectors.ResumePoint{LastKey: connectors.Key{int64(99)}, SinkState: st1}, true, r(100, 200))
+	st := fixture.Write(t, s, "p0", fixture.Schema, &connectors.ResumePoint{LastKey: connectors.Key{int64(99)}, SinkState: st1}, true, r(100, 200))
 	if string(st) != `{"parts":2}` {
 		t.Fatalf("state %s", st)
 	}
@@ -375,11 +340,11 @@ func TestResume(t *testing.T) {
 		t.Fatalf("checksum %v, want %v", got, want)
 	}
 	// Closing without Commit abandons the rows and leaves no file.
-	write(t, s, "p0", fixture.Schema, &connectors.ResumePoint{LastKey: connectors.Key{int64(199)}, SinkState: st}, false, r(200, 210))
+	fixture.Write(t, s, "p0", fixture.Schema, &connectors.ResumePoint{LastKey: connectors.Key{int64(199)}, SinkState: st}, false, r(200, 210))
 	if got := ids(t, dir); len(got) != 210 {
 		t.Fatalf("after an abandoned write: %d rows, want 210", len(got))
 	}
-	if got := listDir(t, dir); slices.ContainsFunc(got, func(n string) bool { return strings.HasSuffix(n, ".tmp") }) {
+	if got := fixture.ListDir(t, dir); slices.ContainsFunc(got, func(n string) bool { return strings.HasSuffix(n, ".tmp") }) {
 		t.Fatalf("abandoned part left behind: %v", got)
 	}
 }
@@ -387,8 +352,8 @@ func TestResume(t *testing.T) {
 func TestTruncateRemovesOnlyParts(t *testing.T) {
 	dir := t.TempDir()
 	s := openSink(t, dir, nil)
-	write(t, s, "p0", fixture.Schema, nil, true, fixture.Rows(0, 20))
-	write(t, s, "p0", fixture.Schema, &connectors.ResumePoint{LastKey: connectors.Key{int64(19)}, SinkState: []byte(`{"parts":1}`)}, true, fixture.Rows(20, 30))
+	fixture.Write(t, s, "p0", fixture.Schema, nil, true, fixture.Rows(0, 20))
+	fixture.Write(t, s, "p0", fixture.Schema, &connectors.ResumePoint{LastKey: connectors.Key{int64(19)}, SinkState: []byte(`{"parts":1}`)}, true, fixture.Rows(20, 30))
 	keep := []string{"lookup.csv", "notes.txt", "p0-01.csv"}
 	for _, n := range keep {
 		os.WriteFile(filepath.Join(dir, n), []byte("x\n"), 0o644)
@@ -396,7 +361,7 @@ func TestTruncateRemovesOnlyParts(t *testing.T) {
 	if err := s.Prepare(ctx, fixture.Schema, true); err != nil {
 		t.Fatal(err)
 	}
-	if got := listDir(t, dir); !slices.Equal(got, keep) {
+	if got := fixture.ListDir(t, dir); !slices.Equal(got, keep) {
 		t.Fatalf("after truncate %v, want %v", got, keep)
 	}
 }

@@ -42,43 +42,6 @@ func openSource(t testing.TB, dsn string, cfg connectors.SourceConfig) connector
 	return s
 }
 
-// write writes recs as partition p through one writer, commits when commit is
-// set, and returns the committed sink state.
-func write(t testing.TB, s connectors.Sink, p string, resume *connectors.ResumePoint, commit bool, recs ...arrow.RecordBatch) []byte {
-	t.Helper()
-	w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: p, Schema: fixture.Schema, Resume: resume})
-	if err != nil {
-		t.Fatalf("open writer %s: %v", p, err)
-	}
-	defer w.Close()
-	for _, r := range recs {
-		if err := w.Write(ctx, r); err != nil {
-			t.Fatalf("write %s: %v", p, err)
-		}
-	}
-	if !commit {
-		return nil
-	}
-	st, err := w.Commit(ctx)
-	if err != nil {
-		t.Fatalf("commit %s: %v", p, err)
-	}
-	return st
-}
-
-func listDir(t testing.TB, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range es {
-		out = append(out, e.Name())
-	}
-	return out
-}
-
 func TestRoundTripEveryType(t *testing.T) {
 	dir := t.TempDir()
 	s := openSink(t, dir, nil)
@@ -89,11 +52,11 @@ func TestRoundTripEveryType(t *testing.T) {
 	defer a.Release()
 	defer b.Release()
 	defer c.Release()
-	if st := write(t, s, "p0", nil, true, a, b); string(st) != `{"parts":1}` {
+	if st := fixture.Write(t, s, "p0", fixture.Schema, nil, true, a, b); string(st) != `{"parts":1}` {
 		t.Fatalf("sink state %s, want {\"parts\":1}", st)
 	}
-	write(t, s, "p1", nil, true, c)
-	if got, want := listDir(t, dir), []string{"p0-000001.parquet", "p1-000001.parquet"}; !slices.Equal(got, want) {
+	fixture.Write(t, s, "p1", fixture.Schema, nil, true, c)
+	if got, want := fixture.ListDir(t, dir), []string{"p0-000001.parquet", "p1-000001.parquet"}; !slices.Equal(got, want) {
 		t.Fatalf("files %v, want %v", got, want)
 	}
 
@@ -134,7 +97,7 @@ func TestBatchesAreBounded(t *testing.T) {
 	s := openSink(t, dir, map[string]string{"row_group_rows": "16"})
 	all := fixture.Rows(0, 100)
 	defer all.Release()
-	write(t, s, "p0", nil, true, all)
+	fixture.Write(t, s, "p0", fixture.Schema, nil, true, all)
 
 	pf, err := file.OpenParquetFile(filepath.Join(dir, "p0-000001.parquet"), false)
 	if err != nil {
@@ -179,7 +142,7 @@ func TestCompression(t *testing.T) {
 		}
 		s := openSink(t, dir, opts)
 		rec := fixture.Rows(0, 30)
-		write(t, s, "p0", nil, true, rec)
+		fixture.Write(t, s, "p0", fixture.Schema, nil, true, rec)
 		pf, err := file.OpenParquetFile(filepath.Join(dir, "p0-000001.parquet"), false)
 		if err != nil {
 			t.Fatal(err)
@@ -224,11 +187,11 @@ func TestResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := func(from, to int64) arrow.RecordBatch { return fixture.Rows(from, to) }
-	write(t, s, "p1", nil, true, r(1000, 1010))
+	fixture.Write(t, s, "p1", fixture.Schema, nil, true, r(1000, 1010))
 
 	// Attempt 1: three commits, but only the first checkpoint was saved; then
 	// rows written and never committed, and a crash that left a .tmp part.
-	st1 := write(t, s, "p0", nil, true, r(0, 100))
+	st1 := fixture.Write(t, s, "p0", fixture.Schema, nil, true, r(0, 100))
 	w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p0", Schema: fixture.Schema,
 		Resume: &connectors.ResumePoint{LastKey: connectors.Key{int64(99)}, SinkState: st1}})
 	if err != nil {
@@ -246,16 +209,16 @@ func TestResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	// no Commit, no Close: the process died
-	if got, want := listDir(t, dir), []string{"p0-000001.parquet", "p0-000002.parquet", "p0-000003.parquet", "p0-000004.parquet.tmp", "p1-000001.parquet"}; !slices.Equal(got, want) {
+	if got, want := fixture.ListDir(t, dir), []string{"p0-000001.parquet", "p0-000002.parquet", "p0-000003.parquet", "p0-000004.parquet.tmp", "p1-000001.parquet"}; !slices.Equal(got, want) {
 		t.Fatalf("before resume: %v, want %v", got, want)
 	}
 
 	// Attempt 2 resumes from the saved checkpoint: after 99, one part.
-	st := write(t, s, "p0", &connectors.ResumePoint{LastKey: connectors.Key{int64(99)}, SinkState: st1}, true, r(100, 150), r(150, 200))
+	st := fixture.Write(t, s, "p0", fixture.Schema, &connectors.ResumePoint{LastKey: connectors.Key{int64(99)}, SinkState: st1}, true, r(100, 150), r(150, 200))
 	if string(st) != `{"parts":2}` {
 		t.Fatalf("state after resume %s, want {\"parts\":2}", st)
 	}
-	if got, want := listDir(t, dir), []string{"p0-000001.parquet", "p0-000002.parquet", "p1-000001.parquet"}; !slices.Equal(got, want) {
+	if got, want := fixture.ListDir(t, dir), []string{"p0-000001.parquet", "p0-000002.parquet", "p1-000001.parquet"}; !slices.Equal(got, want) {
 		t.Fatalf("files after resume %v, want %v", got, want)
 	}
 	if got, want := ids(t, dir), append(seq(0, 200), seq(1000, 1010)...); !slices.Equal(got, want) {
@@ -268,7 +231,7 @@ func TestResume(t *testing.T) {
 	}
 
 	// A restart from scratch (no checkpoint) removes all of p0 and nothing of p1.
-	write(t, s, "p0", &connectors.ResumePoint{}, true, r(0, 10))
+	fixture.Write(t, s, "p0", fixture.Schema, &connectors.ResumePoint{}, true, r(0, 10))
 	if got, want := ids(t, dir), append(seq(0, 10), seq(1000, 1010)...); !slices.Equal(got, want) {
 		t.Fatalf("ids after restart: %v, want 0..9 and 1000..1009", got)
 	}
@@ -279,7 +242,7 @@ func TestResumeRefusals(t *testing.T) {
 	s := openSink(t, dir, nil)
 	rec := fixture.Rows(0, 5)
 	defer rec.Release()
-	write(t, s, "p0", nil, true, rec)
+	fixture.Write(t, s, "p0", fixture.Schema, nil, true, rec)
 
 	// A fresh writer must not overwrite the parts of an earlier run.
 	_, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p0", Schema: fixture.Schema})
@@ -308,8 +271,8 @@ func TestTruncateRemovesOnlyParts(t *testing.T) {
 	s := openSink(t, dir, nil)
 	old := fixture.Rows(0, 20)
 	defer old.Release()
-	write(t, s, "p0", nil, true, old)
-	write(t, s, "p1", nil, false, old) // abandoned: Close removes its .tmp
+	fixture.Write(t, s, "p0", fixture.Schema, nil, true, old)
+	fixture.Write(t, s, "p1", fixture.Schema, nil, false, old) // abandoned: Close removes its .tmp
 	keep := []string{"README.txt", "manual.parquet", "p0-1.parquet"}
 	for _, n := range append(keep, "p2-000007.parquet.tmp") {
 		if err := os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o644); err != nil {
@@ -319,7 +282,7 @@ func TestTruncateRemovesOnlyParts(t *testing.T) {
 	if err := s.Prepare(ctx, fixture.Schema, true); err != nil {
 		t.Fatal(err)
 	}
-	if got := listDir(t, dir); !slices.Equal(got, keep) {
+	if got := fixture.ListDir(t, dir); !slices.Equal(got, keep) {
 		t.Fatalf("after truncate: %v, want only %v", got, keep)
 	}
 	for _, n := range keep {
@@ -327,7 +290,7 @@ func TestTruncateRemovesOnlyParts(t *testing.T) {
 	}
 	fresh := fixture.Rows(500, 510)
 	defer fresh.Release()
-	write(t, s, "p0", nil, true, fresh)
+	fixture.Write(t, s, "p0", fixture.Schema, nil, true, fresh)
 	if got := ids(t, dir); !slices.Equal(got, seq(500, 510)) {
 		t.Fatalf("after truncate and write: %v", got)
 	}
@@ -338,7 +301,7 @@ func TestSchemaMismatchNamesFile(t *testing.T) {
 	s := openSink(t, dir, nil)
 	rec := fixture.Rows(0, 3)
 	defer rec.Release()
-	write(t, s, "a", nil, true, rec)
+	fixture.Write(t, s, "a", fixture.Schema, nil, true, rec)
 
 	other := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.BinaryTypes.String}}, nil)
 	s2, err := connectors.OpenSink(ctx, "parquet", connectors.SinkConfig{DSN: dir})
@@ -442,7 +405,7 @@ func TestKeyRangeRefused(t *testing.T) {
 	s := openSink(t, dir, nil)
 	rec := fixture.Rows(0, 3)
 	defer rec.Release()
-	write(t, s, "p0", nil, true, rec)
+	fixture.Write(t, s, "p0", fixture.Schema, nil, true, rec)
 	src := openSource(t, dir, connectors.SourceConfig{})
 	err := src.Read(ctx, connectors.Range{Lo: connectors.Key{int64(1)}}, func(arrow.RecordBatch) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "no key order") {
@@ -466,7 +429,7 @@ func TestBatchSchemaWithoutMetadata(t *testing.T) {
 	}
 	plain := array.NewRecordBatch(arrow.NewSchema(bare, nil), rec.Columns(), rec.NumRows())
 	defer plain.Release()
-	write(t, s, "p0", nil, true, plain)
+	fixture.Write(t, s, "p0", fixture.Schema, nil, true, plain)
 	src := openSource(t, dir, connectors.SourceConfig{})
 	sc, _ := src.Schema(ctx)
 	if !sc.Equal(fixture.Schema) {
