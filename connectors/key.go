@@ -86,6 +86,36 @@ func (r Range) Resumed(after Key) Range {
 	return r
 }
 
+// Contains reports whether r holds the row with key k, with the semantics
+// sources give ranges (TYPES.md): a key with a NULL in any column
+// is only in the Nulls range; other keys are in [Lo, Hi), or (After, Hi) when
+// the range is resumed. A page range holds no key: rows there are found by
+// location, not by key. Keys must have the plan's columns and types.
+func (r Range) Contains(k Key) bool {
+	if r.Pages != nil {
+		return false
+	}
+	for _, v := range k {
+		if v == nil {
+			return r.Nulls
+		}
+	}
+	if r.Nulls {
+		return false
+	}
+	switch {
+	case r.After != nil:
+		if CompareKeys(k, r.After) <= 0 {
+			return false
+		}
+	case r.Lo != nil:
+		if CompareKeys(k, r.Lo) < 0 {
+			return false
+		}
+	}
+	return r.Hi == nil || CompareKeys(k, r.Hi) < 0
+}
+
 func (r Range) String() string {
 	switch {
 	case r.Nulls:

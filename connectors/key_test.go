@@ -124,3 +124,44 @@ func TestDecimalString(t *testing.T) {
 }
 
 func reflectType(v any) string { return fmt.Sprintf("%T", v) }
+
+func TestContains(t *testing.T) {
+	r := Range{Lo: ik(10), Hi: ik(20)}
+	tests := []struct {
+		r    Range
+		k    Key
+		want bool
+	}{
+		{r, ik(9), false},
+		{r, ik(10), true}, // Lo is inclusive
+		{r, ik(19), true},
+		{r, ik(20), false}, // Hi is exclusive
+		{r, Key{nil}, false},
+		{Range{}, ik(math.MinInt64), true},
+		{Range{}, Key{nil}, false}, // Range{} is the non-NULL keys
+		{Range{Nulls: true}, Key{nil}, true},
+		{Range{Nulls: true}, ik(1), false},
+		{Range{Nulls: true}, Key{int64(1), nil}, true}, // any NULL column
+		{Range{Lo: ik(1, 5)}, Key{int64(2), nil}, false},
+		{r.Resumed(ik(15)), ik(15), false}, // After is exclusive
+		{r.Resumed(ik(15)), ik(16), true},
+		{r.Resumed(ik(15)), ik(12), false},
+		{Range{Pages: &PageRange{}}, ik(1), false},
+		{Range{Lo: ik(1, 5), Hi: ik(2, 0)}, ik(1, 9), true}, // row-value order
+		{Range{Lo: ik(1, 5), Hi: ik(2, 0)}, ik(2, -1), true},
+		{Range{Lo: ik(1, 5), Hi: ik(2, 0)}, ik(1, 4), false},
+	}
+	for _, tt := range tests {
+		if got := tt.r.Contains(tt.k); got != tt.want {
+			t.Errorf("Contains(%s, %s) = %v, want %v", tt.r, tt.k, got, tt.want)
+		}
+	}
+}
+
+func ik(vs ...int64) Key {
+	k := make(Key, len(vs))
+	for i, v := range vs {
+		k[i] = v
+	}
+	return k
+}

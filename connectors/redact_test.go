@@ -21,6 +21,19 @@ func TestRedacted(t *testing.T) {
 		{"/tmp/demo.sqlite", "/tmp/demo.sqlite"},
 		{"root@tcp(127.0.0.1:3306)/test", "root@tcp(127.0.0.1:3306)/test"},
 		{"alice:s3cret@x@tcp(db:3306)/app", "alice:xxxxx@tcp(db:3306)/app"},
+		{"postgresql://bob:p@ss@w0rds3cret@db/app", "postgresql://bob:xxxxx@db/app"},
+		{"postgres://bob@db/app?password=s3cret&sslmode=require", "postgres://bob@db/app?password=xxxxx&sslmode=require"},
+		{"postgres://db/app", "postgres://db/app"},
+		{"postgres://u:pa/ss3cret@h/db", "postgres://u:xxxxx@h/db"},
+		{"host=db password = 'it\\'s a \\\\s3cret' dbname=app", "host=db password = xxxxx dbname=app"},
+		{"host=db PASSWORD=s3cret", "host=db PASSWORD=xxxxx"},
+		{"host=db user=bob dbname=app", "host=db user=bob dbname=app"},
+		{"u:p@ss:w/rds3cret@tcp(h:3306)/db?x=1", "u:xxxxx@tcp(h:3306)/db?x=1"},
+		{"u:s3cret@tcp(h)/db?loc=Europe/Berlin", "u:xxxxx@tcp(h)/db?loc=Europe/Berlin"},
+		{"u@tcp(h)/db", "u@tcp(h)/db"},
+		{"u:@tcp(h)/db", "u:xxxxx@tcp(h)/db"},
+		{"/db", "/db"},
+		{"redis://user:pa%zzs3cret@h:6379", "redis://user:xxxxx@h:6379"},
 	}
 	for _, tt := range tests {
 		got := Redacted(tt.in)

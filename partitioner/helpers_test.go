@@ -60,7 +60,7 @@ func checkCovers(t testing.TB, plan partitioner.Plan, keys []connectors.Key) {
 	for _, k := range keys {
 		n := 0
 		for _, p := range plan.Partitions {
-			if partitioner.Contains(p.Range, k) {
+			if p.Range.Contains(k) {
 				n++
 			}
 		}

@@ -233,11 +233,11 @@ func TestSplitHeavyKeyAlone(t *testing.T) {
 	checkCovers(t, p, sample)
 	var heavy *partitioner.Partition
 	for i, pt := range p.Partitions {
-		if partitioner.Contains(pt.Range, ik(50)) {
+		if pt.Range.Contains(ik(50)) {
 			heavy = &p.Partitions[i]
 		}
 	}
-	if heavy.EstRows != 500 || !partitioner.Contains(heavy.Range, ik(50)) || partitioner.Contains(heavy.Range, ik(49)) || partitioner.Contains(heavy.Range, ik(51)) {
+	if heavy.EstRows != 500 || !heavy.Range.Contains(ik(50)) || heavy.Range.Contains(ik(49)) || heavy.Range.Contains(ik(51)) {
 		t.Errorf("heavy key's partition %s estimates %d rows, want [50, 51) with 500\n%s", heavy.Range, heavy.EstRows, describe(p))
 	}
 	for _, pt := range p.Partitions {
@@ -338,39 +338,6 @@ func TestValidateRejects(t *testing.T) {
 				t.Fatalf("error %v, want ErrInvalidPlan saying %q", err, tt.says)
 			}
 		})
-	}
-}
-
-func TestContains(t *testing.T) {
-	r := connectors.Range{Lo: ik(10), Hi: ik(20)}
-	tests := []struct {
-		r    connectors.Range
-		k    connectors.Key
-		want bool
-	}{
-		{r, ik(9), false},
-		{r, ik(10), true}, // Lo is inclusive
-		{r, ik(19), true},
-		{r, ik(20), false}, // Hi is exclusive
-		{r, connectors.Key{nil}, false},
-		{connectors.Range{}, ik(math.MinInt64), true},
-		{connectors.Range{}, connectors.Key{nil}, false}, // Range{} is the non-NULL keys
-		{connectors.Range{Nulls: true}, connectors.Key{nil}, true},
-		{connectors.Range{Nulls: true}, ik(1), false},
-		{connectors.Range{Nulls: true}, connectors.Key{int64(1), nil}, true}, // any NULL column
-		{connectors.Range{Lo: ik(1, 5)}, connectors.Key{int64(2), nil}, false},
-		{r.Resumed(ik(15)), ik(15), false}, // After is exclusive
-		{r.Resumed(ik(15)), ik(16), true},
-		{r.Resumed(ik(15)), ik(12), false},
-		{connectors.Range{Pages: &connectors.PageRange{}}, ik(1), false},
-		{connectors.Range{Lo: ik(1, 5), Hi: ik(2, 0)}, ik(1, 9), true}, // row-value order
-		{connectors.Range{Lo: ik(1, 5), Hi: ik(2, 0)}, ik(2, -1), true},
-		{connectors.Range{Lo: ik(1, 5), Hi: ik(2, 0)}, ik(1, 4), false},
-	}
-	for _, tt := range tests {
-		if got := partitioner.Contains(tt.r, tt.k); got != tt.want {
-			t.Errorf("Contains(%s, %s) = %v, want %v", tt.r, tt.k, got, tt.want)
-		}
 	}
 }
 

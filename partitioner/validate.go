@@ -145,32 +145,3 @@ func validateKeys(p Plan, bad func(string, ...any) error) error {
 	return nil
 }
 
-// Contains reports whether r holds the row with key k, with the semantics
-// sources give ranges (connectors/TYPES.md): a key with a NULL in any column
-// is only in the Nulls range; other keys are in [Lo, Hi), or (After, Hi) when
-// the range is resumed. A page range holds no key: rows there are found by
-// location, not by key. Keys must have the plan's columns and types.
-func Contains(r connectors.Range, k connectors.Key) bool {
-	if r.Pages != nil {
-		return false
-	}
-	for _, v := range k {
-		if v == nil {
-			return r.Nulls
-		}
-	}
-	if r.Nulls {
-		return false
-	}
-	switch {
-	case r.After != nil:
-		if connectors.CompareKeys(k, r.After) <= 0 {
-			return false
-		}
-	case r.Lo != nil:
-		if connectors.CompareKeys(k, r.Lo) < 0 {
-			return false
-		}
-	}
-	return r.Hi == nil || connectors.CompareKeys(k, r.Hi) < 0
-}

@@ -8,7 +8,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/datashift/datashift/connectors"
-	"github.com/datashift/datashift/connectors/csv/textform"
+	"github.com/datashift/datashift/connectors/internal/textform"
 )
 
 // typeNames are the types the schema option knows, for its error message.

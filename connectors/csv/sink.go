@@ -48,8 +48,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/datashift/datashift/connectors"
-	"github.com/datashift/datashift/connectors/csv/textform"
 	"github.com/datashift/datashift/connectors/internal/parts"
+	"github.com/datashift/datashift/connectors/internal/textform"
 )
 
 const (

@@ -13,8 +13,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/datashift/datashift/connectors"
-	"github.com/datashift/datashift/connectors/csv/textform"
 	"github.com/datashift/datashift/connectors/internal/parts"
+	"github.com/datashift/datashift/connectors/internal/textform"
 )
 
 const (

@@ -367,23 +367,6 @@ func digits(b []byte, i, j int) int {
 	return n
 }
 
-// daysFromCivil counts days from 1970-01-01 to y-m-d in the proleptic
-// Gregorian calendar (H. Hinnant's algorithm), without building a time.Time.
-func daysFromCivil(y, m, d int) int64 {
-	if m <= 2 {
-		y--
-	}
-	era := y / 400
-	if y < 0 && y%400 != 0 {
-		era = (y - 399) / 400
-	}
-	yoe := y - era*400
-	mp := (m + 9) % 12
-	doy := (153*mp+2)/5 + d - 1
-	doe := yoe*365 + yoe/4 - yoe/100 + doy
-	return int64(era)*146097 + int64(doe) - 719468
-}
-
 var errZeroDate = errors.New("zero date (or zero month/day) has no calendar value")
 
 // parseDate parses YYYY-MM-DD into days since the epoch.
@@ -401,7 +384,7 @@ func parseDate(b []byte) (int32, error) {
 	if m > 12 || d > 31 {
 		return 0, fmt.Errorf("bad date %q", b)
 	}
-	return int32(daysFromCivil(y, m, d)), nil
+	return int32(connectors.DaysFromCivil(int64(y), int64(m), int64(d))), nil
 }
 
 // parseDatetime parses YYYY-MM-DD[ HH:MM:SS[.ffffff]] into microseconds

@@ -53,10 +53,10 @@ func parseDSN(dsn string) (*mysql.Config, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		// The driver's parse errors do not quote the DSN, so none leaks here.
-		return nil, fmt.Errorf("DSN %s: %w", RedactDSN(dsn), err)
+		return nil, fmt.Errorf("DSN %s: %w", connectors.Redacted(dsn), err)
 	}
 	if cfg.DBName == "" {
-		return nil, fmt.Errorf("DSN %s names no database", RedactDSN(dsn))
+		return nil, fmt.Errorf("DSN %s names no database", connectors.Redacted(dsn))
 	}
 	cfg.ParseTime = true
 	cfg.Loc = time.UTC
@@ -93,36 +93,16 @@ func openDB(ctx context.Context, dsn string) (*sql.DB, *mysql.Config, error) {
 	}
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("DSN %s: %w", RedactDSN(dsn), err)
+		return nil, nil, fmt.Errorf("DSN %s: %w", connectors.Redacted(dsn), err)
 	}
 	db := sql.OpenDB(conn)
 	db.SetMaxIdleConns(4)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, nil, classify(fmt.Errorf("connect to %s: %w", RedactDSN(dsn), err))
+		return nil, nil, classify(fmt.Errorf("connect to %s: %w", connectors.Redacted(dsn), err))
 	}
 	return db, cfg, nil
-}
-
-// RedactDSN returns dsn with its password replaced, for errors and logs. It
-// splits the way the driver does (the last '@' before the last '/'), so a
-// password holding '@', ':' or '/' is hidden whole, and it works on DSNs the
-// driver cannot parse.
-func RedactDSN(dsn string) string {
-	end := strings.LastIndex(dsn, "/")
-	if end < 0 {
-		end = len(dsn)
-	}
-	at := strings.LastIndex(dsn[:end], "@")
-	if at < 0 {
-		return dsn
-	}
-	c := strings.IndexByte(dsn[:at], ':')
-	if c < 0 {
-		return dsn
-	}
-	return dsn[:c] + ":xxxxx" + dsn[at:]
 }
 
 // quoteIdent quotes one identifier with backticks.

@@ -76,7 +76,7 @@ func openSink(ctx context.Context, cfg connectors.SinkConfig) (connectors.Sink, 
 	if err != nil {
 		return nil, fmt.Errorf("mysql sink: %w", err)
 	}
-	s.db, s.dsn = db, RedactDSN(cfg.DSN)
+	s.db, s.dsn = db, connectors.Redacted(cfg.DSN)
 	schema, name := splitTable(cfg.Table, mcfg.DBName)
 	s.table = tableRef{schema, name}
 	var version string

@@ -72,9 +72,9 @@ func openSource(ctx context.Context, cfg connectors.SourceConfig) (connectors.So
 	s, err := newSource(ctx, db, mcfg.DBName, cfg)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("mysql source %s: %w", RedactDSN(cfg.DSN), err)
+		return nil, fmt.Errorf("mysql source %s: %w", connectors.Redacted(cfg.DSN), err)
 	}
-	s.dsn = RedactDSN(cfg.DSN)
+	s.dsn = connectors.Redacted(cfg.DSN)
 	return s, nil
 }
 

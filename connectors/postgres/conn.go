@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"sync"
 
@@ -26,29 +25,6 @@ const readBufferSize = 256 << 10
 // newFrontend is pgproto3.NewFrontend reading through a large buffer.
 func newFrontend(r io.Reader, w io.Writer) *pgproto3.Frontend {
 	return pgproto3.NewFrontend(bufio.NewReaderSize(r, readBufferSize), w)
-}
-
-var (
-	// postgres://user:secret@host/db: the secret ends at the last '@' of the
-	// authority, since a password may hold an unescaped '@' that libpq accepts.
-	urlPassword = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.\-]*://[^:@/?#]*:)([^/?#]*)@`)
-	// ?password=secret or &sslpassword=secret in a URL's query.
-	queryPassword = regexp.MustCompile(`(?i)([?&](?:ssl)?password=)[^&#]*`)
-	// password=secret or password = 'se cret' in the key=value form (and
-	// sslpassword, the client key's passphrase).
-	kvPassword = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]*)`)
-)
-
-// RedactDSN returns dsn with its password replaced by xxxxx, in both the URL
-// form (postgres://user:pw@host/db, ?password=pw) and the key=value form
-// (password=pw, password='p w'). Everything else is kept so that a user can
-// still tell which server and database an error is about.
-func RedactDSN(dsn string) string {
-	if strings.Contains(dsn, "://") {
-		dsn = urlPassword.ReplaceAllString(dsn, "${1}xxxxx@")
-		return queryPassword.ReplaceAllString(dsn, "${1}xxxxx")
-	}
-	return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
 }
 
 // redactedError hides a password that a driver or server message might echo
@@ -83,7 +59,7 @@ func newConnector(dsn string) (*connector, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		// The parse error may quote the DSN; only the redacted one goes out.
-		return nil, fmt.Errorf("postgres: invalid DSN %s: %s", RedactDSN(dsn), RedactDSN(err.Error()))
+		return nil, fmt.Errorf("postgres: invalid DSN %s: %s", connectors.Redacted(dsn), connectors.Redacted(err.Error()))
 	}
 	cfg.BuildFrontend = newFrontend
 	rp := cfg.RuntimeParams
@@ -96,7 +72,7 @@ func newConnector(dsn string) (*connector, error) {
 	rp["datestyle"] = "ISO, YMD"
 	rp["intervalstyle"] = "postgres"
 	rp["client_encoding"] = "UTF8"
-	c := &connector{dsn: RedactDSN(dsn), cfg: cfg}
+	c := &connector{dsn: connectors.Redacted(dsn), cfg: cfg}
 	if len(cfg.Password) >= 3 { // shorter ones would garble messages
 		c.secret = cfg.Password
 	}

@@ -36,7 +36,7 @@
 // (pg_export_snapshot, imported by readers given SourceConfig.Snapshot).
 //
 // Errors name the table, partition, column or key they are about; a
-// password never appears in them (RedactDSN, and a scrub of driver
+// password never appears in them (connectors.Redacted, and a scrub of driver
 // messages). Connection failures, server shutdowns, serialization failures
 // and deadlocks are marked connectors.Transient.
 package postgres

@@ -32,7 +32,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/datashift/datashift/connectors"
-	"github.com/datashift/datashift/connectors/csv/textform"
+	"github.com/datashift/datashift/connectors/internal/textform"
 )
 
 const (
@@ -60,21 +60,9 @@ type Sink struct {
 	pipeline int
 }
 
-// redact hides the credentials of a DSN even when it does not parse as a
-// URL (connectors.Redacted then cannot find them).
-func redact(dsn string) string {
-	if i, at := strings.Index(dsn, "://"), strings.LastIndex(dsn, "@"); i >= 0 && at > i {
-		if r := connectors.Redacted(dsn); r != dsn {
-			return r
-		}
-		return dsn[:i+3] + "xxxxx" + dsn[at:]
-	}
-	return connectors.Redacted(dsn)
-}
-
 // OpenSink checks cfg and makes the client; it does not connect yet.
 func OpenSink(_ context.Context, cfg connectors.SinkConfig) (connectors.Sink, error) {
-	where := redact(cfg.DSN)
+	where := connectors.Redacted(cfg.DSN)
 	if cfg.DSN == "" {
 		return nil, fmt.Errorf("%s sink: dsn is required (redis://host:port/db)", typeName)
 	}

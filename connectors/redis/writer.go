@@ -8,7 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/datashift/datashift/connectors"
-	"github.com/datashift/datashift/connectors/csv/textform"
+	"github.com/datashift/datashift/connectors/internal/textform"
 )
 
 // writer queues HSET (and HDEL, EXPIRE) commands in a pipeline and sends

@@ -16,28 +16,6 @@ import (
 // Text keys whose byte order differs from NOCASE and from any locale's.
 var textKeys = []string{"", "A", "B", "Z", "a", "aa", "b", "z", "É", "é", "ß", "日本", "🚀", "a b", "a\tb"}
 
-// inRange is the reference semantics of TYPES.md, on keys in Go.
-func inRange(k connectors.Key, r connectors.Range) bool {
-	hasNull := false
-	for _, v := range k {
-		hasNull = hasNull || v == nil
-	}
-	if r.Nulls || hasNull {
-		return r.Nulls && hasNull
-	}
-	switch {
-	case r.After != nil:
-		if connectors.CompareKeys(k, r.After) <= 0 {
-			return false
-		}
-	case r.Lo != nil:
-		if connectors.CompareKeys(k, r.Lo) < 0 {
-			return false
-		}
-	}
-	return r.Hi == nil || connectors.CompareKeys(k, r.Hi) < 0
-}
-
 // readKeysOf reads r and returns the key column values in read order.
 func readKeysOf(t *testing.T, src connectors.Source, r connectors.Range, keyCols []int) []connectors.Key {
 	t.Helper()
@@ -62,7 +40,7 @@ func checkRanges(t *testing.T, src connectors.Source, all []connectors.Key, rang
 	for _, r := range ranges {
 		var want []connectors.Key
 		for _, k := range all {
-			if inRange(k, r) {
+			if r.Contains(k) {
 				want = append(want, k)
 			}
 		}
@@ -238,7 +216,7 @@ func TestResumeDeletesInsideRange(t *testing.T) {
 			}
 			var want []connectors.Key
 			for _, key := range keys {
-				if !inRange(key, removed) {
+				if !removed.Contains(key) {
 					want = append(want, key)
 				}
 			}

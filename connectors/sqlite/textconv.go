@@ -17,46 +17,6 @@ const (
 	microsPerDay    = 86_400 * microsPerSecond
 )
 
-// daysFromCivil returns the days since 1970-01-01 of a proleptic Gregorian
-// date (Howard Hinnant's algorithm).
-func daysFromCivil(y, m, d int64) int64 {
-	if m <= 2 {
-		y--
-	}
-	era := y / 400
-	if y < 0 && y%400 != 0 {
-		era = (y - 399) / 400
-	}
-	yoe := y - era*400
-	mp := (m + 9) % 12
-	doy := (153*mp+2)/5 + d - 1
-	doe := yoe*365 + yoe/4 - yoe/100 + doy
-	return era*146097 + doe - 719468
-}
-
-// civilFromDays is the inverse of daysFromCivil.
-func civilFromDays(z int64) (y, m, d int64) {
-	z += 719468
-	era := z / 146097
-	if z < 0 && z%146097 != 0 {
-		era = (z - 146096) / 146097
-	}
-	doe := z - era*146097
-	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
-	y = yoe + era*400
-	doy := doe - (365*yoe + yoe/4 - yoe/100)
-	mp := (5*doy + 2) / 153
-	d = doy - (153*mp+2)/5 + 1
-	m = mp + 3
-	if m > 12 {
-		m -= 12
-	}
-	if m <= 2 {
-		y++
-	}
-	return y, m, d
-}
-
 // floorDiv divides rounding toward negative infinity.
 func floorDiv(a, b int64) (q, r int64) {
 	q, r = a/b, a%b
@@ -82,7 +42,7 @@ func appendDigits(b []byte, v int64, width int) []byte {
 // appendDate writes 'YYYY-MM-DD'; false for years outside 0000..9999, whose
 // text would not sort chronologically.
 func appendDate(b []byte, days int64) ([]byte, bool) {
-	y, m, d := civilFromDays(days)
+	y, m, d := connectors.CivilFromDays(days)
 	if y < 0 || y > 9999 {
 		return b, false
 	}
@@ -163,7 +123,7 @@ func parseDate(b []byte) (days int64, n int, ok bool) {
 	if !ok1 || !ok2 || !ok3 || b[4] != '-' || b[7] != '-' || m < 1 || m > 12 || d < 1 || d > daysIn(y, m) {
 		return 0, 0, false
 	}
-	return daysFromCivil(y, m, d), 10, true
+	return connectors.DaysFromCivil(y, m, d), 10, true
 }
 
 // parseClock parses 'HH:MM[:SS[.fraction]]' at the start of b into micros
