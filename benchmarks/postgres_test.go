@@ -197,7 +197,7 @@ parallelism: %d
 		reset()
 		pipes = append(pipes, copyPipe(b, src, dst, "bench_dst"))
 		reset()
-		cmd := exec.Command(bin, "run", job, "--state", filepath.Join(b.TempDir(), fmt.Sprintf("state-%d.db", i)), "-q")
+		cmd := exec.Command(bin, "run", job, "--state", filepath.Join(b.TempDir(), fmt.Sprintf("state-%d", i)), "-q")
 		start := time.Now()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("datashift run: %v\n%s", err, out)
@@ -276,7 +276,15 @@ func BenchmarkPostgresConnector(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer sink.Close()
-	w, err := sink.OpenWriter(ctx, connectors.WriterSpec{Partition: "bench", Schema: batches[0].Schema()})
+	if err := sink.Prepare(ctx, batches[0].Schema(), false); err != nil {
+		b.Fatal(err)
+	}
+	spec := connectors.WriterSpec{Job: "bench", Run: "bench", Partition: "bench", Lease: 1, Schema: batches[0].Schema()}
+	rec, err := sink.(connectors.CommitLog).Claim(ctx, spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := sink.OpenWriter(ctx, spec)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -286,7 +294,8 @@ func BenchmarkPostgresConnector(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if _, err := w.Commit(ctx); err != nil {
+	rec.Rows, rec.Commits, rec.Done = int64(n), 1, true
+	if err := w.Commit(ctx, rec); err != nil {
 		b.Fatal(err)
 	}
 	write := time.Since(start)

@@ -10,6 +10,7 @@ package connectors
 
 import (
 	"context"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 )
@@ -61,7 +62,7 @@ type SinkConfig struct {
 	DSN         string
 	Table       string
 	Mode        WriteMode
-	Key         []string // the source key columns; required for Upsert and resume
+	Key         []string // the source key columns; required for Upsert
 	CreateTable bool     // create the target from the Arrow schema if it is missing
 	Options     map[string]string
 }
@@ -82,43 +83,119 @@ type Source interface {
 //
 // Prepare is called once per run, before any writer opens: it creates the target
 // from schema when asked and missing, checks that an existing target has the
-// columns, and empties it in Truncate mode. A resumed run does not call Prepare
-// with Truncate again (the engine records that it was done).
+// columns, makes the sink's commit log ready (see CommitLog) and empties the
+// target in Truncate mode. A resumed run does not call Prepare with Truncate
+// again (the engine records that it was done).
 type Sink interface {
 	Prepare(ctx context.Context, schema *arrow.Schema, truncate bool) error
 	OpenWriter(ctx context.Context, w WriterSpec) (Writer, error)
 	Close() error
 }
 
-// WriterSpec names the partition a Writer writes and where a resumed one
-// continues from.
+// WriterSpec names the partition a Writer writes and the lease it writes
+// under.
 type WriterSpec struct {
-	Partition string // unique within the run; used for file names, logs
-	Range     Range
-	Schema    *arrow.Schema
-	// Resume is set when an earlier attempt of this partition may have written
-	// rows. The writer first removes what the target holds of Range past
-	// Resume.LastKey (all of Range when LastKey is nil), or restores its file
-	// parts to Resume.SinkState, so the executor can continue reading after
-	// LastKey with no row written twice.
-	Resume *ResumePoint
-}
-
-// ResumePoint is the sink-facing part of a checkpoint.
-type ResumePoint struct {
-	LastKey   Key
-	SinkState []byte
+	// Job, Run and Partition name the partition's commit record. Partition
+	// is unique within the run; file sinks name their parts by Run and
+	// Partition.
+	Job, Run, Partition string
+	// Lease is the epoch of the lease the partition is executed under; its
+	// commit records carry it. Once a newer lease has claimed the partition
+	// (CommitLog.Claim), a writer of an older one commits nothing: its
+	// Commit fails with ErrLeaseLost.
+	Lease  int64
+	Range  Range
+	Schema *arrow.Schema
 }
 
 // Writer writes one partition. Rows given to Write are durable only after
 // Commit returns nil. The caller releases rec after Write returns: a writer
-// that keeps it (to send at Commit) must Retain it. Commit returns the sink's state after the commit (for
-// file sinks, which parts exist), saved with the checkpoint and given back in
-// ResumePoint.SinkState. Close without Commit abandons uncommitted rows.
+// that keeps it (to send at Commit) must Retain it. Close without Commit
+// abandons uncommitted rows.
 type Writer interface {
 	Write(ctx context.Context, rec arrow.RecordBatch) error
-	Commit(ctx context.Context) (sinkState []byte, err error)
+	// Commit makes the rows written since the last Commit durable together
+	// with rec, in one step: after a crash the sink holds both or neither.
+	// rec is the partition's record as of this commit (totals, not a delta);
+	// a Commit with no rows written since the last still stores it. With a
+	// CommitLog, the partition must have been claimed under rec.Lease, and
+	// once a newer lease has claimed it the commit fails with ErrLeaseLost,
+	// writing nothing. A sink without a CommitLog ignores rec.
+	Commit(ctx context.Context, rec CommitRecord) error
 	Close() error
+}
+
+// CommitRecord is what a sink commit makes durable together with its rows:
+// how far the partition's read had got, and what it had written. SQL sinks
+// keep one row per partition of a run in a table of the target database
+// (option commit_table, default datashift_commits); file sinks keep it next
+// to the part file whose rename commits it; Redis keeps it in a key of its
+// own, set in the same MULTI/EXEC as the rows. The sink files it under the
+// WriterSpec's Job, Run and Partition; the record's own copies of them are
+// informational.
+type CommitRecord struct {
+	Job       string `json:"job"`
+	Run       string `json:"run"`
+	Partition string `json:"partition"`
+	Lease     int64  `json:"lease"`
+	// Position is where the partition's read stands: every row up to and
+	// including it is committed (or set aside as bad), none after it. For a
+	// keyed range it is the key of the last row; for a keyless range it is
+	// the position a PositionReader gave. Nil: nothing read yet.
+	Position Key   `json:"position,omitempty"`
+	Rows     int64 `json:"rows"`
+	Bytes    int64 `json:"bytes"`
+	BadRows  int64 `json:"bad_rows,omitempty"`
+	Commits  int64 `json:"commits"`
+	// Done is set by the partition's last commit: the whole range is in.
+	Done bool `json:"done,omitempty"`
+}
+
+// CommitLog is implemented by sinks that keep a CommitRecord with every
+// commit, the way Kafka Connect's exactly-once sinks keep source offsets in
+// the data's own transaction: after a crash the sink itself says what a
+// partition committed, so a resumed partition reads on from there and
+// nothing in the target is ever deleted. The engine refuses to resume a
+// partition into a sink without one.
+type CommitLog interface {
+	// Claim takes the partition for spec.Lease: from now on commits under
+	// older leases fail. It returns the partition's record as the sink
+	// holds it (Commits 0: nothing committed yet), or ErrLeaseLost when a
+	// newer lease has claimed it already. Claiming again under the same
+	// lease is allowed (a retry of the same holder).
+	Claim(ctx context.Context, spec WriterSpec) (CommitRecord, error)
+	// Forget deletes the records of a run that is over.
+	Forget(ctx context.Context, job, run string) error
+}
+
+// PositionReader is implemented by sources that read keyless ranges
+// (Range.Pages, Range.Nulls, or any range of a source without a key) in a
+// fixed order and can continue after any point in it: PostgreSQL reads heap
+// pages in ctid order, SQLite by rowid, file sources by file and row. A
+// partition of such a range commits as it goes and resumes mid-way, like a
+// keyed one.
+type PositionReader interface {
+	// Positioned reports whether ReadPositioned can read r.
+	Positioned(r Range) bool
+	// ReadPositioned is Read for such a range; fn also gets the position of
+	// the batch's last row. Reading r.Resumed(position) continues right
+	// after it, as long as the source's rows have not changed (a keyless
+	// range's After is a position, not a key).
+	ReadPositioned(ctx context.Context, r Range, fn func(b arrow.RecordBatch, last Key) error) error
+}
+
+// FileSet is implemented by sources that read a set of files. A run pins
+// the list its plan was made from, and refuses to resume when a file was
+// added, removed or changed since: file ranges and row positions index it.
+type FileSet interface {
+	Files(ctx context.Context) ([]FileInfo, error)
+}
+
+// FileInfo is one input file as a run pins it.
+type FileInfo struct {
+	Path    string    `json:"path"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mod_time"`
 }
 
 // Sampler is implemented by sources that can pick split points cheaply

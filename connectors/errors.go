@@ -30,6 +30,12 @@ func (e *ValueError) Error() string {
 	return where + ": " + e.Reason
 }
 
+// ErrLeaseLost means a partition's lease has been taken over by another
+// holder: a sink's commit record names a newer lease than the writer's, or a
+// checkpoint save finds the lease gone. It is never retried: the holder stops
+// at once, and the new holder continues from the sink's record.
+var ErrLeaseLost = errors.New("partition lease lost")
+
 // TransientError marks an error after which the same work may succeed: a
 // dropped connection, a server restarting. The engine retries the partition
 // from its checkpoint.
@@ -50,7 +56,7 @@ func Transient(err error) error {
 // succeed: errors marked Transient, and network failures whatever their
 // origin. A cancelled context is not transient: somebody asked to stop.
 func IsTransient(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrLeaseLost) {
 		return false
 	}
 	var te *TransientError

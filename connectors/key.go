@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Key is one row's key: one value per key column, in key-column order.
@@ -19,7 +20,8 @@ import (
 //
 // Text keys are ordered by their UTF-8 bytes in every store (PostgreSQL
 // COLLATE "C", MariaDB binary comparison, SQLite BINARY): a range computed by
-// one store must mean the same rows when a sink removes it on resume, and byte
+// one store must mean the same rows wherever it is compared again (a plan, a
+// resume position, the engine deciding where to commit), and byte
 // order is the one order every store agrees on.
 type Key []any
 
@@ -63,7 +65,8 @@ type Range struct {
 	Lo Key `json:"lo,omitempty"`
 	Hi Key `json:"hi,omitempty"`
 	// After, when set, replaces Lo with an exclusive bound: the rows of the
-	// range past a checkpoint.
+	// range past a checkpoint. For a keyless range (Pages, Nulls, or a
+	// source without a key) it is a position a PositionReader gave.
 	After Key  `json:"after,omitempty"`
 	Nulls bool `json:"nulls,omitempty"`
 	// Pages, when set, selects rows by physical location instead of key
@@ -77,7 +80,8 @@ type PageRange struct {
 	Hi int64 `json:"hi"`
 }
 
-// Resumed returns the part of r that follows the key after.
+// Resumed returns the part of r that follows after: a key, or for a keyless
+// range a read position.
 func (r Range) Resumed(after Key) Range {
 	if after == nil {
 		return r
@@ -117,15 +121,19 @@ func (r Range) Contains(k Key) bool {
 }
 
 func (r Range) String() string {
+	after := ""
+	if r.After != nil {
+		after = " after " + r.After.String()
+	}
 	switch {
 	case r.Nulls:
-		return "[NULL keys]"
+		return "[NULL keys]" + after
 	case r.Pages != nil:
 		hi := "∞"
 		if r.Pages.Hi > 0 {
 			hi = strconv.FormatInt(r.Pages.Hi, 10)
 		}
-		return fmt.Sprintf("pages [%d, %s)", r.Pages.Lo, hi)
+		return fmt.Sprintf("pages [%d, %s)", r.Pages.Lo, hi) + after
 	}
 	lo, open := "[-∞", "["
 	if r.Lo != nil {
@@ -262,7 +270,12 @@ func (k Key) MarshalJSON() ([]byte, error) {
 		case float64:
 			out[i] = keyValueJSON{T: "float", V: strconv.FormatFloat(x, 'g', -1, 64)}
 		case string:
-			out[i] = keyValueJSON{T: "text", V: x}
+			if utf8.ValidString(x) {
+				out[i] = keyValueJSON{T: "text", V: x}
+			} else {
+				// JSON would replace the invalid bytes; keep them exact.
+				out[i] = keyValueJSON{T: "textbytes", V: base64.StdEncoding.EncodeToString([]byte(x))}
+			}
 		case []byte:
 			out[i] = keyValueJSON{T: "bytes", V: base64.StdEncoding.EncodeToString(x)}
 		case bool:
@@ -303,6 +316,10 @@ func (k *Key) UnmarshalJSON(b []byte) error {
 			out[i], err = strconv.ParseFloat(e.V, 64)
 		case "text":
 			out[i] = e.V
+		case "textbytes":
+			var raw []byte
+			raw, err = base64.StdEncoding.DecodeString(e.V)
+			out[i] = string(raw)
 		case "bytes":
 			out[i], err = base64.StdEncoding.DecodeString(e.V)
 		case "bool":

@@ -22,6 +22,7 @@ func TestKeyJSONRoundTrip(t *testing.T) {
 		{1.5, true, []byte{0, 1, 255}},
 		{time.Date(2024, 2, 29, 23, 59, 59, 123456000, time.UTC), u, nil},
 		{13*time.Hour + 59*time.Minute + 123456*time.Microsecond},
+		{"invalid \xff\xfe utf-8", "ok"},
 	}
 	for _, k := range keys {
 		b, err := json.Marshal(k)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/datashift/datashift/connectors"
 	"github.com/datashift/datashift/coordinator/store"
@@ -15,7 +16,8 @@ import (
 // Paths of run state in the store (see DESIGN.md, "Cluster").
 //
 //	/runs/JOB/RUN                 run record (engine.RunRecord, JSON)
-//	/runs/JOB/RUN/partitions/P    partition record with its checkpoint
+//	/runs/JOB/RUN/partitions/P    the leader's record of a partition: range, state, owner, lease
+//	/runs/JOB/RUN/progress/P      the worker's checkpoint, written under the lease
 //	/jobstate/JOB                 the job's incremental high-water mark
 //	/history/JOB/RUN              finished runs, the newest historyKept kept
 const (
@@ -37,6 +39,9 @@ var _ engine.State = (*RunState)(nil)
 func runPath(job, run string) string { return store.Join(runsPath, job, run) }
 func partPath(job, run, id string) string {
 	return store.Join(runsPath, job, run, "partitions", id)
+}
+func progressPath(job, run, id string) string {
+	return store.Join(runsPath, job, run, "progress", id)
 }
 
 type jobState struct {
@@ -78,13 +83,19 @@ func (s *RunState) CreateRun(ctx context.Context, run *engine.RunRecord, parts [
 	ops := []store.Op{
 		store.CreateOp(runPath(run.Job, run.ID), data, 0),
 		store.CreateOp(store.Join(runPath(run.Job, run.ID), "partitions"), nil, 0),
+		store.CreateOp(store.Join(runPath(run.Job, run.ID), "progress"), nil, 0),
 	}
 	for _, p := range parts {
 		pd, err := json.Marshal(p)
 		if err != nil {
 			return err
 		}
-		ops = append(ops, store.CreateOp(partPath(run.Job, run.ID, p.ID), pd, 0))
+		cd, err := json.Marshal(p.Checkpoint)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, store.CreateOp(partPath(run.Job, run.ID, p.ID), pd, 0),
+			store.CreateOp(progressPath(run.Job, run.ID, p.ID), cd, 0))
 	}
 	// One Multi: a run is never seen with half its partitions.
 	_, err = s.S.Multi(ctx, ops...)
@@ -95,17 +106,20 @@ func (s *RunState) UpdateRun(ctx context.Context, run *engine.RunRecord) error {
 	return s.set(ctx, runPath(run.Job, run.ID), run)
 }
 
-func (s *RunState) LoadPartition(ctx context.Context, job, run, id string) (engine.PartitionRecord, error) {
+// partition reads a partition's record, its version, and its checkpoint.
+func (s *RunState) partition(ctx context.Context, job, run, id string) (engine.PartitionRecord, store.Stat, error) {
 	var p engine.PartitionRecord
-	_, err := s.get(ctx, partPath(job, run, id), &p)
+	st, err := s.get(ctx, partPath(job, run, id), &p)
 	if errors.Is(err, store.ErrNoNode) {
-		return p, fmt.Errorf("partition %s of run %s: %w", id, run, engine.ErrNotFound)
+		return p, st, fmt.Errorf("partition %s of run %s: %w", id, run, engine.ErrNotFound)
 	}
-	return p, err
-}
-
-func (s *RunState) SavePartition(ctx context.Context, job, run string, p engine.PartitionRecord) error {
-	return s.set(ctx, partPath(job, run, p.ID), p)
+	if err != nil {
+		return p, st, err
+	}
+	if _, err := s.get(ctx, progressPath(job, run, id), &p.Checkpoint); err != nil {
+		return p, st, err
+	}
+	return p, st, nil
 }
 
 func (s *RunState) Partitions(ctx context.Context, job, run string) ([]engine.PartitionRecord, error) {
@@ -115,13 +129,157 @@ func (s *RunState) Partitions(ctx context.Context, job, run string) ([]engine.Pa
 	}
 	out := make([]engine.PartitionRecord, 0, len(ids))
 	for _, id := range ids {
-		p, err := s.LoadPartition(ctx, job, run, id)
+		p, _, err := s.partition(ctx, job, run, id)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// TakePartition assigns the partition to owner under the next lease and
+// opens that lease: the two halves of what a cluster's leader (assigns)
+// and worker (opens) do apart.
+func (s *RunState) TakePartition(ctx context.Context, job, run, id, owner string) (engine.Lease, engine.PartitionRecord, error) {
+	p, err := s.AssignPartition(ctx, job, run, id, owner)
+	if err != nil {
+		return nil, p, err
+	}
+	return s.OpenLease(ctx, job, run, id, p.Lease)
+}
+
+// AssignPartition gives the partition to owner under a new lease: state
+// Running, one more attempt, the next lease epoch. From then on, saves
+// under any earlier lease fail.
+func (s *RunState) AssignPartition(ctx context.Context, job, run, id, owner string) (engine.PartitionRecord, error) {
+	return s.updatePartition(ctx, job, run, id, func(p *engine.PartitionRecord) error {
+		p.State, p.Owner, p.Error = engine.Running, owner, ""
+		p.Attempts++
+		p.Lease++
+		return nil
+	})
+}
+
+// OpenLease opens the lease epoch of a partition assigned earlier, as the
+// worker it was assigned to does; ErrLeaseLost if the partition has been
+// given another lease since.
+func (s *RunState) OpenLease(ctx context.Context, job, run, id string, epoch int64) (engine.Lease, engine.PartitionRecord, error) {
+	p, st, err := s.partition(ctx, job, run, id)
+	if err != nil {
+		return nil, p, err
+	}
+	if p.Lease != epoch {
+		return nil, p, fmt.Errorf("partition %s of run %s is under lease %d, not %d: %w", id, run, p.Lease, epoch, engine.ErrLeaseLost)
+	}
+	_, pst, err := s.S.Exists(ctx, progressPath(job, run, id))
+	if err != nil {
+		return nil, p, err
+	}
+	return &lease{s: s.S, part: partPath(job, run, id), progress: progressPath(job, run, id),
+		partVersion: st.Version, progressVersion: pst.Version, epoch: epoch}, p, nil
+}
+
+// EndPartition records a partition's outcome under lease epoch. The owner
+// and lease stay, to show who ran it last.
+func (s *RunState) EndPartition(ctx context.Context, job, run, id string, epoch int64, state, reason string) error {
+	_, err := s.updatePartition(ctx, job, run, id, func(p *engine.PartitionRecord) error {
+		if p.Lease != epoch {
+			return fmt.Errorf("partition %s of run %s is under lease %d, not %d: %w", id, run, p.Lease, epoch, engine.ErrLeaseLost)
+		}
+		p.State, p.Error = state, reason
+		return nil
+	})
+	return err
+}
+
+// updatePartition is a read-modify-write of a partition's record at the
+// version read, retried when someone wrote in between.
+func (s *RunState) updatePartition(ctx context.Context, job, run, id string, change func(*engine.PartitionRecord) error) (engine.PartitionRecord, error) {
+	path := partPath(job, run, id)
+	for {
+		var p engine.PartitionRecord
+		st, err := s.get(ctx, path, &p)
+		if errors.Is(err, store.ErrNoNode) {
+			return p, fmt.Errorf("partition %s of run %s: %w", id, run, engine.ErrNotFound)
+		}
+		if err != nil {
+			return p, err
+		}
+		if err := change(&p); err != nil {
+			return p, err
+		}
+		data, err := json.Marshal(p)
+		if err != nil {
+			return p, err
+		}
+		_, err = s.S.Set(ctx, path, data, st.Version)
+		if errors.Is(err, store.ErrBadVersion) {
+			continue
+		}
+		return p, err
+	}
+}
+
+// lease is a partition held under one epoch. Its saves are fenced: a Multi
+// that checks the partition's record is still at the version the lease
+// was opened at (any new assignment changes it) and sets the checkpoint at
+// the version last written.
+type lease struct {
+	s               store.ReadWriter
+	part, progress  string
+	partVersion     int32
+	epoch           int64
+	mu              sync.Mutex
+	progressVersion int32
+}
+
+func (l *lease) Epoch() int64 { return l.epoch }
+
+func (l *lease) Check(ctx context.Context) error {
+	ok, st, err := l.s.Exists(ctx, l.part)
+	switch {
+	case err != nil:
+		return err
+	case !ok || st.Version != l.partVersion:
+		return fmt.Errorf("lease %d of %s: %w", l.epoch, l.part, engine.ErrLeaseLost)
+	}
+	return nil
+}
+
+func (l *lease) Save(ctx context.Context, cp engine.Checkpoint) error {
+	data, err := json.Marshal(cp)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	res, err := l.s.Multi(ctx, store.CheckOp(l.part, l.partVersion), store.SetOp(l.progress, data, l.progressVersion))
+	if err == nil {
+		l.progressVersion = res[1].Stat.Version
+		return nil
+	}
+	var me *store.MultiError
+	if errors.As(err, &me) && (errors.Is(err, store.ErrBadVersion) || errors.Is(err, store.ErrNoNode)) {
+		return fmt.Errorf("lease %d of %s: %w", l.epoch, l.part, engine.ErrLeaseLost)
+	}
+	if !errors.Is(err, store.ErrConnectionLoss) {
+		return err
+	}
+	// The outcome is unknown: the server may have applied the Multi. Read
+	// back before anyone writes again, or the next save would fail on a
+	// version this one moved.
+	got, st, rerr := l.s.Get(ctx, l.progress)
+	switch {
+	case rerr != nil:
+		return fmt.Errorf("%w (and reading it back: %v)", err, rerr)
+	case st.Version == l.progressVersion+1 && string(got) == string(data):
+		l.progressVersion = st.Version
+		return nil
+	case st.Version == l.progressVersion:
+		return err // not applied: the caller may retry
+	}
+	return fmt.Errorf("lease %d of %s: the checkpoint was written by someone else: %w", l.epoch, l.part, engine.ErrLeaseLost)
 }
 
 func (s *RunState) FinishRun(ctx context.Context, run *engine.RunRecord) error {

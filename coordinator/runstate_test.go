@@ -63,21 +63,28 @@ func TestRunStateLifecycle(t *testing.T) {
 			if err != nil || active.ID != run.ID {
 				t.Fatalf("ActiveRun = %v, %v", active, err)
 			}
-			p, err := st.LoadPartition(ctx, "orders", run.ID, "p0001")
+			lease, p, err := st.TakePartition(ctx, "orders", run.ID, "p0001", "me")
 			if err != nil {
 				t.Fatal(err)
 			}
-			p.Checkpoint = engine.Checkpoint{LastKey: connectors.Key{int64(250)}, Rows: 150, Started: true}
-			p.State = engine.Running
-			if err := st.SavePartition(ctx, "orders", run.ID, p); err != nil {
+			if p.State != engine.Running || p.Owner != "me" || p.Attempts != 1 || p.Lease != 1 || lease.Epoch() != 1 {
+				t.Fatalf("taken partition: %+v, lease %d", p, lease.Epoch())
+			}
+			if err := lease.Save(ctx, engine.Checkpoint{Position: connectors.Key{int64(250)}, Rows: 150, Started: true}); err != nil {
 				t.Fatal(err)
 			}
 			got, err := st.Partitions(ctx, "orders", run.ID)
 			if err != nil || len(got) != 3 {
 				t.Fatalf("Partitions = %v, %v", got, err)
 			}
-			if lk := got[1].Checkpoint.LastKey; len(lk) != 1 || lk[0] != int64(250) || got[1].Range.Lo[0] != int64(100) || !got[2].Range.Nulls {
+			if pos := got[1].Checkpoint.Position; len(pos) != 1 || pos[0] != int64(250) || got[1].Range.Lo[0] != int64(100) || !got[2].Range.Nulls {
 				t.Fatalf("partition came back as %+v", got[1])
+			}
+			if err := st.EndPartition(ctx, "orders", run.ID, "p0001", 1, engine.Done, ""); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := st.Partitions(ctx, "orders", run.ID); got[1].State != engine.Done || got[1].Checkpoint.Rows != 150 {
+				t.Fatalf("ended partition: %+v", got[1])
 			}
 			if hw, err := st.HighWater(ctx, "orders"); err != nil || hw != nil {
 				t.Fatalf("high-water before the run succeeded: %v, %v", hw, err)
@@ -131,6 +138,62 @@ func TestRunStateLifecycle(t *testing.T) {
 			}
 			if hist, _ := st.History(ctx, "orders"); len(hist) != 2 || hist[0].State != engine.RunAbandoned {
 				t.Fatalf("history after abandoning: %+v", hist)
+			}
+		})
+	}
+}
+
+// A partition taken over by a newer lease fences the old holder out: its
+// saves fail with ErrLeaseLost and leave the new holder's checkpoint as it
+// is, and the old epoch cannot be opened again.
+func TestLeaseFencing(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			st := &coordinator.RunState{S: open(t)}
+			run := &engine.RunRecord{Job: "orders", ID: engine.NewRunID(time.Now()), State: engine.RunRunning}
+			if err := st.CreateRun(ctx, run, []engine.PartitionRecord{{ID: "p0000", State: engine.Pending}}); err != nil {
+				t.Fatal(err)
+			}
+			stale, _, err := st.TakePartition(ctx, "orders", run.ID, "p0000", "node-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := engine.Checkpoint{Position: connectors.Key{int64(10)}, Rows: 10, Commits: 1, Started: true}
+			if err := stale.Save(ctx, first); err != nil {
+				t.Fatal(err)
+			}
+			fresh, p, err := st.TakePartition(ctx, "orders", run.ID, "p0000", "node-2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fresh.Epoch() != 2 || p.Owner != "node-2" || p.Attempts != 2 || p.Checkpoint.Rows != 10 {
+				t.Fatalf("taken over: %+v, epoch %d", p, fresh.Epoch())
+			}
+			if err := stale.Save(ctx, engine.Checkpoint{Rows: 999, Commits: 5}); !errors.Is(err, engine.ErrLeaseLost) {
+				t.Fatalf("save under the old lease: %v, want ErrLeaseLost", err)
+			}
+			if _, _, err := st.OpenLease(ctx, "orders", run.ID, "p0000", 1); !errors.Is(err, engine.ErrLeaseLost) {
+				t.Fatalf("open of the old epoch: %v, want ErrLeaseLost", err)
+			}
+			if err := stale.Check(ctx); !errors.Is(err, engine.ErrLeaseLost) {
+				t.Fatalf("check of the old lease: %v, want ErrLeaseLost", err)
+			}
+			if err := fresh.Check(ctx); err != nil {
+				t.Fatalf("check of the new lease: %v", err)
+			}
+			if err := st.EndPartition(ctx, "orders", run.ID, "p0000", stale.Epoch(), engine.Failed, "stale"); !errors.Is(err, engine.ErrLeaseLost) {
+				t.Fatalf("outcome recorded under the old lease: %v, want ErrLeaseLost", err)
+			}
+			second := engine.Checkpoint{Position: connectors.Key{int64(20)}, Rows: 20, Commits: 2, Started: true}
+			for _, cp := range []engine.Checkpoint{first, second} { // saves follow each other
+				if err := fresh.Save(ctx, cp); err != nil {
+					t.Fatalf("save under the new lease: %v", err)
+				}
+			}
+			got, err := st.Partitions(ctx, "orders", run.ID)
+			if err != nil || got[0].Checkpoint.Rows != 20 || got[0].Owner != "node-2" {
+				t.Fatalf("after the takeover: %+v, %v", got, err)
 			}
 		})
 	}

@@ -17,28 +17,32 @@ type Budget struct {
 	used int64
 }
 
-// NewBudget returns a budget of max rows; nil when max is 0.
-func NewBudget(max int64) *Budget {
+// NewBudget returns a budget of max rows of which used are spent already
+// (by the partitions of a resumed run); nil when max is 0.
+func NewBudget(max, used int64) *Budget {
 	if max <= 0 {
 		return nil
 	}
-	return &Budget{max: max}
+	return &Budget{max: max, used: used}
 }
 
 // Allows reports whether any bad row may be set aside at all.
 func (b *Budget) Allows() bool { return b != nil }
 
 // Take uses one row of the budget; false when it is spent.
-func (b *Budget) Take() bool {
+func (b *Budget) Take() bool { return b.TakeN(1) }
+
+// TakeN uses n rows of the budget; false, taking none, when fewer are left.
+func (b *Budget) TakeN(n int64) bool {
 	if b == nil {
-		return false
+		return n <= 0
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.used >= b.max {
+	if b.used+n > b.max {
 		return false
 	}
-	b.used++
+	b.used += n
 	return true
 }
 

@@ -19,11 +19,12 @@ import (
 // this many batches ahead of the writer.
 const batchesInFlight = 4
 
-// Task is one partition of a run, ready to execute.
+// Task is one partition of a run, taken under a lease, ready to execute.
 type Task struct {
 	Job       *Job
 	Run       *RunRecord
-	Partition string
+	Partition PartitionRecord // its range, and its last checkpoint
+	Lease     Lease
 }
 
 // Progress is what an executor reports as a partition moves.
@@ -36,10 +37,12 @@ type Progress struct {
 	Err                 error
 }
 
-// Executor runs partitions: read → batches → write → commit → checkpoint.
-// It is safe for concurrent use by several partitions of one job.
+// Executor runs partitions: read → batches → write → commit (rows and the
+// sink's commit record together) → checkpoint under the lease. It is safe
+// for concurrent use by several partitions of one job, and it serves a
+// standalone run and a cluster worker alike: it writes nothing but through
+// the task's lease, and returns the partition's outcome to its caller.
 type Executor struct {
-	Checkpoints Checkpoints
 	// Limiter caps rows per second across every partition using it; nil: none.
 	Limiter *rate.Limiter
 	// Progress, if set, is called after every batch and state change.
@@ -48,30 +51,46 @@ type Executor struct {
 	Rejects RejectLog
 	// Budget counts bad rows across a run's partitions; nil: budget of 0.
 	Budget *Budget
-	// Sleep waits between retries; tests and the cluster pass their own clock.
+	// Sleep waits between retries and Now tells the time; tests and the
+	// cluster pass their own clock. Nil: the real one.
 	Sleep func(ctx context.Context, d time.Duration) error
+	Now   func() time.Time
 }
 
 // ErrBudgetExceeded fails a run whose sink rejected more rows than its
 // bad_rows budget allows.
 var ErrBudgetExceeded = errors.New("bad rows exceed the budget")
 
-// Execute runs a partition to the end, retrying transient failures from its
-// checkpoint with exponential backoff, up to the job's retries. It returns
-// nil when the partition is done, and leaves the partition record Failed
-// with the reason otherwise (except when ctx is cancelled: then the record
-// stays as it was, to be resumed).
-func (e *Executor) Execute(ctx context.Context, t Task) error {
+// Execute runs a partition to its end under t.Lease, retrying transient
+// failures with exponential backoff up to the job's retries; each attempt
+// continues from what the sink's commit record says is committed. It
+// returns the partition's last checkpoint and
+//
+//   - nil when the partition is done;
+//   - an error wrapping ErrLeaseLost when the lease was taken over: the
+//     copy stopped at once, and the new holder continues it;
+//   - the context's error when ctx ended: the partition resumes later;
+//   - otherwise the reason the partition failed.
+//
+// Recording the outcome (done, failed, given back) is the caller's.
+func (e *Executor) Execute(ctx context.Context, t Task) (Checkpoint, error) {
+	cp := t.Partition.Checkpoint
 	err := retry(ctx, t.Job.Retries, e.sleep, func(err error) {
-		e.report(t, Progress{State: Pending, Err: err})
-	}, func() error { return e.attempt(ctx, t) })
-	if err != nil && ctx.Err() == nil {
-		e.fail(t, err)
+		e.report(t, Progress{State: Pending, Rows: cp.Rows, Bytes: cp.Bytes, EstRows: t.Partition.EstRows, Err: err})
+	}, func() error { return e.attempt(ctx, t, &cp) })
+	switch {
+	case ctx.Err() != nil:
+		return cp, ctx.Err()
+	case err != nil && !errors.Is(err, ErrLeaseLost):
+		// A holder that lost its lease may see its copy fail in other ways
+		// first (the new holder's rows in its way, say): what ended the
+		// attempt is then not this partition's failure.
+		if lerr := t.Lease.Check(ctx); errors.Is(lerr, ErrLeaseLost) {
+			return cp, fmt.Errorf("partition %s: %w (the attempt ended with: %v)", t.Partition.ID, lerr, err)
+		}
+		e.report(t, Progress{State: Failed, Rows: cp.Rows, Bytes: cp.Bytes, EstRows: t.Partition.EstRows, BadRows: cp.BadRows, Err: err})
 	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return err
+	return cp, err
 }
 
 // retry runs fn until it succeeds, fails with an error that is not
@@ -102,64 +121,46 @@ func (e *Executor) sleep(ctx context.Context, d time.Duration) error {
 	return sleepCtx(ctx, d)
 }
 
-// fail records a partition's failure; the record is saved with a fresh
-// context because the run's may be the one that failed.
-func (e *Executor) fail(t Task, cause error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	rec, err := e.Checkpoints.LoadPartition(ctx, t.Job.Name, t.Run.ID, t.Partition)
-	if err != nil {
-		return
+func (e *Executor) now() time.Time {
+	if e.Now != nil {
+		return e.Now().UTC()
 	}
-	rec.State = Failed
-	rec.Error = cause.Error()
-	_ = e.Checkpoints.SavePartition(ctx, t.Job.Name, t.Run.ID, rec)
-	e.report(t, Progress{State: Failed, Rows: rec.Checkpoint.Rows, Bytes: rec.Checkpoint.Bytes, EstRows: rec.EstRows, Err: cause})
+	return time.Now().UTC()
 }
 
 func (e *Executor) report(t Task, p Progress) {
 	if e.Progress == nil {
 		return
 	}
-	p.Job, p.Run, p.Partition = t.Job.Name, t.Run.ID, t.Partition
+	p.Job, p.Run, p.Partition = t.Job.Name, t.Run.ID, t.Partition.ID
 	e.Progress(p)
 }
 
-// attempt is one try at a partition, from its checkpoint.
-func (e *Executor) attempt(ctx context.Context, t Task) (err error) {
-	job := t.Job
-	rec, err := e.Checkpoints.LoadPartition(ctx, job.Name, t.Run.ID, t.Partition)
-	if err != nil {
-		return connectors.Transient(fmt.Errorf("load checkpoint of partition %s: %w", t.Partition, err))
-	}
-	if rec.State == Done {
-		return nil
-	}
-	// A partition can continue after its last key only when it has a key it
-	// reads in order; the others (NULL keys, physical pages, no key) commit
-	// once at the end and restart from the beginning.
-	keyed := len(job.Source.Key) > 0 && !rec.Range.Nulls && rec.Range.Pages == nil
-	var resume *connectors.ResumePoint
-	if rec.Checkpoint.Started {
-		resume = &connectors.ResumePoint{SinkState: rec.Checkpoint.SinkState}
-		if keyed {
-			resume.LastKey = rec.Checkpoint.LastKey
-		} else {
-			// Restarting from the beginning: the sink drops everything of
-			// the partition, committed file parts included.
-			resume.SinkState = nil
-			rec.Checkpoint = Checkpoint{Started: true}
-		}
-	}
-	rec.State = Running
-	rec.Attempts++
-	rec.Error = ""
-	rec.Checkpoint.Started = true
-	rec.Checkpoint.Updated = time.Now().UTC().Format(time.RFC3339Nano)
-	if err := e.Checkpoints.SavePartition(ctx, job.Name, t.Run.ID, rec); err != nil {
-		return connectors.Transient(fmt.Errorf("save checkpoint of partition %s: %w", t.Partition, err))
-	}
+// readOrder is how a partition's rows are ordered, which decides where it
+// may commit and how it resumes.
+type readOrder int
 
+const (
+	// byKey: a key range read in key order; commits fall between keys and
+	// a resume reads after the last key committed.
+	byKey readOrder = iota
+	// byPosition: a keyless range a PositionReader reads in a fixed order;
+	// commits fall between batches, a resume reads after the last position.
+	byPosition
+	// whole: a keyless range read in no fixed order; it commits once, at
+	// the end, so an interrupted attempt has committed nothing and the next
+	// starts over.
+	whole
+)
+
+func (o readOrder) String() string {
+	return [...]string{"key order", "position order", "no fixed order"}[o]
+}
+
+// attempt is one try at a partition; cp is its checkpoint, kept up to date
+// across attempts.
+func (e *Executor) attempt(ctx context.Context, t Task, cp *Checkpoint) error {
+	job, part := t.Job, t.Partition
 	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, t.Run))
 	if err != nil {
 		return fmt.Errorf("open source: %w", err)
@@ -179,53 +180,118 @@ func (e *Executor) attempt(ctx context.Context, t Task) (err error) {
 	}
 	defer sink.Close()
 
-	p := &partitionRun{
-		e: e, t: t, rec: rec, sink: sink, schema: schema, keyCols: keyCols, keyed: keyed,
-		// The writer's partition name carries the run, so file sinks name
-		// their parts uniquely across runs appending to one dataset.
-		spec: connectors.WriterSpec{Partition: t.Run.ID + "-" + t.Partition, Range: rec.Range, Schema: schema, Resume: resume},
+	spec := connectors.WriterSpec{Job: job.Name, Run: t.Run.ID, Partition: part.ID, Lease: t.Lease.Epoch(), Range: part.Range, Schema: schema}
+	if err := e.settle(ctx, t, sink, spec, cp); err != nil {
+		return err
 	}
-	if p.w, err = sink.OpenWriter(ctx, p.spec); err != nil {
-		return fmt.Errorf("open writer for partition %s: %w", t.Partition, err)
+	if cp.Done {
+		return e.save(ctx, t, cp)
+	}
+	order := whole
+	pr, positioned := src.(connectors.PositionReader)
+	switch {
+	case len(keyCols) > 0 && !part.Range.Nulls && part.Range.Pages == nil:
+		order = byKey
+	case positioned && pr.Positioned(part.Range):
+		order = byPosition
+	}
+	if order == whole && cp.Commits > 0 {
+		return fmt.Errorf("job %q partition %s: the sink holds %d commits of a partition read in no fixed order, which commits only when it is done; it cannot be continued", job.Name, part.ID, cp.Commits)
+	}
+
+	cp.Started = true
+	if err := e.save(ctx, t, cp); err != nil {
+		return err
+	}
+	p := &partitionRun{e: e, t: t, cp: cp, sink: sink, spec: spec, keyCols: keyCols, order: order, position: cp.Position}
+	if p.w, err = sink.OpenWriter(ctx, spec); err != nil {
+		return fmt.Errorf("open writer for partition %s: %w", part.ID, err)
 	}
 	defer func() { p.w.Close() }()
-
-	readRange := rec.Range
-	if keyed {
-		readRange = readRange.Resumed(rec.Checkpoint.LastKey)
+	r := part.Range.Resumed(cp.Position)
+	read := func(ctx context.Context, fn func(arrow.RecordBatch, connectors.Key) error) error {
+		if order == byPosition {
+			return pr.ReadPositioned(ctx, r, fn)
+		}
+		return src.Read(ctx, r, func(b arrow.RecordBatch) error { return fn(b, nil) })
 	}
-	return p.copy(ctx, src, readRange)
+	return p.copy(ctx, read)
+}
+
+// settle makes cp agree with what the sink holds before anything is
+// written: it claims the partition in the sink's commit log under the
+// task's lease and takes the sink's record as the truth. A sink without a
+// commit log cannot say what an interrupted attempt wrote, so a partition
+// that may have written is refused rather than guessed at.
+func (e *Executor) settle(ctx context.Context, t Task, sink connectors.Sink, spec connectors.WriterSpec, cp *Checkpoint) error {
+	job, part := t.Job, t.Partition
+	log, ok := sink.(connectors.CommitLog)
+	if !ok {
+		if cp.Started {
+			return fmt.Errorf("job %q partition %s: sink type %q keeps no commit record, so the rows an interrupted attempt wrote cannot be told from the rest; continuing could write rows twice (start over into an emptied target instead)", job.Name, part.ID, job.Sink.Type)
+		}
+		return nil
+	}
+	rec, err := log.Claim(ctx, spec)
+	if err != nil {
+		return fmt.Errorf("partition %s: claim in the sink: %w", part.ID, err)
+	}
+	if rec.Commits < cp.Commits {
+		return fmt.Errorf("job %q partition %s: the checkpoint counts %d commits but the sink's commit record %d: the sink lost commits (its commit table dropped, the target restored from a backup?); refusing to guess what it holds", job.Name, part.ID, cp.Commits, rec.Commits)
+	}
+	if extra := rec.BadRows - cp.BadRows; extra > 0 && !e.Budget.TakeN(extra) {
+		return fmt.Errorf("partition %s: %w (%s)", part.ID, ErrBudgetExceeded, e.Budget)
+	}
+	cp.Position, cp.Rows, cp.Bytes, cp.BadRows, cp.Commits, cp.Done = rec.Position, rec.Rows, rec.Bytes, rec.BadRows, rec.Commits, rec.Done
+	return nil
+}
+
+func (e *Executor) save(ctx context.Context, t Task, cp *Checkpoint) error {
+	cp.Updated = e.now()
+	err := t.Lease.Save(ctx, *cp)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrLeaseLost):
+		return fmt.Errorf("partition %s: save checkpoint: %w", t.Partition.ID, err)
+	}
+	return connectors.Transient(fmt.Errorf("partition %s: save checkpoint: %w", t.Partition.ID, err))
 }
 
 // partitionRun is the state of one attempt at one partition.
 type partitionRun struct {
 	e       *Executor
 	t       Task
-	rec     PartitionRecord
+	cp      *Checkpoint
 	sink    connectors.Sink
 	spec    connectors.WriterSpec
 	w       connectors.Writer
-	schema  *arrow.Schema
 	keyCols []int
-	keyed   bool
+	order   readOrder
 
-	lastKey     connectors.Key      // key of the last row written
+	position    connectors.Key      // of the last row written
 	uncommitted []arrow.RecordBatch // kept only while a bad-row budget needs them
 	sinceRows   int64               // rows written since the last commit
 	sinceBytes  int64
 }
 
-func (p *partitionRun) copy(ctx context.Context, src connectors.Source, r connectors.Range) error {
+// batch is a record batch with the read position of its last row.
+type batch struct {
+	rec  arrow.RecordBatch
+	last connectors.Key
+}
+
+func (p *partitionRun) copy(ctx context.Context, read func(context.Context, func(arrow.RecordBatch, connectors.Key) error) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan arrow.RecordBatch, batchesInFlight)
+	batches := make(chan batch, batchesInFlight)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(batches)
-		readErr <- src.Read(ctx, r, func(b arrow.RecordBatch) error {
+		readErr <- read(ctx, func(b arrow.RecordBatch, last connectors.Key) error {
 			b.Retain()
 			select {
-			case batches <- b:
+			case batches <- batch{b, last}:
 				return nil
 			case <-ctx.Done():
 				b.Release()
@@ -236,22 +302,21 @@ func (p *partitionRun) copy(ctx context.Context, src connectors.Source, r connec
 	drain := func() {
 		cancel()
 		for b := range batches {
-			b.Release()
+			b.rec.Release()
 		}
 	}
 
-	job := p.t.Job
-	commitRows := job.CommitRows
-	if p.e.Budget.Allows() {
+	commitRows := p.t.Job.CommitRows
+	if p.e.Budget.Allows() && p.order == byKey {
 		// Rows of a failed commit are bisected to find the bad ones, so keep
 		// commits to one batch: that bounds what must be held to retry.
 		commitRows = 1
 	}
 	commitDue := false
 	for b := range batches {
-		if commitDue && p.keyed && !sameKey(p.lastKey, connectors.KeyOf(b, p.keyCols, 0)) {
-			if err := p.commit(ctx); err != nil {
-				b.Release()
+		if commitDue && (p.order == byPosition || !sameKey(p.position, connectors.KeyOf(b.rec, p.keyCols, 0))) {
+			if err := p.commit(ctx, false); err != nil {
+				b.rec.Release()
 				drain()
 				return err
 			}
@@ -261,90 +326,94 @@ func (p *partitionRun) copy(ctx context.Context, src connectors.Source, r connec
 			drain()
 			return err
 		}
-		if p.keyed && p.sinceRows >= commitRows {
-			// The commit waits for the next batch: if it starts with the
-			// same key, cutting here would split that key across commits
-			// and a resume "after lastKey" would skip its remaining rows.
-			commitDue = true
-		}
+		// A keyed commit waits for the next batch: if it starts with the
+		// same key, cutting here would split that key across commits and a
+		// resume "after the last key" would skip its remaining rows.
+		commitDue = p.order != whole && p.sinceRows >= commitRows
 	}
 	if err := <-readErr; err != nil {
-		return fmt.Errorf("read partition %s: %w", p.t.Partition, err)
+		return fmt.Errorf("read partition %s: %w", p.t.Partition.ID, err)
 	}
-	if err := p.commit(ctx); err != nil {
+	if err := p.commit(ctx, true); err != nil {
 		return err
 	}
-	p.rec.State = Done
-	if err := p.save(ctx); err != nil {
-		return err
-	}
-	p.e.report(p.t, Progress{State: Done, Rows: p.rec.Checkpoint.Rows, Bytes: p.rec.Checkpoint.Bytes, EstRows: p.rec.EstRows, BadRows: p.rec.Checkpoint.BadRows})
+	p.e.report(p.t, Progress{State: Done, Rows: p.cp.Rows, Bytes: p.cp.Bytes, EstRows: p.t.Partition.EstRows, BadRows: p.cp.BadRows})
 	return nil
 }
 
 // write writes one batch and takes ownership of it.
-func (p *partitionRun) write(ctx context.Context, b arrow.RecordBatch) error {
-	n := b.NumRows()
+func (p *partitionRun) write(ctx context.Context, b batch) error {
+	n := b.rec.NumRows()
 	if lim := p.e.Limiter; lim != nil {
 		if err := waitRows(ctx, lim, n); err != nil {
-			b.Release()
+			b.rec.Release()
 			return err
 		}
 	}
-	if p.keyed && n > 0 {
-		p.lastKey = connectors.KeyOf(b, p.keyCols, int(n-1))
+	if n > 0 {
+		switch p.order {
+		case byKey:
+			p.position = connectors.KeyOf(b.rec, p.keyCols, int(n-1))
+		case byPosition:
+			p.position = b.last
+		}
 	}
-	size := recordBytes(b)
+	size := recordBytes(b.rec)
 	p.sinceRows += n
 	p.sinceBytes += size
-	err := p.w.Write(ctx, b)
-	if p.e.Budget.Allows() {
-		p.uncommitted = append(p.uncommitted, b)
+	err := p.w.Write(ctx, b.rec)
+	if p.e.Budget.Allows() && p.order == byKey {
+		p.uncommitted = append(p.uncommitted, b.rec)
 	} else {
-		b.Release()
+		b.rec.Release()
 	}
 	if err != nil {
 		return p.recover(ctx, err)
 	}
-	cp := p.rec.Checkpoint
-	p.e.report(p.t, Progress{State: Running, Rows: cp.Rows + p.sinceRows, Bytes: cp.Bytes + p.sinceBytes, EstRows: p.rec.EstRows, BadRows: cp.BadRows})
+	cp := p.cp
+	p.e.report(p.t, Progress{State: Running, Rows: cp.Rows + p.sinceRows, Bytes: cp.Bytes + p.sinceBytes, EstRows: p.t.Partition.EstRows, BadRows: cp.BadRows})
 	return nil
 }
 
-// commit makes the rows written since the last commit durable and then
-// saves the checkpoint, in that order: a crash between the two leaves rows
-// past the checkpoint in the sink, which the next attempt's writer removes.
-func (p *partitionRun) commit(ctx context.Context) error {
-	state, err := p.w.Commit(ctx)
-	if err != nil {
-		return p.recover(ctx, err)
+// record is the sink's commit record for the rows written so far.
+func (p *partitionRun) record(done bool) connectors.CommitRecord {
+	cp := p.cp
+	return connectors.CommitRecord{
+		Job: p.spec.Job, Run: p.spec.Run, Partition: p.spec.Partition, Lease: p.spec.Lease,
+		Position: p.position, Rows: cp.Rows + p.sinceRows, Bytes: cp.Bytes + p.sinceBytes,
+		BadRows: cp.BadRows, Commits: cp.Commits + 1, Done: done,
 	}
-	p.committed(state)
-	return p.save(ctx)
 }
 
-func (p *partitionRun) committed(state []byte) {
-	cp := &p.rec.Checkpoint
-	if p.keyed {
-		cp.LastKey = p.lastKey
+// commit makes the rows written since the last commit durable together
+// with the sink's record of them, then saves the checkpoint under the
+// lease. A crash between the two costs nothing: the next attempt takes the
+// sink's record. done marks the partition's last commit.
+func (p *partitionRun) commit(ctx context.Context, done bool) error {
+	rec := p.record(done)
+	if err := p.w.Commit(ctx, rec); err != nil {
+		if err := p.recover(ctx, err); err != nil || !done {
+			return err
+		}
+		// The bad rows are set aside and the rest committed; the last
+		// commit, which says so, is still to come.
+		rec = p.record(true)
+		if err := p.w.Commit(ctx, rec); err != nil {
+			return fmt.Errorf("partition %s: %w", p.t.Partition.ID, err)
+		}
 	}
-	cp.Rows += p.sinceRows
-	cp.Bytes += p.sinceBytes
-	cp.SinkState = state
-	cp.Commits++
+	return p.committed(ctx, rec)
+}
+
+func (p *partitionRun) committed(ctx context.Context, rec connectors.CommitRecord) error {
+	cp := p.cp
+	cp.Position, cp.Rows, cp.Bytes, cp.BadRows, cp.Commits, cp.Done = rec.Position, rec.Rows, rec.Bytes, rec.BadRows, rec.Commits, rec.Done
 	p.sinceRows, p.sinceBytes = 0, 0
 	for _, b := range p.uncommitted {
 		b.Release()
 	}
 	p.uncommitted = p.uncommitted[:0]
-}
-
-func (p *partitionRun) save(ctx context.Context) error {
-	p.rec.Checkpoint.Updated = time.Now().UTC().Format(time.RFC3339Nano)
-	if err := p.e.Checkpoints.SavePartition(ctx, p.t.Job.Name, p.t.Run.ID, p.rec); err != nil {
-		return connectors.Transient(fmt.Errorf("save checkpoint of partition %s: %w", p.t.Partition, err))
-	}
-	return nil
+	return p.e.save(ctx, p.t, cp)
 }
 
 // recover handles a failed write or commit. A value the sink cannot hold is
@@ -353,8 +422,8 @@ func (p *partitionRun) save(ctx context.Context) error {
 // the attempt.
 func (p *partitionRun) recover(ctx context.Context, cause error) error {
 	var ve *connectors.ValueError
-	if !errors.As(cause, &ve) || !p.e.Budget.Allows() || !p.keyed {
-		return fmt.Errorf("partition %s: %w", p.t.Partition, cause)
+	if !errors.As(cause, &ve) || !p.e.Budget.Allows() || p.order != byKey {
+		return fmt.Errorf("partition %s: %w", p.t.Partition.ID, cause)
 	}
 	pending := p.uncommitted
 	p.uncommitted = nil
@@ -364,6 +433,7 @@ func (p *partitionRun) recover(ctx context.Context, cause error) error {
 		}
 	}()
 	p.sinceRows, p.sinceBytes = 0, 0
+	p.position = p.cp.Position
 	for _, b := range pending {
 		if err := p.bisect(ctx, b); err != nil {
 			return err
@@ -372,26 +442,26 @@ func (p *partitionRun) recover(ctx context.Context, cause error) error {
 	return nil
 }
 
-// bisect writes b in a fresh writer from the checkpoint, committing what goes
-// through and rejecting single rows that do not.
+// bisect writes b in a fresh writer, committing what goes through and
+// rejecting single rows that do not.
 func (p *partitionRun) bisect(ctx context.Context, b arrow.RecordBatch) error {
 	if err := p.reopen(ctx); err != nil {
 		return err
 	}
+	p.position = connectors.KeyOf(b, p.keyCols, int(b.NumRows()-1))
+	p.sinceRows, p.sinceBytes = b.NumRows(), recordBytes(b)
+	rec := p.record(false)
 	err := p.w.Write(ctx, b)
-	var state []byte
 	if err == nil {
-		state, err = p.w.Commit(ctx)
+		err = p.w.Commit(ctx, rec)
 	}
 	if err == nil {
-		p.lastKey = connectors.KeyOf(b, p.keyCols, int(b.NumRows()-1))
-		p.sinceRows, p.sinceBytes = b.NumRows(), recordBytes(b)
-		p.committed(state)
-		return p.save(ctx)
+		return p.committed(ctx, rec)
 	}
+	p.position, p.sinceRows, p.sinceBytes = p.cp.Position, 0, 0
 	var ve *connectors.ValueError
 	if !errors.As(err, &ve) {
-		return fmt.Errorf("partition %s: %w", p.t.Partition, err)
+		return fmt.Errorf("partition %s: %w", p.t.Partition.ID, err)
 	}
 	if b.NumRows() == 1 {
 		return p.reject(ctx, b, ve)
@@ -408,35 +478,40 @@ func (p *partitionRun) bisect(ctx context.Context, b arrow.RecordBatch) error {
 
 func (p *partitionRun) reopen(ctx context.Context) error {
 	p.w.Close()
-	spec := p.spec
-	spec.Resume = &connectors.ResumePoint{LastKey: p.rec.Checkpoint.LastKey, SinkState: p.rec.Checkpoint.SinkState}
-	w, err := p.sink.OpenWriter(ctx, spec)
+	w, err := p.sink.OpenWriter(ctx, p.spec)
 	if err != nil {
-		return fmt.Errorf("reopen writer for partition %s: %w", p.t.Partition, err)
+		return fmt.Errorf("reopen writer for partition %s: %w", p.t.Partition.ID, err)
 	}
 	p.w = w
 	return nil
 }
 
-// reject sets one row aside and moves the checkpoint past it.
+// reject sets one row aside: the row goes to the reject log, and a commit
+// with no rows moves the sink's record past it, so that a resume does not
+// meet it (and count it) again.
 func (p *partitionRun) reject(ctx context.Context, row arrow.RecordBatch, cause *connectors.ValueError) error {
 	key := connectors.KeyOf(row, p.keyCols, 0)
 	if cause.Key == nil {
 		cause.Key = key
 	}
 	if !p.e.Budget.Take() {
-		return fmt.Errorf("partition %s: %w (%s); last: %v", p.t.Partition, ErrBudgetExceeded, p.e.Budget, cause)
+		return fmt.Errorf("partition %s: %w (%s); last: %v", p.t.Partition.ID, ErrBudgetExceeded, p.e.Budget, cause)
 	}
 	if p.e.Rejects != nil {
-		if err := p.e.Rejects.Reject(Reject{Job: p.t.Job.Name, Run: p.t.Run.ID, Partition: p.t.Partition, Key: key, Reason: cause.Error(), Row: rowValues(row)}); err != nil {
+		if err := p.e.Rejects.Reject(Reject{Job: p.t.Job.Name, Run: p.t.Run.ID, Partition: p.t.Partition.ID, Key: key, Reason: cause.Error(), Row: rowValues(row)}); err != nil {
 			return fmt.Errorf("write reject: %w", err)
 		}
 	}
-	p.lastKey = key
-	p.rec.Checkpoint.BadRows++
-	p.sinceRows, p.sinceBytes = 0, 0
-	p.committed(p.rec.Checkpoint.SinkState)
-	return p.save(ctx)
+	if err := p.reopen(ctx); err != nil {
+		return err
+	}
+	p.position = key
+	rec := p.record(false)
+	rec.BadRows++
+	if err := p.w.Commit(ctx, rec); err != nil {
+		return fmt.Errorf("partition %s: commit past a bad row: %w", p.t.Partition.ID, err)
+	}
+	return p.committed(ctx, rec)
 }
 
 func waitRows(ctx context.Context, lim *rate.Limiter, n int64) error {

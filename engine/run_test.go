@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -281,22 +280,13 @@ func TestResumeSQLiteToSQLite(t *testing.T) {
 	testResume(t, sqliteEndpoint(t), sqliteEndpoint(t), connectors.Upsert)
 }
 
-// crashBeforeCheckpoint stops the run at the n-th checkpoint save after a
-// sink commit, without saving it: the sink holds rows the checkpoint never
-// heard of, as when a process dies between the two writes.
-type crashBeforeCheckpoint struct {
-	engine.State
-	cancel context.CancelFunc
-	n      int64
-	saves  atomic.Int64
-}
-
-func (c *crashBeforeCheckpoint) SavePartition(ctx context.Context, job, run string, p engine.PartitionRecord) error {
-	if p.Checkpoint.Commits > 0 && c.saves.Add(1) >= c.n {
-		c.cancel()
-		return context.Canceled
-	}
-	return c.State.SavePartition(ctx, job, run, p)
+// crashAt wraps state so that the run dies the n-th time a partition
+// reaches step ("save": a sink commit is in, its checkpoint not saved yet;
+// "saved", "end", "finish"), and returns the context to run it in.
+func crashAt(state engine.State, step string, n int) (engine.State, context.Context, *crasher) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &crasher{step: step, n: n, cancel: cancel, counts: map[string]int{}}
+	return crashingState{state, c}, ctx, c
 }
 
 func TestResumeAfterCommitWithoutCheckpoint(t *testing.T) {
@@ -307,10 +297,8 @@ func TestResumeAfterCommitWithoutCheckpoint(t *testing.T) {
 			src.fill(t, fixtureRows)
 			job := copyJob(src, d, connectors.Append)
 			state := newState(t)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			crash := &crashBeforeCheckpoint{State: state, cancel: cancel, n: 5}
-			if _, err := (&engine.Runner{State: crash}).Run(ctx, job); !errors.Is(err, context.Canceled) {
+			crashing, ctx, c := crashAt(state, "save", 5)
+			if _, err := (&engine.Runner{State: crashing}).Run(ctx, job); !errors.Is(err, context.Canceled) || !c.dead() {
 				t.Fatalf("crashed run: %v", err)
 			}
 			if _, err := (&engine.Runner{State: state}).Run(context.Background(), job); err != nil {
@@ -401,9 +389,9 @@ func TestBadRowsBudget(t *testing.T) {
 	}
 }
 
-// A source with no key (Parquet files, planned as file ranges) restarts an
-// interrupted partition from its beginning: the sink drops the partition's
-// committed parts first, so nothing is doubled.
+// A source with no key (Parquet files, planned as file ranges) resumes an
+// interrupted partition from the file and row its sink's record names, so
+// nothing is doubled or lost.
 func TestResumeKeylessFileRanges(t *testing.T) {
 	src := sqliteEndpoint(t)
 	src.fill(t, fixtureRows)
@@ -423,12 +411,11 @@ func TestResumeKeylessFileRanges(t *testing.T) {
 	}
 	job.Normalize()
 	state := newState(t)
-	// The first partition to finish commits its part file, then "dies"
-	// before its checkpoint says so.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	crash := &crashBeforeCheckpoint{State: state, cancel: cancel, n: 1}
-	if _, err := (&engine.Runner{State: crash}).Run(ctx, job); !errors.Is(err, context.Canceled) {
+	// A partition commits a part file, then "dies" before its checkpoint
+	// says so.
+	job.CommitRows = 1000
+	crashing, ctx, c := crashAt(state, "save", 4)
+	if _, err := (&engine.Runner{State: crashing}).Run(ctx, job); !errors.Is(err, context.Canceled) || !c.dead() {
 		t.Fatalf("crashed run: %v", err)
 	}
 	if committed := dst.checksum(t); committed.Rows == 0 {
@@ -505,5 +492,47 @@ func TestRestartAbandonsTheUnfinishedRun(t *testing.T) {
 	}
 	if got, want := dst.checksum(t), src.checksum(t); got != want {
 		t.Fatalf("sink %v, source %v", got, want)
+	}
+}
+
+// The bad-row budget belongs to the run, not to the process: a run resumed
+// after an interruption counts the rows its earlier attempts set aside, and
+// fails once all of them together pass bad_rows.max.
+func TestResumedRunKeepsItsBadRowBudget(t *testing.T) {
+	src, dst := pgEndpoint(t), mysqlEndpoint(t)
+	src.fill(t, fixtureRows)
+	src.exec(t, `UPDATE orders SET name = repeat('x', 50) WHERE id IN (500, 5000, 8000, 11000, 14000, 17000)`)
+	dst.exec(t, `CREATE TABLE orders (id BIGINT PRIMARY KEY, name VARCHAR(20), amount DECIMAL(12,2), created TIMESTAMP(6) NULL, flag BOOLEAN, updated_at BIGINT)`)
+	job := copyJob(src, dst, connectors.Append)
+	job.Sink.CreateTable = false
+	job.Parallelism = 1
+	job.BadRows = engine.BadRowsSpec{Max: 5, RejectFile: filepath.Join(t.TempDir(), "rejects.jsonl")}
+	state := newState(t)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	bad := map[string]int64{}
+	r := &engine.Runner{State: state, Progress: func(p engine.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		bad[p.Partition] = max(bad[p.Partition], p.BadRows)
+		var total int64
+		for _, n := range bad {
+			total += n
+		}
+		if total >= 3 {
+			cancel()
+		}
+	}}
+	if _, err := r.Run(ctx, job); !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: %v; want it interrupted after 3 bad rows", err)
+	}
+	run, err := (&engine.Runner{State: state}).Run(context.Background(), job)
+	if !errors.Is(err, engine.ErrBudgetExceeded) {
+		t.Fatalf("resumed run: %v; want the budget of 5 exceeded by the 6 bad rows of both attempts", err)
+	}
+	if run.BadRows != 5 {
+		t.Fatalf("the failed run set aside %d rows, want the 5 of its budget", run.BadRows)
 	}
 }

@@ -17,10 +17,11 @@ import (
 	"github.com/datashift/datashift/partitioner"
 )
 
-// Runner runs whole jobs on one process: plan, prepare the sink, run every
-// partition with Job.Parallelism workers, record the outcome. A run that was
-// interrupted (killed, crashed) is found in State and continues from its
-// checkpoints with the same plan.
+// Runner runs whole jobs on one process, through the steps of a run's
+// lifecycle: plan (or resume) → prepare the sink → take and execute each
+// partition → finish. Every step goes through State, so a run that was
+// interrupted (killed, crashed) is found there and continues from what its
+// sink committed, with the same plan.
 type Runner struct {
 	State State
 	// Progress, if set, receives every partition's progress.
@@ -36,6 +37,12 @@ type Runner struct {
 	// Restart abandons the job's unfinished or failed run and starts a new
 	// one, instead of continuing it.
 	Restart bool
+	// Owner names this process as the holder of the partitions it takes;
+	// "" is "local".
+	Owner string
+	// Sleep and Now are the clock; nil: the real one.
+	Sleep func(ctx context.Context, d time.Duration) error
+	Now   func() time.Time
 }
 
 // Check opens the job's source and sink to refuse, before anything runs,
@@ -109,8 +116,8 @@ func (r *Runner) Run(ctx context.Context, job *Job) (*RunRecord, error) {
 	log := r.logger()
 	var run *RunRecord
 	var parts []PartitionRecord
-	err := retry(ctx, job.Retries, sleepCtx, r.logRetry(job, "plan"), func() (err error) {
-		run, parts, err = r.startOrResume(ctx, job)
+	err := retry(ctx, job.Retries, r.sleep, r.logRetry(job, "plan"), func() (err error) {
+		run, parts, err = r.planOrResume(ctx, job)
 		return err
 	})
 	if err != nil {
@@ -121,22 +128,16 @@ func (r *Runner) Run(ctx context.Context, job *Job) (*RunRecord, error) {
 		r.OnPlan(run, parts)
 	}
 
-	var release func()
-	if job.Snapshot {
-		// A snapshot lives as long as the process that exported it holds it
-		// open, so a resumed run takes a new one: the partitions done before
-		// the interruption saw the old one (said in the log).
-		if run.Snapshot != "" {
-			log.Warn("resumed run takes a new snapshot", "job", job.Name, "run", run.ID, "old", run.Snapshot)
-		}
-		if release, err = r.exportSnapshot(ctx, job, run); err != nil {
-			return nil, err
-		}
-		defer release()
+	var used int64
+	for _, p := range parts {
+		used += p.Checkpoint.BadRows
+	}
+	if used > job.BadRows.Max {
+		return r.finish(job, run, fmt.Errorf("%w: the run has set aside %d bad rows already, bad_rows.max is %d", ErrBudgetExceeded, used, job.BadRows.Max))
 	}
 
 	if !run.Prepared {
-		err := retry(ctx, job.Retries, sleepCtx, r.logRetry(job, "prepare sink"), func() error { return prepareSink(ctx, job) })
+		err := retry(ctx, job.Retries, r.sleep, r.logRetry(job, "prepare sink"), func() error { return prepareSink(ctx, job) })
 		if err != nil {
 			return r.finish(job, run, fmt.Errorf("prepare sink: %w", err))
 		}
@@ -146,7 +147,21 @@ func (r *Runner) Run(ctx context.Context, job *Job) (*RunRecord, error) {
 		}
 	}
 
-	exec := &Executor{Checkpoints: r.State, Progress: r.Progress, Budget: NewBudget(job.BadRows.Max)}
+	if job.Snapshot {
+		// A snapshot lives as long as the process that exported it holds it
+		// open, so a resumed run takes a new one: the partitions done before
+		// the interruption saw the old one (said in the log).
+		if run.Snapshot != "" {
+			log.Warn("resumed run takes a new snapshot", "job", job.Name, "run", run.ID, "old", run.Snapshot)
+		}
+		release, err := r.exportSnapshot(ctx, job, run)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
+
+	exec := &Executor{Progress: r.Progress, Budget: NewBudget(job.BadRows.Max, used), Sleep: r.Sleep, Now: r.Now}
 	if job.RateLimit.RowsPerSecond > 0 {
 		exec.Limiter = rate.NewLimiter(rate.Limit(job.RateLimit.RowsPerSecond), int(min(job.RateLimit.RowsPerSecond, int64(job.BatchRows))))
 	}
@@ -167,45 +182,56 @@ func (r *Runner) Run(ctx context.Context, job *Job) (*RunRecord, error) {
 	return r.finish(job, run, runErr)
 }
 
-func (r *Runner) startOrResume(ctx context.Context, job *Job) (*RunRecord, []PartitionRecord, error) {
+// planOrResume is the plan step: it continues the job's unfinished run
+// (after checking it still fits the job) or plans a new one.
+func (r *Runner) planOrResume(ctx context.Context, job *Job) (*RunRecord, []PartitionRecord, error) {
 	run, err := r.State.ActiveRun(ctx, job.Name)
 	switch {
 	case err == nil && r.Restart:
-		run.State, run.Finished = RunAbandoned, time.Now().UTC()
-		if err := r.State.FinishRun(ctx, run); err != nil {
-			return nil, nil, fmt.Errorf("job %q: abandon run %s: %w", job.Name, run.ID, err)
+		if err := r.abandon(ctx, job, run); err != nil {
+			return nil, nil, err
 		}
-		r.logger().Warn("abandoned the unfinished run; its rows stay in the sink", "job", job.Name, "run", run.ID)
 	case err == nil:
-		if run.State == RunFailed {
-			// Continue it: its done partitions stay done, the others
-			// resume from their checkpoints.
-			r.logger().Info("continuing the failed run", "job", job.Name, "run", run.ID, "error", run.Error)
-			run.State, run.Error, run.Finished = RunRunning, "", time.Time{}
-			if err := r.State.UpdateRun(ctx, run); err != nil {
-				return nil, nil, err
-			}
-		}
-		parts, err := r.State.Partitions(ctx, job.Name, run.ID)
-		return run, parts, err
+		return r.resume(ctx, job, run)
 	case !errors.Is(err, ErrNotFound):
 		return nil, nil, fmt.Errorf("job %q: read active run: %w", job.Name, err)
 	}
+	return r.newRun(ctx, job)
+}
 
-	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, nil))
+// newRun plans a run: the incremental window, the pinned inputs and the
+// partitions, all from one opening of the source.
+func (r *Runner) newRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRecord, error) {
+	pin := job.Pin()
+	run := &RunRecord{Job: job.Name, ID: NewRunID(r.now()), State: RunRunning, Started: r.now(), SpecHash: pin.Hash(), Spec: pin}
+	cfg := sourceConfig(job, nil)
+	if job.Incremental != nil {
+		hw, err := r.State.HighWater(ctx, job.Name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("job %q: read high-water mark: %w", job.Name, err)
+		}
+		run.CursorAfter = hw
+		// Plan the rows past the mark: the window's upper end is not known
+		// before the source is open, and rows arriving meanwhile only make
+		// the estimates a little high.
+		cfg.Cursor = &connectors.CursorWindow{Column: job.Incremental.Cursor}
+		if hw != nil {
+			cfg.Cursor.After = hw[0]
+		}
+	}
+	src, err := connectors.OpenSource(ctx, job.Source.Type, cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("job %q: open source: %w", job.Name, err)
 	}
 	defer src.Close()
-	run = &RunRecord{Job: job.Name, ID: NewRunID(time.Now()), State: RunRunning, Started: time.Now().UTC()}
-	if inc := job.Incremental; inc != nil {
-		if err := r.cursorWindow(ctx, job, src, run); err != nil {
-			return nil, nil, err
+	if fs, ok := src.(connectors.FileSet); ok {
+		if run.Inputs, err = fs.Files(ctx); err != nil {
+			return nil, nil, fmt.Errorf("job %q: list input files: %w", job.Name, err)
 		}
-		// Plan only the rows of this run's window.
-		src.Close()
-		if src, err = connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, run)); err != nil {
-			return nil, nil, fmt.Errorf("job %q: open source: %w", job.Name, err)
+	}
+	if job.Incremental != nil {
+		if err := cursorUpTo(ctx, job, src, run); err != nil {
+			return nil, nil, err
 		}
 	}
 	plan, err := planSource(ctx, job, src, r.MaxPartitions)
@@ -215,7 +241,7 @@ func (r *Runner) startOrResume(ctx context.Context, job *Job) (*RunRecord, []Par
 	if err := plan.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("job %q: plan: %w", job.Name, err)
 	}
-	run.Scheme, run.Reason = plan.Scheme, plan.Reason
+	run.Scheme, run.Reason, run.PlanKey = plan.Scheme, plan.Reason, plan.Key
 	parts := make([]PartitionRecord, len(plan.Partitions))
 	for i, p := range plan.Partitions {
 		parts[i] = PartitionRecord{ID: p.ID, Range: p.Range, EstRows: p.EstRows, State: Pending}
@@ -226,33 +252,106 @@ func (r *Runner) startOrResume(ctx context.Context, job *Job) (*RunRecord, []Par
 	return run, parts, nil
 }
 
-// cursorWindow fixes this run's incremental window: past the job's
-// high-water mark, up to the greatest cursor value now. Fixing the upper
-// end keeps rows that arrive during the run for the next run, whole.
-func (r *Runner) cursorWindow(ctx context.Context, job *Job, src connectors.Source, run *RunRecord) error {
+// cursorUpTo fixes the upper end of this run's incremental window at the
+// greatest cursor value now: rows that arrive during the run are left for
+// the next run, whole.
+func cursorUpTo(ctx context.Context, job *Job, src connectors.Source, run *RunRecord) error {
 	cs, ok := src.(connectors.CursorSource)
 	if !ok {
 		return &SpecError{Job: job.Name, Field: "incremental", Reason: fmt.Sprintf("source type %q does not support incremental syncs", job.Source.Type)}
-	}
-	hw, err := r.State.HighWater(ctx, job.Name)
-	if err != nil {
-		return fmt.Errorf("job %q: read high-water mark: %w", job.Name, err)
 	}
 	upTo, err := cs.MaxCursor(ctx, job.Incremental.Cursor)
 	if err != nil {
 		return fmt.Errorf("job %q: incremental.cursor %q: %w", job.Name, job.Incremental.Cursor, err)
 	}
-	run.CursorAfter = hw
-	if upTo == nil {
-		upTo = nil
-		if hw != nil {
-			upTo = hw[0]
-		}
-	}
-	if upTo != nil {
+	switch {
+	case upTo != nil:
 		run.CursorUpTo = connectors.Key{upTo}
+	case run.CursorAfter != nil:
+		run.CursorUpTo = run.CursorAfter // no rows at all: an empty window
 	}
 	return nil
+}
+
+// resume continues an unfinished run once it is sure the run still means
+// what it meant: the same pinned spec, the same input files, a valid plan.
+func (r *Runner) resume(ctx context.Context, job *Job, run *RunRecord) (*RunRecord, []PartitionRecord, error) {
+	if pin := job.Pin(); run.SpecHash != pin.Hash() {
+		return nil, nil, &PinError{Job: job.Name, Run: run.ID, Changes: run.Spec.Changes(pin)}
+	}
+	if len(run.Inputs) > 0 {
+		if err := checkInputs(ctx, job, run); err != nil {
+			return nil, nil, err
+		}
+	}
+	parts, err := r.State.Partitions(ctx, job.Name, run.ID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("job %q: read partitions of run %s: %w", job.Name, run.ID, err)
+	}
+	plan := partitioner.Plan{Scheme: run.Scheme, Key: run.PlanKey}
+	for _, p := range parts {
+		plan.Partitions = append(plan.Partitions, partitioner.Partition{ID: p.ID, Range: p.Range, EstRows: p.EstRows})
+	}
+	if err := plan.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("job %q: the plan of run %s does not hold: %w", job.Name, run.ID, err)
+	}
+	if run.State == RunFailed {
+		// Continue it: its done partitions stay done, the others resume
+		// from what their sink committed.
+		r.logger().Info("continuing the failed run", "job", job.Name, "run", run.ID, "error", run.Error)
+		run.State, run.Error, run.Finished = RunRunning, "", time.Time{}
+		if err := r.State.UpdateRun(ctx, run); err != nil {
+			return nil, nil, err
+		}
+	}
+	return run, parts, nil
+}
+
+func checkInputs(ctx context.Context, job *Job, run *RunRecord) error {
+	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, run))
+	if err != nil {
+		return fmt.Errorf("job %q: open source: %w", job.Name, err)
+	}
+	defer src.Close()
+	fs, ok := src.(connectors.FileSet)
+	if !ok {
+		return &PinError{Job: job.Name, Run: run.ID, Changes: []string{"the source no longer lists input files"}}
+	}
+	now, err := fs.Files(ctx)
+	if err != nil {
+		return fmt.Errorf("job %q: list input files: %w", job.Name, err)
+	}
+	if changes := inputChanges(run.Inputs, now); len(changes) > 0 {
+		return &PinError{Job: job.Name, Run: run.ID, Changes: changes}
+	}
+	return nil
+}
+
+// abandon gives up the job's unfinished run on purpose; its rows stay in
+// the sink, its commit records go.
+func (r *Runner) abandon(ctx context.Context, job *Job, run *RunRecord) error {
+	run.State, run.Finished = RunAbandoned, r.now()
+	if err := r.State.FinishRun(ctx, run); err != nil {
+		return fmt.Errorf("job %q: abandon run %s: %w", job.Name, run.ID, err)
+	}
+	r.logger().Warn("abandoned the unfinished run; its rows stay in the sink", "job", job.Name, "run", run.ID)
+	r.forget(ctx, job, run)
+	return nil
+}
+
+// forget drops a run's commit records from the sink once nothing will
+// resume it. Failing costs only a few rows in the commit table: logged.
+func (r *Runner) forget(ctx context.Context, job *Job, run *RunRecord) {
+	sink, err := connectors.OpenSink(ctx, job.Sink.Type, sinkConfig(job))
+	if err == nil {
+		defer sink.Close()
+		if log, ok := sink.(connectors.CommitLog); ok {
+			err = log.Forget(ctx, job.Name, run.ID)
+		}
+	}
+	if err != nil {
+		r.logger().Warn("could not drop the run's commit records from the sink", "job", job.Name, "run", run.ID, "err", err)
+	}
 }
 
 func (r *Runner) exportSnapshot(ctx context.Context, job *Job, run *RunRecord) (func(), error) {
@@ -279,6 +378,8 @@ func (r *Runner) exportSnapshot(ctx context.Context, job *Job, run *RunRecord) (
 	return func() { release(); src.Close() }, nil
 }
 
+// prepareSink is the prepare step: the sink's table (and commit log) made
+// ready from the source's schema, and emptied in truncate mode.
 func prepareSink(ctx context.Context, job *Job) error {
 	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, nil))
 	if err != nil {
@@ -297,6 +398,9 @@ func prepareSink(ctx context.Context, job *Job) error {
 	return sink.Prepare(ctx, schema, job.Sink.Mode == connectors.Truncate)
 }
 
+// runPartitions is the execute step on this process: Job.Parallelism
+// workers, each taking a partition under a lease, executing it and
+// recording its outcome, as a cluster's leader and workers do between them.
 func (r *Runner) runPartitions(ctx context.Context, job *Job, run *RunRecord, parts []PartitionRecord, exec *Executor) error {
 	todo := make(chan string)
 	var wg sync.WaitGroup
@@ -309,15 +413,17 @@ func (r *Runner) runPartitions(ctx context.Context, job *Job, run *RunRecord, pa
 		go func() {
 			defer wg.Done()
 			for id := range todo {
-				if err := exec.Execute(ctx, Task{Job: job, Run: run, Partition: id}); err != nil && ctx.Err() == nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("partition %s: %w", id, err)
-					}
-					mu.Unlock()
-					if errors.Is(err, ErrBudgetExceeded) || !connectors.IsTransient(err) {
-						cancel() // the run has failed; stop the rest
-					}
+				err := r.runPartition(ctx, job, run, id, exec)
+				if err == nil || ctx.Err() != nil {
+					continue
+				}
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("partition %s: %w", id, err)
+				}
+				mu.Unlock()
+				if errors.Is(err, ErrBudgetExceeded) || !connectors.IsTransient(err) {
+					cancel() // the run has failed; stop the rest
 				}
 			}
 		}()
@@ -336,7 +442,38 @@ func (r *Runner) runPartitions(ctx context.Context, job *Job, run *RunRecord, pa
 	return firstErr
 }
 
-// finish totals the partitions and records the run's outcome.
+func (r *Runner) runPartition(ctx context.Context, job *Job, run *RunRecord, id string, exec *Executor) error {
+	lease, part, err := r.State.TakePartition(ctx, job.Name, run.ID, id, r.owner())
+	if err != nil {
+		return connectors.Transient(fmt.Errorf("take partition: %w", err))
+	}
+	_, err = exec.Execute(ctx, Task{Job: job, Run: run, Partition: part, Lease: lease})
+	// The outcome is recorded with a context of its own: the run's may be
+	// the one that ended.
+	endCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var end error
+	switch {
+	case errors.Is(err, ErrLeaseLost):
+		// Someone else holds the partition now; what it becomes is theirs
+		// to record.
+		return err
+	case ctx.Err() != nil:
+		end = r.State.EndPartition(endCtx, job.Name, run.ID, id, lease.Epoch(), Pending, "interrupted")
+	case err != nil:
+		end = r.State.EndPartition(endCtx, job.Name, run.ID, id, lease.Epoch(), Failed, err.Error())
+	default:
+		end = r.State.EndPartition(endCtx, job.Name, run.ID, id, lease.Epoch(), Done, "")
+	}
+	if err == nil && end != nil {
+		return connectors.Transient(fmt.Errorf("record partition done: %w", end))
+	}
+	return err
+}
+
+// finish is the finish step: it totals the partitions and records the run's
+// outcome, drops a finished run's commit records from the sink and calls
+// the job's callbacks.
 func (r *Runner) finish(job *Job, run *RunRecord, runErr error) (*RunRecord, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -358,15 +495,19 @@ func (r *Runner) finish(job *Job, run *RunRecord, runErr error) (*RunRecord, err
 			runErr = fmt.Errorf("%w: %d of %d rows (%.4f) exceed bad_rows.ratio %.4f", ErrBudgetExceeded, run.BadRows, run.Rows+run.BadRows, ratio, job.BadRows.Ratio)
 		}
 	}
-	run.Finished = time.Now().UTC()
+	run.Finished = r.now()
 	run.State = RunSucceeded
 	if runErr != nil {
 		run.State = RunFailed
 		run.Error = runErr.Error()
 		runErr = fmt.Errorf("job %q run %s failed: %w", job.Name, run.ID, runErr)
 	}
-	if err := r.State.FinishRun(ctx, run); err != nil && runErr == nil {
-		runErr = fmt.Errorf("job %q: record run: %w", job.Name, err)
+	if err := r.State.FinishRun(ctx, run); err != nil {
+		if runErr == nil {
+			runErr = fmt.Errorf("job %q: record run: %w", job.Name, err)
+		}
+	} else if run.State == RunSucceeded {
+		r.forget(ctx, job, run)
 	}
 	if len(job.Callbacks) > 0 {
 		cbCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -375,7 +516,7 @@ func (r *Runner) finish(job *Job, run *RunRecord, runErr error) (*RunRecord, err
 		if client == nil {
 			client = &http.Client{Timeout: 10 * time.Second}
 		}
-		if err := NotifyCallbacks(cbCtx, client, job, run, sleepCtx); err != nil {
+		if err := NotifyCallbacks(cbCtx, client, job, run, r.sleep); err != nil {
 			r.logger().Warn("callbacks", "job", job.Name, "run", run.ID, "err", err)
 		}
 	}
@@ -391,6 +532,27 @@ func (r *Runner) logger() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return r.Log
+}
+
+func (r *Runner) owner() string {
+	if r.Owner == "" {
+		return "local"
+	}
+	return r.Owner
+}
+
+func (r *Runner) sleep(ctx context.Context, d time.Duration) error {
+	if r.Sleep != nil {
+		return r.Sleep(ctx, d)
+	}
+	return sleepCtx(ctx, d)
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now().UTC()
+	}
+	return time.Now().UTC()
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/partitioner"
 )
 
 // Partition states.
@@ -29,33 +30,46 @@ const (
 	RunAbandoned = "abandoned"
 )
 
-// Checkpoint is how far a partition got: every row of its range with a key
-// up to LastKey is committed in the sink, and nothing past it is (after the
-// sink's resume cleanup). It is saved after each sink commit.
+// Checkpoint is a partition's progress as its worker last saved it, after
+// each sink commit, under the partition's lease. The sink's commit record
+// (connectors.CommitRecord) is the truth about what is committed; the
+// checkpoint mirrors it for people and for placement, and an executor that
+// finds the two apart takes the sink's.
 type Checkpoint struct {
-	LastKey   connectors.Key `json:"last_key,omitempty"`
-	Rows      int64          `json:"rows"`
-	Bytes     int64          `json:"bytes"`
-	SinkState []byte         `json:"sink_state,omitempty"`
+	// Position is where the read stands: the last key committed, or for a
+	// keyless partition the source's read position (see
+	// connectors.PositionReader). Nil: nothing committed yet.
+	Position connectors.Key `json:"position,omitempty"`
+	Rows     int64          `json:"rows"`
+	Bytes    int64          `json:"bytes"`
+	BadRows  int64          `json:"bad_rows,omitempty"`
+	Commits  int64          `json:"commits,omitempty"`
 	// Started is set before the first write of the first attempt: from then
-	// on the sink may hold rows of this partition, so a new attempt must
-	// clean up first.
-	Started bool   `json:"started,omitempty"`
-	BadRows int64  `json:"bad_rows,omitempty"`
-	Commits int64  `json:"commits,omitempty"`
-	Updated string `json:"updated,omitempty"`
+	// on the sink may hold rows of this partition.
+	Started bool `json:"started,omitempty"`
+	// Done is set once the partition's last commit is in.
+	Done    bool      `json:"done,omitempty"`
+	Updated time.Time `json:"updated,omitzero"`
 }
 
-// PartitionRecord is a partition of a run as the coordinator store keeps it.
+// PartitionRecord is a partition of a run as its leader keeps it: what it
+// covers and who holds it. The worker's progress is kept apart (Checkpoint),
+// so that the leader's writes and the worker's never overwrite each other.
 type PartitionRecord struct {
-	ID         string           `json:"id"`
-	Range      connectors.Range `json:"range"`
-	EstRows    int64            `json:"est_rows"`
-	State      string           `json:"state"`
-	Owner      string           `json:"owner,omitempty"`
-	Attempts   int              `json:"attempts"`
-	Error      string           `json:"error,omitempty"`
-	Checkpoint Checkpoint       `json:"checkpoint"`
+	ID      string           `json:"id"`
+	Range   connectors.Range `json:"range"`
+	EstRows int64            `json:"est_rows"`
+	State   string           `json:"state"`
+	Owner   string           `json:"owner,omitempty"`
+	// Attempts counts the times the partition was taken.
+	Attempts int `json:"attempts"`
+	// Lease is the epoch of the partition's latest lease: each take gives a
+	// greater one, and a sink's commit records carry it.
+	Lease int64  `json:"lease,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Checkpoint is the worker's latest progress; State.Partitions and
+	// TakePartition fill it in from where it is kept.
+	Checkpoint Checkpoint `json:"-"`
 }
 
 // RunRecord is one run of a job.
@@ -64,12 +78,21 @@ type RunRecord struct {
 	ID       string    `json:"id"`
 	State    string    `json:"state"`
 	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished,omitempty"`
+	Finished time.Time `json:"finished,omitzero"`
+	// SpecHash and Spec pin the run to the spec it was planned with (see
+	// SpecPin); Inputs to the files a file source planned. A resume under
+	// anything else is refused.
+	SpecHash string                `json:"spec_hash"`
+	Spec     SpecPin               `json:"spec"`
+	Inputs   []connectors.FileInfo `json:"inputs,omitempty"`
 	// Prepared is set once the sink is prepared (created, truncated), so a
 	// resumed run does not truncate what earlier attempts wrote.
 	Prepared bool   `json:"prepared,omitempty"`
 	Scheme   string `json:"scheme"`
 	Reason   string `json:"reason"`
+	// PlanKey is the plan's key (with nullability), to validate the plan
+	// again when the run is resumed.
+	PlanKey []partitioner.KeyColumn `json:"plan_key,omitempty"`
 	// Cursor is the incremental window of this run: rows with
 	// After < cursor <= UpTo. UpTo becomes the job's high-water mark when
 	// the run succeeds.
@@ -86,18 +109,29 @@ type RunRecord struct {
 // not exist.
 var ErrNotFound = errors.New("not found")
 
-// Checkpoints is what an executor needs: its partition's record, read at the
-// start of an attempt and saved after each commit.
-type Checkpoints interface {
-	LoadPartition(ctx context.Context, job, run, id string) (PartitionRecord, error)
-	SavePartition(ctx context.Context, job, run string, p PartitionRecord) error
+// ErrLeaseLost is returned once a partition's lease has been taken over:
+// by a fenced checkpoint save, by a sink whose record carries a newer lease.
+// It is never retried.
+var ErrLeaseLost = connectors.ErrLeaseLost
+
+// Lease is a partition held for execution. An executor writes nothing to
+// the coordinator store but through it.
+type Lease interface {
+	// Epoch numbers the partition's leases; see PartitionRecord.Lease.
+	Epoch() int64
+	// Save stores cp as the partition's progress while the lease is held.
+	// Once it has been taken over, Save writes nothing and returns an
+	// error wrapping ErrLeaseLost.
+	Save(ctx context.Context, cp Checkpoint) error
+	// Check returns an error wrapping ErrLeaseLost once the lease has been
+	// taken over, nil while it is held.
+	Check(ctx context.Context) error
 }
 
-// State is what a run of a whole job needs on top of checkpoints: the run
-// record with its plan, and the job's incremental high-water mark. The
-// coordinator implements it over ZooKeeper or the embedded store.
+// State is what a run of a whole job needs: the run record with its plan,
+// partitions taken under leases, and the job's incremental high-water mark.
+// The coordinator implements it over ZooKeeper or the embedded store.
 type State interface {
-	Checkpoints
 	// ActiveRun returns the job's unfinished run (running or failed), or
 	// ErrNotFound.
 	ActiveRun(ctx context.Context, job string) (*RunRecord, error)
@@ -105,6 +139,15 @@ type State interface {
 	CreateRun(ctx context.Context, run *RunRecord, parts []PartitionRecord) error
 	UpdateRun(ctx context.Context, run *RunRecord) error
 	Partitions(ctx context.Context, job, run string) ([]PartitionRecord, error)
+	// TakePartition gives a partition to owner under a new lease (Running,
+	// one more attempt) and returns the lease with the partition as it now
+	// is, its last checkpoint included.
+	TakePartition(ctx context.Context, job, run, id, owner string) (Lease, PartitionRecord, error)
+	// EndPartition records what became of a partition under lease epoch:
+	// Done, Failed (with the reason), or Pending (given back, to be taken
+	// again). Once another lease holds it, it writes nothing and returns an
+	// error wrapping ErrLeaseLost: the outcome is the new holder's to tell.
+	EndPartition(ctx context.Context, job, run, id string, epoch int64, state, reason string) error
 	// FinishRun records the run's outcome in the history. A succeeded or
 	// abandoned run's active state is dropped (on success with a cursor
 	// window the high-water mark moves to run.CursorUpTo in the same step);

@@ -5,6 +5,7 @@ package integration
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/rand"
 	"os"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/datashift/datashift/connectors"
 	_ "github.com/datashift/datashift/connectors/all"
+	"github.com/datashift/datashift/coordinator"
+	"github.com/datashift/datashift/coordinator/store/embedded"
 	"github.com/datashift/datashift/engine"
 	"github.com/datashift/datashift/internal/demodata"
 	"github.com/datashift/datashift/internal/testenv"
@@ -59,17 +62,26 @@ func pgExec(t *testing.T, dsn string, stmts ...string) {
 
 // killAndResume starts `datashift run` on job, SIGKILLs it at random
 // moments kills times, then lets it finish, and returns how many kills
-// landed while it was still copying.
+// landed while it was still copying. Each start gets its state folder from
+// --state.
 func killAndResume(t *testing.T, job string, kills int) int {
 	t.Helper()
-	bin := binary(t)
-	state := filepath.Join(t.TempDir(), "state.db")
+	state := filepath.Join(t.TempDir(), "state")
+	return killAndResumeWith(t, kills, func(int) *exec.Cmd {
+		return exec.Command(binary(t), "run", job, "--state", state, "-q")
+	})
+}
+
+// killAndResumeWith is killAndResume with the i-th start made by start
+// (the last, i == kills, runs to its end).
+func killAndResumeWith(t *testing.T, kills int, start func(i int) *exec.Cmd) int {
+	t.Helper()
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewSource(seed))
 	landed := 0
 	for i := 0; i < kills; i++ {
-		cmd := exec.Command(bin, "run", job, "--state", state, "-q")
+		cmd := start(i)
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
@@ -90,7 +102,8 @@ func killAndResume(t *testing.T, job string, kills int) int {
 			landed++
 		}
 	}
-	out, err := exec.Command(bin, "run", job, "--state", state, "-q").CombinedOutput()
+	cmd := start(kills)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("final run: %v\n%s", err, out)
 	}
@@ -180,5 +193,217 @@ rate_limit: {rows_per_second: 60000}
 	}
 	if got != want || got.Rows != rows {
 		t.Fatalf("after %d kills: sink %v, source %v", landed, got, want)
+	}
+}
+
+// The target already holds rows the job did not write, with ids inside the
+// source's key range and outside it. An append job killed and resumed
+// leaves them as they were and adds every source row once: a resume reads
+// on from the sink's commit record and deletes nothing.
+func TestKillAppendLeavesEarlierRows(t *testing.T) {
+	const rows, earlier = 200000, 1500
+	src := testenv.Postgres(t)
+	pgExec(t, src, `CREATE TABLE orders (id bigint PRIMARY KEY, name text, amount numeric(12,2), created timestamptz)`,
+		fmt.Sprintf(`INSERT INTO orders SELECT g, 'name ' || g, g / 100.0, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 minute' FROM generate_series(1, %d) g`, rows))
+	want := checksum(t, "postgres", connectors.SourceConfig{DSN: src, Table: "orders"})
+	sinks := []struct {
+		typ, dsn string
+		ddl      string
+		fill     string
+	}{
+		{typ: "postgres", dsn: testenv.Postgres(t),
+			ddl:  `CREATE TABLE orders (id bigint, name text, amount numeric(12,2), created timestamptz)`,
+			fill: fmt.Sprintf(`INSERT INTO orders SELECT CASE WHEN g <= 1000 THEN g * 150 ELSE %d + g END, 'earlier ' || g, g, timestamptz '2020-01-01 00:00:00+00' + g * interval '1 second' FROM generate_series(1, %d) g`, rows, earlier)},
+		{typ: "mysql", dsn: testenv.MySQL(t),
+			ddl:  `CREATE TABLE orders (id BIGINT, name LONGTEXT, amount DECIMAL(12,2), created TIMESTAMP(6) NULL) CHARACTER SET utf8mb4`,
+			fill: fmt.Sprintf(`INSERT INTO orders SELECT IF(seq <= 1000, seq * 150, %d + seq), CONCAT('earlier ', seq), seq, TIMESTAMP '2020-01-01 00:00:00' + INTERVAL seq SECOND FROM seq_1_to_%d`, rows, earlier)},
+	}
+	for _, sk := range sinks {
+		t.Run(sk.typ, func(t *testing.T) {
+			if sk.typ == "postgres" {
+				pgExec(t, sk.dsn, sk.ddl, sk.fill)
+			} else {
+				mysqlExec(t, sk.dsn, sk.ddl, sk.fill)
+			}
+			before := checksum(t, sk.typ, connectors.SourceConfig{DSN: sk.dsn, Table: "orders"})
+			job := writeJob(t, fmt.Sprintf(`
+name: kill-append-%s
+source: {type: postgres, dsn: %q, table: orders, key: [id]}
+sink: {type: %s, dsn: %q, table: orders, mode: append}
+partitions: {target_rows: 25000}
+commit_rows: 5000
+batch_rows: 2000
+parallelism: 4
+rate_limit: {rows_per_second: 60000}
+`, sk.typ, src, sk.typ, sk.dsn))
+			if landed := killAndResume(t, job, 3); landed == 0 {
+				t.Fatal("no kill landed while copying: the test did not test resuming")
+			}
+			got := checksum(t, sk.typ, connectors.SourceConfig{DSN: sk.dsn, Table: "orders"})
+			if got.Rows != want.Rows+before.Rows || got.Sum != want.Sum+before.Sum {
+				t.Fatalf("sink %v, want the source %v plus the %v it held", got, want, before)
+			}
+			kept := checksum(t, sk.typ, connectors.SourceConfig{DSN: sk.dsn, Query: `SELECT * FROM orders WHERE name LIKE 'earlier %'`})
+			if kept != before {
+				t.Fatalf("the rows the job did not write are now %v, were %v", kept, before)
+			}
+		})
+	}
+}
+
+// Sources without a key — a PostgreSQL table without a primary key (read
+// by ctid pages), a Parquet dataset and a CSV directory (read by file and
+// row) — resume mid-way after a kill, in append and truncate mode alike.
+func TestKillKeylessSources(t *testing.T) {
+	const rows = 200000
+	dir := t.TempDir()
+	sqliteSrc := filepath.Join(dir, "src.sqlite")
+	if err := demodata.Generate(context.Background(), sqliteSrc, rows); err != nil {
+		t.Fatal(err)
+	}
+	// The file datasets, several part files each, and the keyless table are
+	// made from the same rows.
+	for _, typ := range []string{"parquet", "csv"} {
+		job := &engine.Job{
+			Name:       "make-" + typ,
+			Source:     engine.SourceSpec{Type: "sqlite", DSN: sqliteSrc, Table: "orders", Key: []string{"id"}},
+			Sink:       engine.SinkSpec{Type: typ, DSN: filepath.Join(dir, typ), Mode: connectors.Append},
+			Partitions: engine.PartitionSpec{TargetRows: 20000},
+		}
+		runInProcess(t, job)
+	}
+	pg := testenv.Postgres(t)
+	pgExec(t, pg, `CREATE TABLE heap (id bigint, customer text, status text, amount numeric(12,2), created timestamp, note text)`)
+	runInProcess(t, &engine.Job{
+		Name:   "make-heap",
+		Source: engine.SourceSpec{Type: "sqlite", DSN: sqliteSrc, Table: "orders", Key: []string{"id"}},
+		Sink:   engine.SinkSpec{Type: "postgres", DSN: pg, Table: "heap", Mode: connectors.Append},
+	})
+	sources := []struct {
+		name, spec string
+		cfg        connectors.SourceConfig
+		typ        string
+	}{
+		{"postgres-heap", fmt.Sprintf(`{type: postgres, dsn: %q, table: heap}`, pg), connectors.SourceConfig{DSN: pg, Table: "heap"}, "postgres"},
+		{"parquet", fmt.Sprintf(`{type: parquet, dsn: %q}`, filepath.Join(dir, "parquet")), connectors.SourceConfig{DSN: filepath.Join(dir, "parquet")}, "parquet"},
+		{"csv", fmt.Sprintf(`{type: csv, dsn: %q}`, filepath.Join(dir, "csv")), connectors.SourceConfig{DSN: filepath.Join(dir, "csv")}, "csv"},
+	}
+	for _, src := range sources {
+		want, err := engine.TableChecksum(context.Background(), src.typ, src.cfg, nil)
+		if err != nil || want.Rows != rows {
+			t.Fatalf("source %s: %v, %v", src.name, want, err)
+		}
+		for _, mode := range []string{"append", "truncate"} {
+			t.Run(src.name+"/"+mode, func(t *testing.T) {
+				dst := testenv.Postgres(t)
+				job := writeJob(t, fmt.Sprintf(`
+name: kill-keyless-%s-%s
+source: %s
+sink: {type: postgres, dsn: %q, table: copy, mode: %s, create_table: true}
+partitions: {target_rows: 50000}
+commit_rows: 5000
+batch_rows: 2000
+parallelism: 4
+rate_limit: {rows_per_second: 60000}
+`, src.name, mode, src.spec, dst, mode))
+				if landed := killAndResume(t, job, 3); landed == 0 {
+					t.Fatal("no kill landed while copying: the test did not test resuming")
+				}
+				got, err := engine.TableChecksum(context.Background(), "postgres", connectors.SourceConfig{DSN: dst, Table: "copy"}, nil)
+				if err != nil || got != want {
+					t.Fatalf("sink %v (%v), source %v", got, err, want)
+				}
+			})
+		}
+	}
+}
+
+// A job's state is found by its name, not the directory it is started
+// from: killed in one directory and started again from two others, it
+// continues its one run.
+func TestKillAndResumeFromOtherDirectories(t *testing.T) {
+	const rows = 200000
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.sqlite")
+	if err := demodata.Generate(context.Background(), src, rows); err != nil {
+		t.Fatal(err)
+	}
+	jobs := filepath.Join(dir, "project", "jobs")
+	if err := os.MkdirAll(jobs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "out")
+	if err := os.WriteFile(filepath.Join(jobs, "job.yaml"), []byte(fmt.Sprintf(`
+name: from-anywhere
+source: {type: sqlite, dsn: %q, table: orders, key: [id]}
+sink: {type: parquet, dsn: %q, mode: append}
+partitions: {target_rows: 25000}
+commit_rows: 5000
+batch_rows: 2000
+parallelism: 4
+rate_limit: {rows_per_second: 60000}
+`, src, dst)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	starts := []struct{ dir, job string }{
+		{jobs, "job.yaml"},
+		{filepath.Join(dir, "project"), "jobs/job.yaml"},
+		{dir, "project/jobs/job.yaml"},
+		{"/", filepath.Join(jobs, "job.yaml")},
+	}
+	landed := killAndResumeWith(t, len(starts)-1, func(i int) *exec.Cmd {
+		cmd := exec.Command(binary(t), "run", starts[i].job, "-q")
+		cmd.Dir = starts[i].dir
+		cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+home, "DATASHIFT_STATE=")
+		return cmd
+	})
+	if landed == 0 {
+		t.Fatal("no kill landed while copying")
+	}
+	if _, err := os.Stat(filepath.Join(home, "datashift", "from-anywhere.db")); err != nil {
+		t.Fatalf("the job's state file: %v", err)
+	}
+	cols := demodata.Columns
+	want, err := engine.TableChecksum(context.Background(), "sqlite", connectors.SourceConfig{DSN: src, Table: "orders"}, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := engine.TableChecksum(context.Background(), "parquet", connectors.SourceConfig{DSN: dst}, cols)
+	if err != nil || got != want {
+		t.Fatalf("after %d kills from %d directories: sink %v (%v), source %v", landed, len(starts), got, err, want)
+	}
+}
+
+// runInProcess runs a job to its end with state of its own.
+func runInProcess(t *testing.T, job *engine.Job) {
+	t.Helper()
+	job.Normalize()
+	if err := job.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	db := embedded.Memory()
+	defer db.Close()
+	s, err := db.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := (&engine.Runner{State: &coordinator.RunState{S: s}}).Run(context.Background(), job); err != nil {
+		t.Fatalf("%s: %v", job.Name, err)
+	}
+}
+
+func mysqlExec(t *testing.T, dsn string, stmts ...string) {
+	t.Helper()
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, s := range stmts {
+		if _, err := db.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
 	}
 }

@@ -49,11 +49,6 @@ func runDemo(ctx context.Context, cmd *cobra.Command, rows int64, dir string, qu
 	}
 	fmt.Fprintf(w, "demo: generated %s with %d rows in %s\n", source, rows, time.Since(start).Round(time.Millisecond))
 
-	state, closeState, err := openState(filepath.Join(dir, "state.db"))
-	if err != nil {
-		return err
-	}
-	defer closeState()
 
 	target := rows / 8
 	jobs := []*engine.Job{
@@ -79,7 +74,13 @@ func runDemo(ctx context.Context, cmd *cobra.Command, rows int64, dir string, qu
 		if err := job.Validate(); err != nil {
 			return err
 		}
-		if _, err := runJob(ctx, job, state, w, quiet, false); err != nil {
+		state, closeState, err := openJobState(filepath.Join(dir, "state"), job.Name)
+		if err != nil {
+			return err
+		}
+		_, err = runJob(ctx, job, state, w, quiet, false)
+		closeState()
+		if err != nil {
 			return err
 		}
 		check := connectors.SourceConfig{DSN: job.Sink.DSN, Table: job.Sink.Table}

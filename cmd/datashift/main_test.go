@@ -75,7 +75,7 @@ func TestPlanPrintsPartitions(t *testing.T) {
 // starts a new run (truncate mode keeps the sink equal to the source).
 func TestRunPrintsSummaryAndSinkMatches(t *testing.T) {
 	dir, job := demoJob(t, 10000, "")
-	state := filepath.Join(dir, "state.db")
+	state := filepath.Join(dir, "state")
 	for i := 0; i < 2; i++ {
 		out, err := datashift(t, "run", job, "--state", state, "-q")
 		if err != nil {
@@ -104,7 +104,7 @@ source: {type: oracle, dsn: "postgres://u:hunter2@h/db", table: t}
 sink: {type: parquet, dsn: `+filepath.Join(dir, "out")+`, mode: merge}
 `)
 	for _, cmd := range []string{"run", "check", "plan"} {
-		out, err := datashift(t, cmd, job, "--state", filepath.Join(dir, "state.db"))
+		out, err := datashift(t, cmd, job, "--state", filepath.Join(dir, "state"))
 		if cmd == "plan" || cmd == "check" {
 			out, err = datashift(t, cmd, job)
 		}
@@ -134,5 +134,38 @@ func TestCheckPrintsRedactedSpec(t *testing.T) {
 	}
 	if strings.Contains(out, "hunter2") || !strings.Contains(out, "u:xxxxx@127.0.0.1:1/hook") {
 		t.Fatalf("check shows a callback password or mangles the URL:\n%s", out)
+	}
+}
+
+// Standalone state is found by the job's name in the per-user state
+// folder, wherever the command runs from: another job's open state does not
+// block a run, the same job's does, with a message that says why.
+func TestStateIsFoundByJobName(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("XDG_STATE_HOME", home)
+	t.Setenv("DATASHIFT_STATE", "")
+	_, job := demoJob(t, 1000, "")
+	dir := filepath.Join(home, "datashift")
+
+	_, closeOther, err := openJobState(dir, "another-job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeOther()
+	if out, err := datashift(t, "run", job, "-q"); err != nil {
+		t.Fatalf("run beside another job's open state: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cli.db")); err != nil {
+		t.Fatalf("the job's state is not where its name says: %v", err)
+	}
+
+	_, closeSame, err := openJobState(dir, "cli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeSame()
+	out, err := datashift(t, "run", job, "-q")
+	if err == nil || !strings.Contains(err.Error(), `job "cli" is running in another process`) {
+		t.Fatalf("run of a job whose state is in use: %v\n%s", err, out)
 	}
 }

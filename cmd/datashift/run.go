@@ -17,13 +17,24 @@ import (
 	"github.com/datashift/datashift/engine"
 )
 
-// defaultStatePath is where a standalone run keeps its runs and checkpoints
-// unless --state says otherwise.
-const defaultStatePath = ".datashift/state.db"
+// defaultStateDir is the per-user folder where standalone runs keep their
+// state, one embedded store file per job, found by the job's name: a job
+// started from any directory continues its own run, and two jobs never
+// share (or wait for) a file. $XDG_STATE_HOME/datashift, or
+// ~/.local/state/datashift.
+func defaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "datashift")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "datashift")
+	}
+	return filepath.Join(os.TempDir(), "datashift-state")
+}
 
 func runCmd() *cobra.Command {
 	var (
-		statePath   string
+		stateDir    string
 		quiet       bool
 		restart     bool
 		parallelism int
@@ -32,9 +43,10 @@ func runCmd() *cobra.Command {
 		Use:   "run JOB.yaml",
 		Short: "Run one job on this process; run it again after a crash to resume",
 		Long: `Plans the job's source into partitions, runs them in parallel on this process
-and prints a summary. Runs and checkpoints are kept in an embedded store file
-(--state); if the run is interrupted or the process is killed, the same command
-continues from the checkpoints with no row lost or written twice.`,
+and prints a summary. The job's runs and checkpoints are kept in a file named
+after the job in the state folder (--state); if the run is interrupted or the
+process is killed, the same job run again, from any directory, continues from
+what the sink committed, with no row lost or written twice.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			job, err := engine.LoadJob(args[0])
@@ -48,7 +60,7 @@ continues from the checkpoints with no row lost or written twice.`,
 			if err := engine.Check(ctx, job); err != nil {
 				return err
 			}
-			state, closeState, err := openState(statePath)
+			state, closeState, err := openJobState(stateDir, job.Name)
 			if err != nil {
 				return err
 			}
@@ -57,7 +69,7 @@ continues from the checkpoints with no row lost or written twice.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&statePath, "state", envOr("DATASHIFT_STATE", defaultStatePath), "embedded store file for runs and checkpoints")
+	cmd.Flags().StringVar(&stateDir, "state", envOr("DATASHIFT_STATE", defaultStateDir()), "folder of the jobs' state files (one per job, by name)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bars")
 	cmd.Flags().IntVar(&parallelism, "parallelism", 0, "partitions at once (default: the job's parallelism)")
 	cmd.Flags().BoolVar(&restart, "restart", false, "abandon the job's interrupted or failed run (its rows stay in the sink) and start a new one")
@@ -98,15 +110,18 @@ func runJob(ctx context.Context, job *engine.Job, state engine.State, w io.Write
 	return run, err
 }
 
-// openState opens the embedded store file (creating its folder) and returns
-// the run state kept in it.
-func openState(path string) (engine.State, func(), error) {
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, nil, fmt.Errorf("state folder: %w", err)
-		}
+// openJobState opens the job's state file in dir (creating the folder).
+// The file is locked while open, so the same job started twice waits for
+// nothing: the second is refused.
+func openJobState(dir, job string) (engine.State, func(), error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("state folder: %w", err)
 	}
+	path := filepath.Join(dir, job+".db")
 	db, err := embedded.Open(path)
+	if errors.Is(err, embedded.ErrInUse) {
+		return nil, nil, fmt.Errorf("job %q is running in another process (its state %s is in use)", job, path)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/connectors/conformance"
 	"github.com/datashift/datashift/connectors/internal/parts/fixture"
 )
 
@@ -59,8 +60,8 @@ func TestRoundTripEveryType(t *testing.T) {
 			a, b := fixture.Rows(0, 45), fixture.Rows(45, 70)
 			defer a.Release()
 			defer b.Release()
-			fixture.Write(t, s, "p0", fixture.Schema, nil, true, a)
-			fixture.Write(t, s, "p1", fixture.Schema, nil, true, b)
+			fixture.Write(t, s, fixture.Spec("p0", fixture.Schema), true, a)
+			fixture.Write(t, s, fixture.Spec("p1", fixture.Schema), true, b)
 
 			srcOpts := map[string]string{"schema": fixture.CSVSchemaOption}
 			for k, v := range opts {
@@ -119,8 +120,8 @@ func TestTextForms(t *testing.T) {
 
 	dir := t.TempDir()
 	s := openSink(t, dir, nil)
-	fixture.Write(t, s, "p0", sc, nil, true, rec)
-	got, err := os.ReadFile(filepath.Join(dir, "p0-000001.csv"))
+	fixture.Write(t, s, fixture.Spec("p0", sc), true, rec)
+	got, err := os.ReadFile(filepath.Join(dir, "r1-p0-000001.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,35 +303,52 @@ func seq(from, to int64) []int64 {
 	return out
 }
 
-func TestResume(t *testing.T) {
+// TestResumeKeepsCommittedParts: a partition resumed under a new lease
+// continues from the sink's record; every committed part stays, the
+// unfinished one goes.
+func TestResumeKeepsCommittedParts(t *testing.T) {
 	dir := t.TempDir()
 	s := openSink(t, dir, nil)
 	r := fixture.Rows
-	fixture.Write(t, s, "p1", fixture.Schema, nil, true, r(1000, 1010))
-	st1 := fixture.Write(t, s, "p0", fixture.Schema, nil, true, r(0, 100))
-	// Lost checkpoint: parts 2 and 3 committed, the checkpoint still says 1;
-	// then a crash in the middle of part 4.
-	w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p0", Schema: fixture.Schema,
-		Resume: &connectors.ResumePoint{LastKey: connectors.Key{int64(99)}, SinkState: st1}})
+	fixture.Write(t, s, fixture.Spec("p1", fixture.Schema), true, r(1000, 1010))
+	spec := fixture.Spec("p0", fixture.Schema)
+	rec := fixture.Write(t, s, spec, true, r(0, 100))
+	// The first attempt goes on: two more commits, then a crash in the
+	// middle of a part (no Commit, no Close).
+	w, err := s.OpenWriter(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, rec := range []arrow.RecordBatch{r(100, 130), r(130, 160), r(160, 170)} {
-		if err := w.Write(ctx, rec); err != nil {
+	for i, b := range []arrow.RecordBatch{r(100, 130), r(130, 160), r(160, 170)} {
+		if err := w.Write(ctx, b); err != nil {
 			t.Fatal(err)
 		}
-		if rec.Column(0).(*array.Int64).Value(0) < 160 {
-			if _, err := w.Commit(ctx); err != nil {
+		if i < 2 {
+			rec.Rows += b.NumRows()
+			rec.Commits++
+			if err := w.Commit(ctx, rec); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	if got, want := fixture.ListDir(t, dir), []string{"p0-000001.csv", "p0-000002.csv", "p0-000003.csv", "p0-000004.csv.tmp", "p1-000001.csv"}; !slices.Equal(got, want) {
+	committed := []string{"_datashift", "r1-p0-000001.csv", "r1-p0-000002.csv", "r1-p0-000003.csv", "r1-p1-000001.csv"}
+	if got, want := fixture.ListDir(t, dir), []string{"_datashift", "r1-p0-000001.csv", "r1-p0-000002.csv", "r1-p0-000003.csv", "r1-p0-000004.csv.1.tmp", "r1-p1-000001.csv"}; !slices.Equal(got, want) {
 		t.Fatalf("before resume %v, want %v", got, want)
 	}
-	st := fixture.Write(t, s, "p0", fixture.Schema, &connectors.ResumePoint{LastKey: connectors.Key{int64(99)}, SinkState: st1}, true, r(100, 200))
-	if string(st) != `{"parts":2}` {
-		t.Fatalf("state %s", st)
+
+	spec.Lease = 2
+	got, err := s.(connectors.CommitLog).Claim(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Rows != 160 || got.Commits != 3 || got.Lease != 2 {
+		t.Fatalf("claim after the crash: %+v, want 160 rows in 3 commits", got)
+	}
+	if got := fixture.ListDir(t, dir); !slices.Equal(got, committed) {
+		t.Fatalf("after the claim %v, want the committed parts %v", got, committed)
+	}
+	if rec := fixture.Write(t, s, spec, true, r(160, 200)); rec.Rows != 200 || rec.Commits != 4 {
+		t.Fatalf("record after resume %+v", rec)
 	}
 	if got, want := ids(t, dir), append(seq(0, 200), seq(1000, 1010)...); !slices.Equal(got, want) {
 		t.Fatalf("ids after resume: %d rows, want 0..199 and 1000..1009", len(got))
@@ -340,7 +358,7 @@ func TestResume(t *testing.T) {
 		t.Fatalf("checksum %v, want %v", got, want)
 	}
 	// Closing without Commit abandons the rows and leaves no file.
-	fixture.Write(t, s, "p0", fixture.Schema, &connectors.ResumePoint{LastKey: connectors.Key{int64(199)}, SinkState: st}, false, r(200, 210))
+	fixture.Write(t, s, spec, false, r(200, 210))
 	if got := ids(t, dir); len(got) != 210 {
 		t.Fatalf("after an abandoned write: %d rows, want 210", len(got))
 	}
@@ -352,10 +370,10 @@ func TestResume(t *testing.T) {
 func TestTruncateRemovesOnlyParts(t *testing.T) {
 	dir := t.TempDir()
 	s := openSink(t, dir, nil)
-	fixture.Write(t, s, "p0", fixture.Schema, nil, true, fixture.Rows(0, 20))
-	fixture.Write(t, s, "p0", fixture.Schema, &connectors.ResumePoint{LastKey: connectors.Key{int64(19)}, SinkState: []byte(`{"parts":1}`)}, true, fixture.Rows(20, 30))
-	keep := []string{"lookup.csv", "notes.txt", "p0-01.csv"}
-	for _, n := range keep {
+	fixture.Write(t, s, fixture.Spec("p0", fixture.Schema), true, fixture.Rows(0, 20))
+	fixture.Write(t, s, fixture.Spec("p0", fixture.Schema), true, fixture.Rows(20, 30))
+	keep := []string{"_datashift", "lookup.csv", "notes.txt", "p0-01.csv"}
+	for _, n := range keep[1:] {
 		os.WriteFile(filepath.Join(dir, n), []byte("x\n"), 0o644)
 	}
 	if err := s.Prepare(ctx, fixture.Schema, true); err != nil {
@@ -363,6 +381,108 @@ func TestTruncateRemovesOnlyParts(t *testing.T) {
 	}
 	if got := fixture.ListDir(t, dir); !slices.Equal(got, keep) {
 		t.Fatalf("after truncate %v, want %v", got, keep)
+	}
+	if got := fixture.ListDir(t, filepath.Join(dir, "_datashift")); len(got) != 0 {
+		t.Fatalf("commit log after truncate: %v", got)
+	}
+}
+
+// conformanceSchema spells conformance.Schema in the schema option.
+const conformanceSchema = "id:int64,name:string,amount:decimal(18,4),ratio:float64,active:bool,created:timestamptz,payload:binary"
+
+func TestConformance(t *testing.T) {
+	dir := t.TempDir()
+	conformance.Run(t, conformance.Harness{
+		Type: typeName,
+		SourceConfig: func(table string) connectors.SourceConfig {
+			return connectors.SourceConfig{DSN: dir, Table: table, Options: map[string]string{"schema": conformanceSchema}}
+		},
+		SinkConfig: func(table string) connectors.SinkConfig { return connectors.SinkConfig{DSN: dir, Table: table} },
+		Caps:       conformance.Caps{Positions: true, KeylessRange: connectors.Range{}},
+	})
+}
+
+// writeFiles writes name → body files into a new directory.
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestResumedReadSkips: a read resumed after a position opens no earlier
+// file and does not convert the rows it skips in the position's file, but
+// parses them (a quoted line break is not a row).
+func TestResumedReadSkips(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"a.csv": "id,v\n1,x\n2,y\n",
+		"b.csv": "id,v\n10,\"two\nlines\"\noops,bad\n\n12,z\n13,w\n",
+	})
+	src := openSource(t, dir, connectors.SourceConfig{BatchRows: 1, Options: map[string]string{"schema": "id:int64,v:string"}})
+	if err := os.Remove(filepath.Join(dir, "a.csv")); err != nil { // a read that opens it fails
+		t.Fatal(err)
+	}
+	pr := src.(connectors.PositionReader)
+	var got [][]any
+	var last []connectors.Key
+	err := pr.ReadPositioned(ctx, connectors.Range{}.Resumed(connectors.Key{int64(1), int64(1)}), func(rec arrow.RecordBatch, pos connectors.Key) error {
+		got = append(got, fixture.Values(rec)...)
+		last = append(last, pos)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("resumed read: %v", err)
+	}
+	sc, _ := src.Schema(ctx)
+	fixture.Equal(t, got, [][]any{{int64(12), "z"}, {int64(13), "w"}}, sc)
+	if want := []connectors.Key{{int64(1), int64(2)}, {int64(1), int64(3)}}; len(last) != 2 ||
+		connectors.CompareKeys(last[0], want[0]) != 0 || connectors.CompareKeys(last[1], want[1]) != 0 {
+		t.Fatalf("positions %v, want %v", last, want)
+	}
+	if err := src.Read(ctx, connectors.Range{}, func(arrow.RecordBatch) error { return nil }); err == nil {
+		t.Fatal("a whole read did not need the removed file")
+	}
+	pages := connectors.Range{Pages: &connectors.PageRange{Lo: 1}}
+	if n, err := src.(connectors.Counter).Count(ctx, pages.Resumed(connectors.Key{int64(1), int64(0)})); err != nil || n != 3 {
+		t.Fatalf("count after (1, 0): %d, %v; want 3", n, err)
+	}
+	if err := src.Read(ctx, pages.Resumed(connectors.Key{int64(1), int64(0)}), func(arrow.RecordBatch) error { return nil }); err == nil ||
+		!strings.Contains(err.Error(), `line 4: column "id": not an int64: "oops"`) {
+		t.Fatalf("reading the bad row: %v", err)
+	}
+}
+
+func TestFiles(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"b.csv": "id\n1\n", "a.csv": "id\n2\n3\n", "notes.txt": "x"})
+	if err := os.MkdirAll(filepath.Join(dir, "_datashift"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "_datashift", "c.csv"), []byte("id\n9\n"), 0o644)
+	src := openSource(t, dir, connectors.SourceConfig{})
+	files, err := src.(connectors.FileSet).Files(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 || files[0].Path != filepath.Join(dir, "a.csv") || files[0].Size != 7 || files[1].Path != filepath.Join(dir, "b.csv") || files[0].ModTime.IsZero() {
+		t.Fatalf("files %+v", files)
+	}
+	got := fixture.ReadAll(t, src, connectors.Range{Pages: &connectors.PageRange{Lo: 1}}, nil)
+	if len(got) != 1 || got[0][0] != int64(1) {
+		t.Fatalf("file 1 is b.csv: got %v", got)
+	}
+	// An empty dataset reads as no rows when the schema option says the
+	// columns, and is refused when nothing does.
+	empty := t.TempDir()
+	src = openSource(t, empty, connectors.SourceConfig{Options: map[string]string{"schema": "id:int64"}})
+	if got := fixture.ReadAll(t, src, connectors.Range{}, nil); len(got) != 0 {
+		t.Fatalf("empty dataset: %v", got)
+	}
+	if _, err := connectors.OpenSource(ctx, "csv", connectors.SourceConfig{DSN: empty}); err == nil || !strings.Contains(err.Error(), "no schema option") {
+		t.Fatalf("empty dataset without a schema: %v", err)
 	}
 }
 

@@ -11,18 +11,24 @@
 // quoted is that text. Readers of other tools that ignore quoting will see
 // both as empty.
 //
-// Sink: each partition writes its own part files, one per Commit, in the
-// layout of package parts (<dir>/<partition>-<seq>.csv); every part has its
-// own header. Records end in CRLF, as RFC 4180 says. Options:
+// Sink: each partition writes its own part files, one per Commit with rows,
+// in the layout of package parts (<dir>/<run>-<partition>-<seq>.csv), and
+// keeps a commit record per commit in <dir>/_datashift/ (a
+// connectors.CommitLog: a resumed partition continues from its record and
+// nothing committed is deleted). Every part has its own header. Records end
+// in CRLF, as RFC 4180 says. Options:
 //
 //	delimiter  one ASCII character, or "tab" (default ",")
 //	null       the text of a NULL (default: empty)
 //	header     true (default) or false
 //	binary     base64 (default) or hex
 //
-// Source: the sorted .csv files of the directory, planned and read by file
-// range like parquet (no key order). Options: delimiter, null, header and
-// binary as above, plus
+// Source: the sorted .csv files of the directory (not its folders, so never
+// _datashift/), planned and read by file range like parquet (no key order)
+// and by position: the position of a row is {file index, row in file}, and
+// a resumed read opens no file before the position's, parsing that one
+// through the rows it skips without converting their values. Options:
+// delimiter, null, header and binary as above, plus
 //
 //	schema      explicit columns, "id:int64,name:string,price:decimal(10,2)"
 //	            (types: int8…int64, uint8…uint64, float32, float64, bool,
@@ -62,7 +68,10 @@ func init() {
 	connectors.RegisterSink(typeName, OpenSink)
 }
 
-var _ connectors.Sink = (*Sink)(nil)
+var (
+	_ connectors.Sink      = (*Sink)(nil)
+	_ connectors.CommitLog = (*Sink)(nil)
+)
 
 // format is what reader and writer agree on.
 type format struct {
@@ -151,7 +160,7 @@ type Sink struct {
 	format format
 }
 
-// OpenSink checks cfg; it touches no file until Prepare or OpenWriter.
+// OpenSink checks cfg; it touches no file until Prepare, Claim or OpenWriter.
 func OpenSink(_ context.Context, cfg connectors.SinkConfig) (connectors.Sink, error) {
 	dir, err := datasetPath(cfg.DSN, cfg.Table)
 	if err != nil {
@@ -182,8 +191,9 @@ func checkSchema(schema *arrow.Schema) error {
 	return nil
 }
 
-// Prepare creates the directory, checks every column has a text form and,
-// in truncate mode, removes the dataset's part files (other files stay).
+// Prepare creates the directory and its commit log folder, checks every
+// column has a text form and, in truncate mode, removes the dataset's part
+// files and commit log (other files stay).
 func (s *Sink) Prepare(_ context.Context, schema *arrow.Schema, truncate bool) error {
 	if err := checkSchema(schema); err != nil {
 		return err
@@ -194,8 +204,26 @@ func (s *Sink) Prepare(_ context.Context, schema *arrow.Schema, truncate bool) e
 	return nil
 }
 
-// OpenWriter restores the partition's parts to spec.Resume and returns its
-// writer.
+// Claim takes spec's partition for spec.Lease and returns its last commit
+// record (see parts.Layout.Claim).
+func (s *Sink) Claim(_ context.Context, spec connectors.WriterSpec) (connectors.CommitRecord, error) {
+	rec, err := s.layout.Claim(spec)
+	if err != nil {
+		return rec, fmt.Errorf("%s sink %s: %w", typeName, s.layout.Dir, err)
+	}
+	return rec, nil
+}
+
+// Forget removes the commit records of a run that is over; its parts stay.
+func (s *Sink) Forget(_ context.Context, job, run string) error {
+	if err := s.layout.Forget(job, run); err != nil {
+		return fmt.Errorf("%s sink %s: %w", typeName, s.layout.Dir, err)
+	}
+	return nil
+}
+
+// OpenWriter returns the writer of spec's partition; its parts are
+// numbered past every part the partition has.
 func (s *Sink) OpenWriter(_ context.Context, spec connectors.WriterSpec) (connectors.Writer, error) {
 	if spec.Schema == nil {
 		return nil, fmt.Errorf("%s sink: writer %s has no schema", typeName, spec.Partition)

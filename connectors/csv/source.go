@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -23,14 +24,16 @@ const (
 )
 
 var (
-	_ connectors.Source  = (*Source)(nil)
-	_ connectors.Sampler = (*Source)(nil)
-	_ connectors.Counter = (*Source)(nil)
+	_ connectors.Source         = (*Source)(nil)
+	_ connectors.Sampler        = (*Source)(nil)
+	_ connectors.Counter        = (*Source)(nil)
+	_ connectors.PositionReader = (*Source)(nil)
+	_ connectors.FileSet        = (*Source)(nil)
 )
 
 // Source reads a set of CSV files with one header (or one schema).
 type Source struct {
-	files      []string
+	files      []connectors.FileInfo // sorted: what Range.Pages and positions index
 	format     format
 	schema     *arrow.Schema // of the selected columns
 	ncols      int           // columns in the files
@@ -78,8 +81,11 @@ func OpenSource(_ context.Context, cfg connectors.SourceConfig) (connectors.Sour
 			return nil, fmt.Errorf("%s source: unknown option %q (known: delimiter, null, header, binary, schema, infer_rows)", typeName, k)
 		}
 	}
-	if s.files, err = parts.Files(path, ext); err != nil {
+	if s.files, err = parts.List(path, ext); err != nil {
 		return nil, fmt.Errorf("%s source: %w", typeName, err)
+	}
+	if len(s.files) == 0 && explicit == nil {
+		return nil, fmt.Errorf("%s source: no %s files in %s, and no schema option to say the columns", typeName, ext, path)
 	}
 	full, err := s.resolveSchema(explicit, inferRows)
 	if err != nil {
@@ -88,7 +94,7 @@ func OpenSource(_ context.Context, cfg connectors.SourceConfig) (connectors.Sour
 	s.ncols = full.NumFields()
 	if len(cfg.Columns) > 0 {
 		if s.sel, err = connectors.ColumnIndexes(full, cfg.Columns); err != nil {
-			return nil, fmt.Errorf("%s source %s: %w", typeName, s.files[0], err)
+			return nil, fmt.Errorf("%s source %s: %w", typeName, path, err)
 		}
 	} else {
 		for i := range full.NumFields() {
@@ -113,9 +119,7 @@ func OpenSource(_ context.Context, cfg connectors.SourceConfig) (connectors.Sour
 	}
 	s.schema = arrow.NewSchema(fields, nil)
 	for _, f := range s.files {
-		if st, err := os.Stat(f); err == nil {
-			s.bytes += st.Size()
-		}
+		s.bytes += f.Size
 	}
 	return s, nil
 }
@@ -126,7 +130,8 @@ func OpenSource(_ context.Context, cfg connectors.SourceConfig) (connectors.Sour
 func (s *Source) resolveSchema(explicit *arrow.Schema, inferRows int) (*arrow.Schema, error) {
 	var names []string
 	var kinds []kind
-	for n, path := range s.files {
+	for n, fi := range s.files {
+		path := fi.Path
 		f, err := os.Open(path)
 		if err != nil {
 			return nil, err
@@ -151,7 +156,7 @@ func (s *Source) resolveSchema(explicit *arrow.Schema, inferRows int) (*arrow.Sc
 			default:
 				if err := headerMatches(header, names); err != nil {
 					f.Close()
-					return nil, fmt.Errorf("%s: header differs from %s: %w", path, s.files[0], err)
+					return nil, fmt.Errorf("%s: header differs from %s: %w", path, s.files[0].Path, err)
 				}
 			}
 		}
@@ -249,35 +254,99 @@ func headerMatches(got, want []string) error {
 // Schema is the files' schema (of the selected columns).
 func (s *Source) Schema(context.Context) (*arrow.Schema, error) { return s.schema, nil }
 
-// Read streams the files of r in name order, a batch at a time.
+// Files is the sorted list of input files, as listed when the source
+// opened: what Range.Pages and positions index.
+func (s *Source) Files(context.Context) ([]connectors.FileInfo, error) {
+	return slices.Clone(s.files), nil
+}
+
+// Read streams the rows of r in file name order, then row order, a batch
+// at a time. r.After, when set, is a position (see ReadPositioned).
 func (s *Source) Read(ctx context.Context, r connectors.Range, fn func(arrow.RecordBatch) error) error {
-	lo, hi, err := parts.FileRange(len(s.files), r)
+	return s.ReadPositioned(ctx, r, func(b arrow.RecordBatch, _ connectors.Key) error { return fn(b) })
+}
+
+// Positioned reports whether r is a file range (no key bounds): every
+// range a CSV source reads is.
+func (s *Source) Positioned(r connectors.Range) bool { return parts.Positioned(r) }
+
+// ReadPositioned is Read giving each batch's last position,
+// {int64(file index), int64(row in file)} (0-based, header and blank lines
+// not counted). Batches never span files. Resumed after a position, the
+// read opens no earlier file and parses the position's file through the
+// rows it skips, without converting them.
+func (s *Source) ReadPositioned(ctx context.Context, r connectors.Range, fn func(arrow.RecordBatch, connectors.Key) error) error {
+	span, err := parts.FileSpan(len(s.files), r)
 	if err != nil {
 		return fmt.Errorf("%s source: %w", typeName, err)
 	}
 	b := array.NewRecordBuilder(memory.DefaultAllocator, s.schema)
 	defer b.Release()
-	for _, path := range s.files[lo:hi] {
-		if err := s.readFile(ctx, path, b, fn); err != nil {
+	for _, i := range span.Files() {
+		if err := s.readFile(ctx, i, span.SkipOf(i), b, fn); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *Source) readFile(ctx context.Context, path string, b *array.RecordBuilder, fn func(arrow.RecordBatch) error) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("%s source: %w", typeName, err)
+// records opens file i and returns a reader past its header; ok is false
+// (and err nil) for a file with nothing after its header.
+func (s *Source) records(i int) (rr *recordReader, f *os.File, ok bool, err error) {
+	path := s.files[i].Path
+	if f, err = os.Open(path); err != nil {
+		return nil, nil, false, fmt.Errorf("%s source: %w", typeName, err)
 	}
-	defer f.Close()
-	rr := newRecordReader(f, s.format.delim)
+	rr = newRecordReader(f, s.format.delim)
 	if s.format.header {
 		if _, _, _, err := rr.Read(); err != nil {
+			f.Close()
 			if errors.Is(err, io.EOF) {
-				return nil
+				return nil, nil, false, nil
 			}
-			return fmt.Errorf("%s source: %s: %w", typeName, path, err)
+			return nil, nil, false, fmt.Errorf("%s source: %s: %w", typeName, path, err)
+		}
+	}
+	return rr, f, true, nil
+}
+
+// next returns the file's next row's fields, skipping blank lines; io.EOF
+// at the end.
+func (s *Source) next(rr *recordReader, path string) (fields []string, quoted []bool, line int, err error) {
+	for {
+		fields, quoted, line, err := rr.Read()
+		if errors.Is(err, io.EOF) {
+			return nil, nil, 0, err
+		}
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("%s source: %s: %w", typeName, path, err)
+		}
+		if len(fields) != s.ncols {
+			if len(fields) == 1 && fields[0] == "" && !quoted[0] {
+				continue // blank line
+			}
+			return nil, nil, 0, fmt.Errorf("%s source: %s: line %d: %d fields, want %d", typeName, path, line, len(fields), s.ncols)
+		}
+		return fields, quoted, line, nil
+	}
+}
+
+func (s *Source) readFile(ctx context.Context, i int, skip int64, b *array.RecordBuilder, fn func(arrow.RecordBatch, connectors.Key) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	path := s.files[i].Path
+	rr, f, ok, err := s.records(i)
+	if !ok {
+		return err
+	}
+	defer f.Close()
+	var row int64 // rows of the file read so far, skipped ones included
+	for ; row < skip; row++ {
+		if _, _, _, err := s.next(rr, path); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
 		}
 	}
 	rows, bytes := 0, 0
@@ -285,29 +354,23 @@ func (s *Source) readFile(ctx context.Context, path string, b *array.RecordBuild
 		rec := b.NewRecordBatch()
 		defer rec.Release()
 		rows, bytes = 0, 0
-		if err := fn(rec); err != nil {
+		if err := fn(rec, parts.Pos{File: i, Row: row - 1}.Key()); err != nil {
 			return err
 		}
 		return ctx.Err()
 	}
 	builders := b.Fields()
 	for {
-		fields, quoted, line, err := rr.Read()
+		fields, quoted, line, err := s.next(rr, path)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("%s source: %s: %w", typeName, path, err)
+			return err
 		}
-		if len(fields) != s.ncols {
-			if len(fields) == 1 && fields[0] == "" && !quoted[0] {
-				continue // blank line
-			}
-			return fmt.Errorf("%s source: %s: line %d: %d fields, want %d", typeName, path, line, len(fields), s.ncols)
-		}
-		for j, i := range s.sel {
-			v := fields[i]
-			if !quoted[i] && v == s.format.null || v == "" && !s.textLike[j] {
+		for j, c := range s.sel {
+			v := fields[c]
+			if !quoted[c] && v == s.format.null || v == "" && !s.textLike[j] {
 				builders[j].AppendNull()
 				continue
 			}
@@ -317,6 +380,7 @@ func (s *Source) readFile(ctx context.Context, path string, b *array.RecordBuild
 			bytes += len(v)
 		}
 		rows++
+		row++
 		if rows >= s.batchRows || s.batchBytes > 0 && bytes >= s.batchBytes {
 			if err := flush(); err != nil {
 				return err
@@ -340,44 +404,40 @@ func (s *Source) Stats(context.Context, int) (connectors.Stats, error) {
 	return st, nil
 }
 
-// Count reads the files of r and counts their records.
+// Count reads the files of r and counts their rows.
 func (s *Source) Count(ctx context.Context, r connectors.Range) (int64, error) {
-	lo, hi, err := parts.FileRange(len(s.files), r)
+	span, err := parts.FileSpan(len(s.files), r)
 	if err != nil {
 		return 0, fmt.Errorf("%s source: %w", typeName, err)
 	}
 	var n int64
-	for _, path := range s.files[lo:hi] {
+	for _, i := range span.Files() {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		c, err := s.countFile(path)
+		c, err := s.countFile(i)
 		if err != nil {
 			return 0, err
 		}
-		n += c
+		n += max(0, c-span.SkipOf(i))
 	}
 	return n, nil
 }
 
-func (s *Source) countFile(path string) (int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, fmt.Errorf("%s source: %w", typeName, err)
+func (s *Source) countFile(i int) (int64, error) {
+	rr, f, ok, err := s.records(i)
+	if !ok {
+		return 0, err
 	}
 	defer f.Close()
-	rr := newRecordReader(f, s.format.delim)
 	var n int64
-	for first := true; ; first = false {
-		fields, quoted, _, err := rr.Read()
+	for {
+		_, _, _, err := s.next(rr, s.files[i].Path)
 		if errors.Is(err, io.EOF) {
 			return n, nil
 		}
 		if err != nil {
-			return 0, fmt.Errorf("%s source: %s: %w", typeName, path, err)
-		}
-		if first && s.format.header || len(fields) == 1 && fields[0] == "" && !quoted[0] && s.ncols > 1 {
-			continue
+			return 0, err
 		}
 		n++
 	}

@@ -85,7 +85,10 @@ func BenchmarkWrite(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StartTimer()
-				w, err := snk.OpenWriter(ctx, connectors.WriterSpec{Partition: "p", Schema: benchSchema})
+				spec := partSpec("p", benchSchema)
+				spec.Run = fmt.Sprintf("r%d", i)
+				cr := claim(b, snk, spec)
+				w, err := snk.OpenWriter(ctx, spec)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -93,13 +96,18 @@ func BenchmarkWrite(b *testing.B) {
 					if err := w.Write(ctx, r); err != nil {
 						b.Fatal(err)
 					}
+					cr.Rows += r.NumRows()
 					if j%5 == 4 { // commit every 50k rows
-						if _, err := w.Commit(ctx); err != nil {
+						cr.Position = connectors.KeyOf(r, []int{0}, int(r.NumRows()-1))
+						cr.Commits++
+						if err := w.Commit(ctx, cr); err != nil {
 							b.Fatal(err)
 						}
 					}
 				}
-				if _, err := w.Commit(ctx); err != nil {
+				cr.Commits++
+				cr.Done = true
+				if err := w.Commit(ctx, cr); err != nil {
 					b.Fatal(err)
 				}
 				w.Close()
@@ -113,7 +121,7 @@ func BenchmarkRead(b *testing.B) {
 	dsn, _ := testDB(b)
 	recs := benchBatches()
 	snk := benchSink(b, dsn, bulkLoad)
-	writeAll(b, snk, connectors.WriterSpec{Partition: "p", Schema: benchSchema}, recs...)
+	writeAll(b, snk, partSpec("p", benchSchema), recs...)
 	for _, r := range recs {
 		r.Release()
 	}

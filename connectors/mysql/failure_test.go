@@ -3,6 +3,7 @@ package mysql
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"io"
 	"log/slog"
@@ -100,11 +101,11 @@ func TestLoadDataRefusedFallsBackToInsert(t *testing.T) {
 	defer half1.Release()
 	defer half2.Release()
 	// Two writers: the first discovers the refusal, the second starts with INSERTs.
-	writeAll(t, snk, connectors.WriterSpec{Partition: "p1", Schema: rec.Schema()}, half1)
+	writeAll(t, snk, partSpec("p1", rec.Schema()), half1)
 	if !snk.noLoad.Load() {
 		t.Error("the sink did not record that LOAD DATA LOCAL is refused")
 	}
-	writeAll(t, snk, connectors.WriterSpec{Partition: "p2", Schema: rec.Schema()}, half2)
+	writeAll(t, snk, partSpec("p2", rec.Schema()), half2)
 	if n := count(t, db, "SELECT COUNT(*) FROM fb WHERE s = 'ü\t\\\\x'"); n != 3000 {
 		t.Errorf("%d rows written through the fallback, want 3000", n)
 	}
@@ -118,7 +119,7 @@ func TestLoadDataRefusedFallsBackToInsert(t *testing.T) {
 	strict := openSnk(t, connectors.SinkConfig{DSN: proxied, Table: "fb", Key: []string{"id"}, Options: map[string]string{"bulk": bulkLoad}})
 	more := intTextRecord([]int64{5000}, []string{"x"})
 	defer more.Release()
-	err := tryWriteAll(strict, connectors.WriterSpec{Partition: "p3", Schema: rec.Schema()}, more)
+	err := tryWriteAll(strict, partSpec("p3", rec.Schema()), more)
 	if err == nil || !strings.Contains(err.Error(), "refused (option bulk=load_data)") {
 		t.Errorf("bulk=load_data through a refusing server: %v", err)
 	}
@@ -128,6 +129,17 @@ func TestLoadDataRefusedFallsBackToInsert(t *testing.T) {
 func killWhere(t *testing.T, ctx context.Context, prefix string) int {
 	t.Helper()
 	_, db := testDB(t)
+	ids := sessionsRunning(t, ctx, db, prefix)
+	for _, id := range ids {
+		exec(t, db, "KILL ?", id)
+	}
+	return len(ids)
+}
+
+// sessionsRunning waits until other sessions run a statement starting with
+// prefix, and returns their ids.
+func sessionsRunning(t *testing.T, ctx context.Context, db *sql.DB, prefix string) []int64 {
+	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		rows, err := db.QueryContext(ctx, "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND ID <> CONNECTION_ID()", prefix+"%")
 		if err != nil {
@@ -140,15 +152,12 @@ func killWhere(t *testing.T, ctx context.Context, prefix string) int {
 			ids = append(ids, id)
 		}
 		rows.Close()
-		for _, id := range ids {
-			exec(t, db, "KILL ?", id)
-		}
 		if len(ids) > 0 {
-			return len(ids)
+			return ids
 		}
 	}
 	t.Fatalf("no session running %q", prefix)
-	return 0
+	return nil
 }
 
 // A connection killed under a read or a write is a transient error: the
@@ -181,7 +190,9 @@ func TestKilledConnectionIsTransient(t *testing.T) {
 	if err := snk.Prepare(ctx, rec.Schema(), false); err != nil {
 		t.Fatal(err)
 	}
-	w, err := snk.OpenWriter(ctx, connectors.WriterSpec{Partition: "p", Schema: rec.Schema()})
+	spec := partSpec("p", rec.Schema())
+	cr := claim(t, snk, spec)
+	w, err := snk.OpenWriter(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +201,8 @@ func TestKilledConnectionIsTransient(t *testing.T) {
 		t.Fatal(err)
 	}
 	killWhere(t, ctx, "LOAD DATA LOCAL INFILE")
-	_, err = w.Commit(ctx)
+	cr.Rows, cr.Commits = rec.NumRows(), 1
+	err = w.Commit(ctx, cr)
 	if err == nil || !connectors.IsTransient(err) {
 		t.Errorf("commit on a killed connection: %v, want a transient error", err)
 	}
@@ -200,6 +212,9 @@ func TestKilledConnectionIsTransient(t *testing.T) {
 	}
 	if n := count(t, db, "SELECT COUNT(*) FROM k2"); n != 0 {
 		t.Errorf("%d rows stored by the killed transaction", n)
+	}
+	if got := claim(t, snk, spec); got.Commits != 0 || got.Rows != 0 {
+		t.Errorf("record after the killed commit: %+v, want nothing committed", got)
 	}
 }
 
@@ -243,7 +258,9 @@ func TestWriteCancel(t *testing.T) {
 	if err := snk.Prepare(testCtx(t), rec.Schema(), false); err != nil {
 		t.Fatal(err)
 	}
-	w, err := snk.OpenWriter(testCtx(t), connectors.WriterSpec{Partition: "p", Schema: rec.Schema()})
+	spec := partSpec("p", rec.Schema())
+	cr := claim(t, snk, spec)
+	w, err := snk.OpenWriter(testCtx(t), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +279,8 @@ func TestWriteCancel(t *testing.T) {
 	if werr == nil {
 		t.Fatal("writes went on after their context was cancelled")
 	}
-	if _, err := w.Commit(testCtx(t)); err == nil {
+	cr.Commits = 1
+	if err := w.Commit(testCtx(t), cr); err == nil {
 		t.Error("commit after a cancelled write succeeded")
 	}
 	if n := count(t, db, "SELECT COUNT(*) FROM wc"); n != 0 {

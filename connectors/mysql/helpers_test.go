@@ -107,7 +107,14 @@ func checksum(t testing.TB, s connectors.Source, r connectors.Range) connectors.
 	return c
 }
 
-// writeAll writes recs through one writer and commits.
+// partSpec is the WriterSpec of partition part of job "test", run "r1",
+// under lease 1.
+func partSpec(part string, schema *arrow.Schema) connectors.WriterSpec {
+	return connectors.WriterSpec{Job: "test", Run: "r1", Partition: part, Lease: 1, Schema: schema}
+}
+
+// writeAll claims spec's partition, writes recs through one writer and
+// commits them with the partition's next record.
 func writeAll(t testing.TB, snk connectors.Sink, spec connectors.WriterSpec, recs ...arrow.RecordBatch) {
 	t.Helper()
 	if err := tryWriteAll(snk, spec, recs...); err != nil {
@@ -117,6 +124,10 @@ func writeAll(t testing.TB, snk connectors.Sink, spec connectors.WriterSpec, rec
 
 func tryWriteAll(snk connectors.Sink, spec connectors.WriterSpec, recs ...arrow.RecordBatch) error {
 	ctx := context.Background()
+	rec, err := snk.(connectors.CommitLog).Claim(ctx, spec)
+	if err != nil {
+		return err
+	}
 	w, err := snk.OpenWriter(ctx, spec)
 	if err != nil {
 		return err
@@ -126,9 +137,20 @@ func tryWriteAll(snk connectors.Sink, spec connectors.WriterSpec, recs ...arrow.
 		if err := w.Write(ctx, r); err != nil {
 			return err
 		}
+		rec.Rows += r.NumRows()
 	}
-	_, err = w.Commit(ctx)
-	return err
+	rec.Commits++
+	return w.Commit(ctx, rec)
+}
+
+// claim claims spec's partition and returns the sink's record of it.
+func claim(t testing.TB, snk connectors.Sink, spec connectors.WriterSpec) connectors.CommitRecord {
+	t.Helper()
+	rec, err := snk.(connectors.CommitLog).Claim(testCtx(t), spec)
+	if err != nil {
+		t.Fatalf("claim %s/%s/%s under lease %d: %v", spec.Job, spec.Run, spec.Partition, spec.Lease, err)
+	}
+	return rec
 }
 
 // intTextRecord builds a batch of (id BIGINT, s TEXT) rows.

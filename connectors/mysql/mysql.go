@@ -5,10 +5,14 @@
 // driver's raw values straight into Arrow builders. Writing streams
 // tab-separated rows into LOAD DATA LOCAL INFILE through a registered reader,
 // one transaction per commit, and falls back to multi-row INSERTs when the
-// server or client refuses LOCAL INFILE.
+// server or client refuses LOCAL INFILE. Each commit's transaction also
+// updates the partition's commit record, fenced by its lease
+// (connectors/COMMITS.md, commits.go).
 //
 // Options: the source takes none; the sink takes bulk=auto (default: LOAD DATA
-// LOCAL, INSERTs if refused), bulk=load_data (fail if refused) or bulk=insert.
+// LOCAL, INSERTs if refused), bulk=load_data (fail if refused) or bulk=insert,
+// and commit_table (default datashift_commits, in the target table's
+// database; db.table puts it elsewhere).
 //
 // Key order is byte order (connectors/TYPES.md): text key columns whose
 // collation is not already byte order are compared and sorted as

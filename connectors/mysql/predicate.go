@@ -26,8 +26,8 @@ func rangeWhere(keys []*column, prefix string, r connectors.Range) (string, []an
 		return "", nil, nil
 	}
 	if r.Nulls {
-		// Rows with a NULL key are equal in key order: a resumed NULL range
-		// is read (and deleted on resume) whole, so After does not apply.
+		// Rows with a NULL key are equal in key order: a NULL range is read
+		// whole (it commits once, at its end), so After does not apply.
 		parts := make([]string, len(keys))
 		for i, c := range keys {
 			parts[i] = prefix + c.quoted() + " IS NULL"

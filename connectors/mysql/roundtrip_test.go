@@ -177,7 +177,7 @@ func TestRoundTripAllTypes(t *testing.T) {
 			if err := snk.Prepare(testCtx(t), rec.Schema(), false); err != nil {
 				t.Fatal(err)
 			}
-			writeAll(t, snk, connectors.WriterSpec{Partition: "p0", Schema: rec.Schema()}, rec)
+			writeAll(t, snk, partSpec("p0", rec.Schema()), rec)
 
 			src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "all_types", Key: []string{"id"}})
 			got, _ := readAll(t, src, connectors.Range{})

@@ -16,7 +16,10 @@ import (
 	"github.com/datashift/datashift/connectors"
 )
 
-var _ connectors.Sink = (*sink)(nil)
+var (
+	_ connectors.Sink      = (*sink)(nil)
+	_ connectors.CommitLog = (*sink)(nil)
+)
 
 // Bulk write methods (SinkConfig.Options["bulk"]).
 const (
@@ -30,6 +33,7 @@ type sink struct {
 	cfg     connectors.SinkConfig
 	dsn     string // redacted
 	table   tableRef
+	commits tableRef // the commit table (commits.go)
 	mariadb bool
 	major   int // server major version
 	minor   int
@@ -59,6 +63,7 @@ func openSink(ctx context.Context, cfg connectors.SinkConfig) (connectors.Sink, 
 		return nil, errors.New("mysql sink: Mode upsert needs Key")
 	}
 	s := &sink{cfg: cfg, bulk: bulkAuto}
+	commitTable := defaultCommitTable
 	for k, v := range cfg.Options {
 		switch k {
 		case "bulk":
@@ -68,8 +73,10 @@ func openSink(ctx context.Context, cfg connectors.SinkConfig) (connectors.Sink, 
 			default:
 				return nil, fmt.Errorf("mysql sink: option bulk=%q: want auto, load_data or insert", v)
 			}
+		case "commit_table":
+			commitTable = v
 		default:
-			return nil, fmt.Errorf("mysql sink: unknown option %q (known: bulk)", k)
+			return nil, fmt.Errorf("mysql sink: unknown option %q (known: bulk, commit_table)", k)
 		}
 	}
 	db, mcfg, err := openDB(ctx, cfg.DSN)
@@ -79,6 +86,10 @@ func openSink(ctx context.Context, cfg connectors.SinkConfig) (connectors.Sink, 
 	s.db, s.dsn = db, connectors.Redacted(cfg.DSN)
 	schema, name := splitTable(cfg.Table, mcfg.DBName)
 	s.table = tableRef{schema, name}
+	if s.commits, err = commitTableRef(commitTable, s.table); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("mysql sink %s: %w", s.table, err)
+	}
 	var version string
 	var packet, localInfile int64
 	err = db.QueryRowContext(ctx, "SELECT VERSION(), @@max_allowed_packet, @@local_infile").Scan(&version, &packet, &localInfile)
@@ -153,6 +164,11 @@ func (s *sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool)
 			return err
 		}
 	}
+	if err := s.prepareCommitTable(ctx); err != nil {
+		return err
+	}
+	// The commit table is another table: emptying the target leaves the
+	// records of every run alone.
 	if truncate {
 		if _, err := s.db.ExecContext(ctx, "TRUNCATE TABLE "+s.table.quoted()); err != nil {
 			return classify(fmt.Errorf("mysql sink: truncate %s: %w", s.table, err))
@@ -366,6 +382,9 @@ func (s *sink) uuidType() string {
 }
 
 func (s *sink) OpenWriter(ctx context.Context, spec connectors.WriterSpec) (connectors.Writer, error) {
+	if err := s.checkRecordID(spec.Job, spec.Run, spec.Partition); err != nil {
+		return nil, err
+	}
 	cols, err := s.columns(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("mysql sink: %w", err)
@@ -384,41 +403,5 @@ func (s *sink) OpenWriter(ctx context.Context, spec connectors.WriterSpec) (conn
 	if err != nil {
 		return nil, classify(fmt.Errorf("mysql sink %s: %w", s.table, err))
 	}
-	if spec.Resume != nil && s.cfg.Mode != connectors.Upsert {
-		if err := s.deleteResumed(ctx, conn, spec, cols); err != nil {
-			conn.Close()
-			return nil, err
-		}
-	}
 	return newWriter(s, conn, spec, targets, keyIdx)
-}
-
-// deleteResumed removes what the target holds of the partition's range past
-// the checkpoint, with the byte-order predicates the source reads with.
-func (s *sink) deleteResumed(ctx context.Context, conn *sql.Conn, spec connectors.WriterSpec, cols []*column) error {
-	if len(s.cfg.Key) == 0 {
-		if s.cfg.Mode != connectors.Truncate {
-			return fmt.Errorf("mysql sink %s: cannot resume partition %s without Key in append mode (rows already there cannot be told apart)", s.table, spec.Partition)
-		}
-	}
-	keys := make([]*column, len(s.cfg.Key))
-	for i, k := range s.cfg.Key {
-		keys[i] = findColumn(cols, k)
-	}
-	r := spec.Range
-	if spec.Resume.LastKey != nil {
-		r = r.Resumed(spec.Resume.LastKey)
-	}
-	cond, args, err := rangeWhere(keys, "", r)
-	if err != nil {
-		return fmt.Errorf("mysql sink %s: resume partition %s: %w", s.table, spec.Partition, err)
-	}
-	q := "DELETE FROM " + s.table.quoted()
-	if cond != "" {
-		q += " WHERE " + cond
-	}
-	if _, err := conn.ExecContext(ctx, q, args...); err != nil {
-		return classify(fmt.Errorf("mysql sink %s: resume partition %s: delete range %s: %w", s.table, spec.Partition, r, err))
-	}
-	return nil
 }

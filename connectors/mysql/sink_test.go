@@ -52,131 +52,106 @@ func texts(n int, s string) []string {
 	return out
 }
 
-// Resume deletes exactly the rows of the range past the checkpoint.
-func TestResumeDeletesIntRange(t *testing.T) {
-	dsn, db := testDB(t)
-	snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "r", Key: []string{"id"}, CreateTable: true})
-	rec := intTextRecord(seq(1, 100), texts(100, "x"))
-	defer rec.Release()
-	if err := snk.Prepare(testCtx(t), rec.Schema(), false); err != nil {
-		t.Fatal(err)
-	}
-	writeAll(t, snk, connectors.WriterSpec{Partition: "all", Schema: rec.Schema()}, rec)
-
-	// [20, 60) resumed after 35: 36..59 go, the rest stays.
-	spec := connectors.WriterSpec{Partition: "p1", Schema: rec.Schema(),
-		Range:  connectors.Range{Lo: connectors.Key{int64(20)}, Hi: connectors.Key{int64(60)}},
-		Resume: &connectors.ResumePoint{LastKey: connectors.Key{int64(35)}}}
-	writeAll(t, snk, spec)
-	want := append(seq(1, 35), seq(60, 100)...)
-	if got := ids(db, t, "SELECT id FROM r ORDER BY id"); !slices.Equal(got, want) {
-		t.Fatalf("after resume at 35 in [20,60): %v", got)
-	}
-	// No checkpoint yet: the whole range [60, 80) goes.
-	spec = connectors.WriterSpec{Partition: "p2", Schema: rec.Schema(),
-		Range: connectors.Range{Lo: connectors.Key{int64(60)}, Hi: connectors.Key{int64(80)}}, Resume: &connectors.ResumePoint{}}
-	writeAll(t, snk, spec)
-	want = append(seq(1, 35), seq(80, 100)...)
-	if got := ids(db, t, "SELECT id FROM r ORDER BY id"); !slices.Equal(got, want) {
-		t.Fatalf("after resume of [60,80) from the start: %v", got)
-	}
-	// The last partition, open above, resumed after 90, then rewritten.
-	more := intTextRecord(seq(91, 95), texts(5, "y"))
-	defer more.Release()
-	spec = connectors.WriterSpec{Partition: "p3", Schema: rec.Schema(),
-		Range:  connectors.Range{Lo: connectors.Key{int64(80)}},
-		Resume: &connectors.ResumePoint{LastKey: connectors.Key{int64(90)}}}
-	writeAll(t, snk, spec, more)
-	want = append(seq(1, 35), seq(80, 95)...)
-	if got := ids(db, t, "SELECT id FROM r ORDER BY id"); !slices.Equal(got, want) {
-		t.Fatalf("after resume of [80,∞) at 90 and rewrite of 91..95: %v", got)
-	}
-}
-
-// Resume on text keys compares bytes, in a table the sink created (byte
-// order collation) and in one it did not (case-insensitive collation).
-func TestResumeDeletesTextRange(t *testing.T) {
-	dsn, db := testDB(t)
-	exec(t, db, "CREATE TABLE ci (k VARCHAR(20) NOT NULL, s TEXT, PRIMARY KEY (k(20)))")
-	for _, table := range []string{"created", "ci"} {
-		t.Run(table, func(t *testing.T) {
-			schema := arrow.NewSchema([]arrow.Field{{Name: "k", Type: arrow.BinaryTypes.String}, {Name: "s", Type: arrow.BinaryTypes.String, Nullable: true}}, nil)
-			snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: table, Key: []string{"k"}, CreateTable: true})
+// A resumed partition deletes nothing: rows the job did not write, inside
+// its range and past its checkpoint, NULL keys included, keep their values
+// through the partition's commits, an abandoned writer and a resume under a
+// new lease, in a table the sink did not create (composite nullable key,
+// case-insensitive collation). The NULL-key partition, which commits once
+// at its end, is redone whole and leaves the others' NULL keys alone too.
+func TestResumeDeletesNothing(t *testing.T) {
+	for _, bulk := range []string{bulkLoad, bulkInsert} {
+		t.Run(bulk, func(t *testing.T) {
+			dsn, db := testDB(t)
+			exec(t, db, "CREATE TABLE c (a INT NULL, b VARCHAR(10) NULL, s TEXT, UNIQUE KEY (a, b)) COLLATE utf8mb4_unicode_ci")
+			for _, r := range [][]any{{2, "x"}, {5, "B"}, {8, "z"}, {nil, "a"}, {4, nil}, {20, "a"}} {
+				exec(t, db, "INSERT INTO c VALUES (?, ?, 'theirs')", r...)
+			}
+			schema := arrow.NewSchema([]arrow.Field{
+				{Name: "a", Type: arrow.PrimitiveTypes.Int32, Nullable: true},
+				{Name: "b", Type: arrow.BinaryTypes.String, Nullable: true},
+				{Name: "s", Type: arrow.BinaryTypes.String, Nullable: true},
+			}, nil)
+			rows := func(keys ...[]any) arrow.RecordBatch {
+				b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+				defer b.Release()
+				for _, k := range keys {
+					if k[0] == nil {
+						b.Field(0).AppendNull()
+					} else {
+						b.Field(0).(*array.Int32Builder).Append(int32(k[0].(int)))
+					}
+					if k[1] == nil {
+						b.Field(1).AppendNull()
+					} else {
+						b.Field(1).(*array.StringBuilder).Append(k[1].(string))
+					}
+					b.Field(2).(*array.StringBuilder).Append("ours")
+				}
+				return b.NewRecordBatch()
+			}
+			snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "c", Key: []string{"a", "b"}, Options: map[string]string{"bulk": bulk}})
 			if err := snk.Prepare(testCtx(t), schema, false); err != nil {
 				t.Fatal(err)
 			}
-			// Under the ci collation 'a' = 'A' = 'a ': keep one of each class.
-			vals := []string{"A", "B", "Z", "a\t", "ab", "c", "é", "😀", "中", ""}
-			if table == "created" {
-				vals = trickyTexts
-			}
-			b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
-			for _, v := range vals {
-				b.Field(0).(*array.StringBuilder).Append(v)
-				b.Field(1).(*array.StringBuilder).Append("x")
-			}
-			rec := b.NewRecordBatch()
-			b.Release()
-			defer rec.Release()
-			writeAll(t, snk, connectors.WriterSpec{Partition: "all", Schema: schema}, rec)
-
-			lo, after, hi := "B", "Z", "é"
-			writeAll(t, snk, connectors.WriterSpec{Partition: "p", Schema: schema,
-				Range:  connectors.Range{Lo: connectors.Key{lo}, Hi: connectors.Key{hi}},
-				Resume: &connectors.ResumePoint{LastKey: connectors.Key{after}}})
-			var want []string
-			for _, v := range vals {
-				if v > after && v < hi { // Go compares strings by bytes
-					continue
+			ctx := testCtx(t)
+			// write claims the partition under lease and writes rec through
+			// one writer; it commits it at pos, done, unless crash is set.
+			write := func(part string, r connectors.Range, lease int64, crash bool, pos connectors.Key, done bool, rec arrow.RecordBatch) {
+				t.Helper()
+				defer rec.Release()
+				spec := connectors.WriterSpec{Job: "j", Run: "r1", Partition: part, Lease: lease, Range: r, Schema: schema}
+				cr := claim(t, snk, spec)
+				w, err := snk.OpenWriter(ctx, spec)
+				if err != nil {
+					t.Fatal(err)
 				}
-				want = append(want, v)
+				defer w.Close()
+				if err := w.Write(ctx, rec); err != nil {
+					t.Fatal(err)
+				}
+				if crash {
+					return
+				}
+				cr.Rows += rec.NumRows()
+				cr.Position, cr.Done = pos, done
+				cr.Commits++
+				if err := w.Commit(ctx, cr); err != nil {
+					t.Fatal(err)
+				}
 			}
-			slices.Sort(want)
-			rows, err := db.Query("SELECT k FROM " + quoteIdent(table) + " ORDER BY CAST(k AS BINARY)")
+			keyed := connectors.Range{Lo: connectors.Key{int64(1), "a"}, Hi: connectors.Key{int64(9), "a"}}
+			write("p0", keyed, 1, false, connectors.Key{int64(2), "a"}, false, rows([]any{1, "a"}, []any{1, "b"}, []any{2, "a"}))
+			write("p0", keyed, 1, true, nil, false, rows([]any{3, "a"}, []any{3, "b"}))
+			resumed := claim(t, snk, connectors.WriterSpec{Job: "j", Run: "r1", Partition: "p0", Lease: 2})
+			if resumed.Rows != 3 || connectors.CompareKeys(resumed.Position, connectors.Key{int64(2), "a"}) != 0 {
+				t.Fatalf("record after the crash: %+v, want 3 rows at (2, a)", resumed)
+			}
+			write("p0", keyed, 2, false, connectors.Key{int64(6), "a"}, true, rows([]any{3, "a"}, []any{3, "b"}, []any{6, "a"}))
+
+			nulls := connectors.Range{Nulls: true}
+			write("nulls", nulls, 1, true, nil, false, rows([]any{nil, "n1"}, []any{7, nil}))
+			write("nulls", nulls, 2, false, nil, true, rows([]any{nil, "n1"}, []any{7, nil}))
+
+			q, err := db.Query("SELECT COALESCE(a, -1), COALESCE(b, '-'), s FROM c ORDER BY a, CAST(b AS BINARY)")
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer q.Close()
 			var got []string
-			for rows.Next() {
-				var s string
-				rows.Scan(&s)
-				got = append(got, s)
+			for q.Next() {
+				var a int
+				var b, s string
+				if err := q.Scan(&a, &b, &s); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, fmt.Sprintf("%d/%s/%s", a, b, s))
 			}
-			rows.Close()
+			want := []string{"-1/a/theirs", "-1/n1/ours", "1/a/ours", "1/b/ours", "2/a/ours", "2/x/theirs", "3/a/ours", "3/b/ours",
+				"4/-/theirs", "5/B/theirs", "6/a/ours", "7/-/ours", "8/z/theirs", "20/a/theirs"}
 			if !slices.Equal(got, want) {
-				t.Errorf("after resume of [%q,%q) at %q:\n got %q\nwant %q", lo, hi, after, got, want)
+				t.Errorf("table after resumes:\n got %q\nwant %q", got, want)
 			}
 		})
-	}
-}
-
-// Composite keys and the NULL range: resume in the NULL partition clears
-// only rows with a NULL key.
-func TestResumeCompositeAndNulls(t *testing.T) {
-	dsn, db := testDB(t)
-	exec(t, db, "CREATE TABLE c (a INT NULL, b VARCHAR(10) NULL, UNIQUE KEY (a, b))")
-	for a := 1; a <= 3; a++ {
-		for _, b := range []string{"a", "B", "c"} {
-			exec(t, db, "INSERT INTO c VALUES (?, ?)", a, b)
-		}
-	}
-	exec(t, db, "INSERT INTO c VALUES (NULL, 'a'), (2, NULL)")
-	schema := arrow.NewSchema([]arrow.Field{{Name: "a", Type: arrow.PrimitiveTypes.Int32, Nullable: true}, {Name: "b", Type: arrow.BinaryTypes.String, Nullable: true}}, nil)
-	snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "c", Key: []string{"a", "b"}})
-	// [(1,"a"), (3,"B")) after (2,"B"): (2,"a") and (2,"c") go ("B" < "a" < "c" in bytes: only (2,"a"), (2,"c")).
-	writeAll(t, snk, connectors.WriterSpec{Partition: "p", Schema: schema,
-		Range:  connectors.Range{Lo: connectors.Key{int64(1), "a"}, Hi: connectors.Key{int64(3), "B"}},
-		Resume: &connectors.ResumePoint{LastKey: connectors.Key{int64(2), "B"}}})
-	if n := count(t, db, "SELECT COUNT(*) FROM c WHERE a = 2 AND b IS NOT NULL"); n != 1 {
-		t.Errorf("%d rows with a=2 left, want 1 (2,'B')", n)
-	}
-	if n := count(t, db, "SELECT COUNT(*) FROM c"); n != 9 {
-		t.Errorf("%d rows left, want 9", n)
-	}
-	writeAll(t, snk, connectors.WriterSpec{Partition: "nulls", Schema: schema,
-		Range: connectors.Range{Nulls: true}, Resume: &connectors.ResumePoint{}})
-	if n := count(t, db, "SELECT COUNT(*) FROM c"); n != 7 {
-		t.Errorf("%d rows left after resuming the NULL range, want 7", n)
 	}
 }
 
@@ -189,7 +164,7 @@ func TestModes(t *testing.T) {
 			defer first.Release()
 			second := intTextRecord(seq(5, 15), texts(11, "v2"))
 			defer second.Release()
-			spec := connectors.WriterSpec{Partition: "p", Schema: first.Schema()}
+			spec := partSpec("p", first.Schema())
 
 			// Append, then append the same keys again: the duplicate is an
 			// error, not a silently skipped row.
@@ -219,13 +194,15 @@ func TestModes(t *testing.T) {
 				t.Errorf("after upsert: %d rows with v2, want 11", n)
 			}
 			// Upserting again is idempotent, and so is a resumed upsert.
-			writeAll(t, up, connectors.WriterSpec{Partition: "p", Schema: first.Schema(),
-				Resume: &connectors.ResumePoint{LastKey: connectors.Key{int64(7)}}}, second)
+			resumed := spec
+			resumed.Lease = 2
+			writeAll(t, up, resumed, second)
 			if n := count(t, db, "SELECT COUNT(*) FROM m"); n != 15 {
 				t.Errorf("after second upsert: %d rows, want 15", n)
 			}
 
-			// Truncate empties the table once, then writes.
+			// Truncate empties the table once, then writes; the commit
+			// records of earlier runs stay.
 			tr := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "m", Key: []string{"id"}, Mode: connectors.Truncate, Options: opts})
 			if err := tr.Prepare(testCtx(t), first.Schema(), true); err != nil {
 				t.Fatal(err)
@@ -233,13 +210,18 @@ func TestModes(t *testing.T) {
 			if n := count(t, db, "SELECT COUNT(*) FROM m"); n != 0 {
 				t.Errorf("after truncate: %d rows", n)
 			}
-			writeAll(t, tr, spec, first)
+			if rec := claim(t, tr, resumed); rec.Commits != 3 || rec.Rows != 32 {
+				t.Errorf("record of the earlier run after truncate: %+v, want 3 commits, 32 rows (totals)", rec)
+			}
+			truncated := spec
+			truncated.Run = "r2"
+			writeAll(t, tr, truncated, first)
 			if got := ids(db, t, "SELECT id FROM m ORDER BY id"); !slices.Equal(got, seq(1, 10)) {
 				t.Errorf("after truncate and write: %v", got)
 			}
 
 			// Close without Commit leaves nothing behind.
-			w, err := tr.OpenWriter(testCtx(t), connectors.WriterSpec{Partition: "x", Schema: first.Schema()})
+			w, err := tr.OpenWriter(testCtx(t), partSpec("x", first.Schema()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -256,7 +238,8 @@ func TestModes(t *testing.T) {
 	}
 }
 
-// Several commits on one writer: each commit is durable on its own.
+// Several commits on one writer: each commit is durable on its own, with
+// its record.
 func TestWriterSeveralCommits(t *testing.T) {
 	dsn, db := testDB(t)
 	a := intTextRecord(seq(1, 5000), texts(5000, strings.Repeat("é", 50)))
@@ -268,7 +251,9 @@ func TestWriterSeveralCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := testCtx(t)
-	w, err := snk.OpenWriter(ctx, connectors.WriterSpec{Partition: "p", Schema: a.Schema()})
+	spec := partSpec("p", a.Schema())
+	cr := claim(t, snk, spec)
+	w, err := snk.OpenWriter(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,12 +265,21 @@ func TestWriterSeveralCommits(t *testing.T) {
 		if n := count(t, db, "SELECT COUNT(*) FROM sc"); n != int64(i*5000) {
 			t.Errorf("before commit %d: %d rows visible", i, n)
 		}
-		if _, err := w.Commit(ctx); err != nil {
+		if n := count(t, db, "SELECT commit_count FROM datashift_commits"); n != int64(i) {
+			t.Errorf("before commit %d: the record says %d commits", i, n)
+		}
+		cr.Rows += rec.NumRows()
+		cr.Position = connectors.KeyOf(rec, []int{0}, int(rec.NumRows()-1))
+		cr.Commits++
+		if err := w.Commit(ctx, cr); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if n := count(t, db, "SELECT COUNT(*) FROM sc"); n != 9000 {
 		t.Errorf("after two commits: %d rows, want 9000", n)
+	}
+	if got := claim(t, snk, spec); got.Rows != 9000 || got.Commits != 2 || connectors.CompareKeys(got.Position, connectors.Key{int64(9000)}) != 0 {
+		t.Errorf("record after two commits: %+v", got)
 	}
 	src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "sc", Key: []string{"id"}})
 	var want connectors.Checksum
@@ -379,7 +373,7 @@ func TestValueErrors(t *testing.T) {
 				if err := snk.Prepare(testCtx(t), rec.Schema(), false); err != nil {
 					t.Fatal(err)
 				}
-				err := tryWriteAll(snk, connectors.WriterSpec{Partition: "p", Schema: rec.Schema()}, rec)
+				err := tryWriteAll(snk, partSpec("p", rec.Schema()), rec)
 				var ve *connectors.ValueError
 				if !errors.As(err, &ve) || ve.Column != c.col || connectors.CompareKeys(ve.Key, connectors.Key{int64(42)}) != 0 {
 					t.Fatalf("got %v, want a ValueError for column %s, key 42", err, c.col)
@@ -396,7 +390,7 @@ func TestValueErrors(t *testing.T) {
 				// The good row alone goes in.
 				good := rec.NewSlice(0, 1)
 				defer good.Release()
-				writeAll(t, snk, connectors.WriterSpec{Partition: "p", Schema: rec.Schema()}, good)
+				writeAll(t, snk, partSpec("p", rec.Schema()), good)
 				exec(t, db, "DELETE FROM v")
 			})
 		}
@@ -442,12 +436,6 @@ func TestSinkConfigErrors(t *testing.T) {
 			t.Errorf("Prepare %+v: got %v, want %q", c.cfg, err, c.want)
 		}
 	}
-	// Resume without a key in append mode cannot know which rows are its own.
-	snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "t"})
-	_, err := snk.OpenWriter(ctx, connectors.WriterSpec{Partition: "p", Schema: rec.Schema(), Resume: &connectors.ResumePoint{}})
-	if err == nil || !strings.Contains(err.Error(), "without Key") {
-		t.Errorf("resume without key: %v", err)
-	}
 }
 
 // CreateTable follows TYPES.md, with byte-order text keys.
@@ -490,7 +478,7 @@ func TestCreateTableDDL(t *testing.T) {
 	rec := b.NewRecordBatch()
 	b.Release()
 	defer rec.Release()
-	writeAll(t, snk, connectors.WriterSpec{Partition: "p", Schema: schema}, rec)
+	writeAll(t, snk, partSpec("p", schema), rec)
 	if n := count(t, db, "SELECT COUNT(*) FROM ddl"); n != 3 {
 		t.Errorf("%d rows, want 3 distinct keys", n)
 	}
@@ -509,7 +497,7 @@ func TestWriteLatin1Column(t *testing.T) {
 			if err := snk.Prepare(testCtx(t), good.Schema(), false); err != nil {
 				t.Fatal(err)
 			}
-			writeAll(t, snk, connectors.WriterSpec{Partition: "p", Schema: good.Schema()}, good)
+			writeAll(t, snk, partSpec("p", good.Schema()), good)
 			src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "l", Key: []string{"id"}})
 			rows, _ := readAll(t, src, connectors.Range{})
 			if len(rows) != 2 || rows[0][1] != "Ünïcödé" || rows[1][1] != "tab\there" {
@@ -520,7 +508,7 @@ func TestWriteLatin1Column(t *testing.T) {
 			}
 			bad := intTextRecord([]int64{3, 4}, []string{"ok", "emoji 😀"})
 			defer bad.Release()
-			err := tryWriteAll(snk, connectors.WriterSpec{Partition: "p", Schema: bad.Schema()}, bad)
+			err := tryWriteAll(snk, partSpec("p", bad.Schema()), bad)
 			var ve *connectors.ValueError
 			if !errors.As(err, &ve) || ve.Column != "s" || connectors.CompareKeys(ve.Key, connectors.Key{int64(4)}) != 0 {
 				t.Errorf("emoji into latin1: %v, want a ValueError for s, key 4", err)
@@ -558,7 +546,7 @@ func TestTimestampTZBeyondTimestampRange(t *testing.T) {
 	if err := snk.Prepare(testCtx(t), schema, false); err != nil {
 		t.Fatal(err)
 	}
-	writeAll(t, snk, connectors.WriterSpec{Partition: "p", Schema: schema}, rec)
+	writeAll(t, snk, partSpec("p", schema), rec)
 
 	src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "tz", Key: []string{"id"}})
 	got, _ := src.Schema(testCtx(t))

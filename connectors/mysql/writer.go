@@ -36,7 +36,8 @@ var (
 
 // writer writes one partition. Between commits it holds one transaction on
 // its own connection; with LOAD DATA, one statement streams every row of
-// the transaction from an io.Pipe the writer feeds.
+// the transaction from an io.Pipe the writer feeds. The transaction touches
+// the commit record only at Commit.
 type writer struct {
 	s       *sink
 	conn    *sql.Conn
@@ -406,32 +407,57 @@ func (w *writer) abortLoad() {
 	w.forget()
 }
 
-func (w *writer) Commit(ctx context.Context) ([]byte, error) {
+// Commit ends the transaction's LOAD DATA stream, stores rec in the same
+// transaction if the record still carries rec.Lease (storeRecord), and
+// commits. A commit with no rows since the last opens a transaction for the
+// record alone. Once a commit fails, its rows are gone with the rolled-back
+// transaction and the writer is done: a later commit would store a record
+// for rows that are not there.
+func (w *writer) Commit(ctx context.Context, rec connectors.CommitRecord) error {
 	if w.failed != nil {
-		return nil, fmt.Errorf("mysql sink %s: writer failed earlier: %w", w.s.table, w.failed)
+		return fmt.Errorf("mysql sink %s: writer failed earlier: %w", w.s.table, w.failed)
 	}
 	if err := w.ctx.Err(); err != nil {
-		return nil, fmt.Errorf("mysql sink %s: writer aborted: %w", w.s.table, err)
+		return fmt.Errorf("mysql sink %s: writer aborted: %w", w.s.table, err)
+	}
+	if rec.Job != "" && rec.Job != w.spec.Job || rec.Run != "" && rec.Run != w.spec.Run ||
+		rec.Partition != "" && rec.Partition != w.spec.Partition {
+		return fmt.Errorf("mysql sink %s: the writer of partition %s/%s/%s was given the record of %s/%s/%s",
+			w.s.table, w.spec.Job, w.spec.Run, w.spec.Partition, rec.Job, rec.Run, rec.Partition)
+	}
+	pos, err := positionJSON(rec.Position)
+	if err != nil {
+		return fmt.Errorf("mysql sink %s: partition %s: position %s: %w", w.s.table, w.spec.Partition, rec.Position, err)
 	}
 	stop := w.watch(ctx)
 	defer stop()
-	if w.tx == nil {
-		return nil, nil
+	if err := w.commit(rec, pos); err != nil {
+		w.abortLoad()
+		w.failed = err
+		return err
+	}
+	return nil
+}
+
+func (w *writer) commit(rec connectors.CommitRecord, pos any) error {
+	if err := w.begin(); err != nil {
+		return err
 	}
 	if w.load != nil {
 		if err := w.finishLoad(); err != nil {
-			w.abortLoad()
-			w.failed = err
-			return nil, err
+			return err
 		}
 	}
 	w.forget()
+	if err := w.storeRecord(rec, pos); err != nil {
+		return err
+	}
 	err := w.tx.Commit()
 	w.tx = nil
 	if err != nil {
-		return nil, classify(fmt.Errorf("mysql sink %s: commit: %w", w.s.table, err))
+		return classify(fmt.Errorf("mysql sink %s: commit: %w", w.s.table, err))
 	}
-	return nil, nil
+	return nil
 }
 
 // finishLoad ends the LOAD DATA stream and checks what the server says:

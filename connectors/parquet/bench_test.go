@@ -53,7 +53,12 @@ func BenchmarkSink(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		n++
-		w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: fmt.Sprintf("p%d", n), Schema: benchSchema})
+		spec := connectors.WriterSpec{Job: "bench", Run: "r1", Partition: fmt.Sprintf("p%d", n), Lease: 1, Schema: benchSchema}
+		rec, err := s.(connectors.CommitLog).Claim(ctx, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w, err := s.OpenWriter(ctx, spec)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -62,7 +67,8 @@ func BenchmarkSink(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		if _, err := w.Commit(ctx); err != nil {
+		rec.Rows, rec.Commits, rec.Done = benchRows, 1, true
+		if err := w.Commit(ctx, rec); err != nil {
 			b.Fatal(err)
 		}
 		w.Close()
@@ -73,7 +79,12 @@ func BenchmarkSink(b *testing.B) {
 func BenchmarkSource(b *testing.B) {
 	dir := b.TempDir()
 	s := openSink(b, dir, nil)
-	w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p0", Schema: benchSchema})
+	spec := connectors.WriterSpec{Job: "bench", Run: "r1", Partition: "p0", Lease: 1, Schema: benchSchema}
+	rec, err := s.(connectors.CommitLog).Claim(ctx, spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := s.OpenWriter(ctx, spec)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,7 +94,8 @@ func BenchmarkSource(b *testing.B) {
 		}
 		r.Release()
 	}
-	if _, err := w.Commit(ctx); err != nil {
+	rec.Rows, rec.Commits, rec.Done = benchRows, 1, true
+	if err := w.Commit(ctx, rec); err != nil {
 		b.Fatal(err)
 	}
 	src := openSource(b, dir, connectors.SourceConfig{BatchRows: 64 * 1024})

@@ -1,6 +1,7 @@
 package parquet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/file"
 
 	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/connectors/conformance"
 	"github.com/datashift/datashift/connectors/internal/parts/fixture"
 )
 
@@ -52,11 +54,11 @@ func TestRoundTripEveryType(t *testing.T) {
 	defer a.Release()
 	defer b.Release()
 	defer c.Release()
-	if st := fixture.Write(t, s, "p0", fixture.Schema, nil, true, a, b); string(st) != `{"parts":1}` {
-		t.Fatalf("sink state %s, want {\"parts\":1}", st)
+	if rec := fixture.Write(t, s, fixture.Spec("p0", fixture.Schema), true, a, b); rec.Rows != 40 || rec.Commits != 1 {
+		t.Fatalf("record %+v, want 40 rows in 1 commit", rec)
 	}
-	fixture.Write(t, s, "p1", fixture.Schema, nil, true, c)
-	if got, want := fixture.ListDir(t, dir), []string{"p0-000001.parquet", "p1-000001.parquet"}; !slices.Equal(got, want) {
+	fixture.Write(t, s, fixture.Spec("p1", fixture.Schema), true, c)
+	if got, want := fixture.ListDir(t, dir), []string{"_datashift", "r1-p0-000001.parquet", "r1-p1-000001.parquet"}; !slices.Equal(got, want) {
 		t.Fatalf("files %v, want %v", got, want)
 	}
 
@@ -88,7 +90,7 @@ func TestRoundTripEveryType(t *testing.T) {
 		t.Fatalf("count past the last file: %d, %v; want 0", n, err)
 	}
 	// A single file is a DSN too.
-	one := openSource(t, filepath.Join(dir, "p1-000001.parquet"), connectors.SourceConfig{})
+	one := openSource(t, filepath.Join(dir, "r1-p1-000001.parquet"), connectors.SourceConfig{})
 	fixture.Equal(t, fixture.ReadAll(t, one, connectors.Range{}, fixture.Schema), fixture.Values(c), fixture.Schema)
 }
 
@@ -97,9 +99,9 @@ func TestBatchesAreBounded(t *testing.T) {
 	s := openSink(t, dir, map[string]string{"row_group_rows": "16"})
 	all := fixture.Rows(0, 100)
 	defer all.Release()
-	fixture.Write(t, s, "p0", fixture.Schema, nil, true, all)
+	fixture.Write(t, s, fixture.Spec("p0", fixture.Schema), true, all)
 
-	pf, err := file.OpenParquetFile(filepath.Join(dir, "p0-000001.parquet"), false)
+	pf, err := file.OpenParquetFile(filepath.Join(dir, "r1-p0-000001.parquet"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,8 +144,8 @@ func TestCompression(t *testing.T) {
 		}
 		s := openSink(t, dir, opts)
 		rec := fixture.Rows(0, 30)
-		fixture.Write(t, s, "p0", fixture.Schema, nil, true, rec)
-		pf, err := file.OpenParquetFile(filepath.Join(dir, "p0-000001.parquet"), false)
+		fixture.Write(t, s, fixture.Spec("p0", fixture.Schema), true, rec)
+		pf, err := file.OpenParquetFile(filepath.Join(dir, "r1-p0-000001.parquet"), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,28 +182,34 @@ func seq(from, to int64) []int64 {
 	return out
 }
 
-func TestResume(t *testing.T) {
+// TestResumeKeepsCommittedParts: a partition resumed under a new lease
+// continues from the sink's record, whether its checkpoint was saved or
+// not; committed parts are never deleted, the unfinished one is.
+func TestResumeKeepsCommittedParts(t *testing.T) {
 	dir := t.TempDir()
 	s := openSink(t, dir, nil)
 	if err := s.Prepare(ctx, fixture.Schema, false); err != nil {
 		t.Fatal(err)
 	}
 	r := func(from, to int64) arrow.RecordBatch { return fixture.Rows(from, to) }
-	fixture.Write(t, s, "p1", fixture.Schema, nil, true, r(1000, 1010))
+	fixture.Write(t, s, fixture.Spec("p1", fixture.Schema), true, r(1000, 1010))
 
-	// Attempt 1: three commits, but only the first checkpoint was saved; then
-	// rows written and never committed, and a crash that left a .tmp part.
-	st1 := fixture.Write(t, s, "p0", fixture.Schema, nil, true, r(0, 100))
-	w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p0", Schema: fixture.Schema,
-		Resume: &connectors.ResumePoint{LastKey: connectors.Key{int64(99)}, SinkState: st1}})
+	// Attempt 1: three commits, then rows written and never committed, and
+	// a crash that left a .tmp part.
+	spec := fixture.Spec("p0", fixture.Schema)
+	rec := fixture.Write(t, s, spec, true, r(0, 100))
+	w, err := s.OpenWriter(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, rec := range []arrow.RecordBatch{r(100, 150), r(150, 170)} {
-		if err := w.Write(ctx, rec); err != nil {
+	for _, b := range []arrow.RecordBatch{r(100, 150), r(150, 170)} {
+		if err := w.Write(ctx, b); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.Commit(ctx); err != nil {
+		rec.Rows += b.NumRows()
+		rec.Commits++
+		rec.Position = connectors.Key{rec.Rows}
+		if err := w.Commit(ctx, rec); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -209,18 +217,24 @@ func TestResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	// no Commit, no Close: the process died
-	if got, want := fixture.ListDir(t, dir), []string{"p0-000001.parquet", "p0-000002.parquet", "p0-000003.parquet", "p0-000004.parquet.tmp", "p1-000001.parquet"}; !slices.Equal(got, want) {
+	committed := []string{"_datashift", "r1-p0-000001.parquet", "r1-p0-000002.parquet", "r1-p0-000003.parquet", "r1-p1-000001.parquet"}
+	if got, want := fixture.ListDir(t, dir), append(slices.Clone(committed[:4]), "r1-p0-000004.parquet.1.tmp", committed[4]); !slices.Equal(got, want) {
 		t.Fatalf("before resume: %v, want %v", got, want)
 	}
 
-	// Attempt 2 resumes from the saved checkpoint: after 99, one part.
-	st := fixture.Write(t, s, "p0", fixture.Schema, &connectors.ResumePoint{LastKey: connectors.Key{int64(99)}, SinkState: st1}, true, r(100, 150), r(150, 200))
-	if string(st) != `{"parts":2}` {
-		t.Fatalf("state after resume %s, want {\"parts\":2}", st)
+	// Attempt 2 claims under lease 2: the sink's record says 170 rows.
+	spec.Lease = 2
+	got, err := s.(connectors.CommitLog).Claim(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got, want := fixture.ListDir(t, dir), []string{"p0-000001.parquet", "p0-000002.parquet", "p1-000001.parquet"}; !slices.Equal(got, want) {
-		t.Fatalf("files after resume %v, want %v", got, want)
+	if got.Rows != 170 || got.Commits != 3 || connectors.CompareKeys(got.Position, connectors.Key{int64(170)}) != 0 {
+		t.Fatalf("claim after the crash: %+v, want 170 rows in 3 commits", got)
 	}
+	if got := fixture.ListDir(t, dir); !slices.Equal(got, committed) {
+		t.Fatalf("after the claim: %v, want the committed parts %v", got, committed)
+	}
+	fixture.Write(t, s, spec, true, r(170, 200))
 	if got, want := ids(t, dir), append(seq(0, 200), seq(1000, 1010)...); !slices.Equal(got, want) {
 		t.Fatalf("ids after resume: %d rows %v…, want 0..199 and 1000..1009", len(got), got[:min(len(got), 5)])
 	}
@@ -229,40 +243,45 @@ func TestResume(t *testing.T) {
 	if got, want := fixture.SourceChecksum(t, src, connectors.Range{}), fixture.Checksum(all, tail); got != want {
 		t.Fatalf("checksum %v, want %v", got, want)
 	}
-
-	// A restart from scratch (no checkpoint) removes all of p0 and nothing of p1.
-	fixture.Write(t, s, "p0", fixture.Schema, &connectors.ResumePoint{}, true, r(0, 10))
-	if got, want := ids(t, dir), append(seq(0, 10), seq(1000, 1010)...); !slices.Equal(got, want) {
-		t.Fatalf("ids after restart: %v, want 0..9 and 1000..1009", got)
-	}
 }
 
-func TestResumeRefusals(t *testing.T) {
+// TestStaleWriterLandsNothing: a writer whose partition was claimed by a
+// newer lease commits nothing and cannot claim it back.
+func TestStaleWriterLandsNothing(t *testing.T) {
 	dir := t.TempDir()
 	s := openSink(t, dir, nil)
+	log := s.(connectors.CommitLog)
 	rec := fixture.Rows(0, 5)
 	defer rec.Release()
-	fixture.Write(t, s, "p0", fixture.Schema, nil, true, rec)
-
-	// A fresh writer must not overwrite the parts of an earlier run.
-	_, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p0", Schema: fixture.Schema})
-	if err == nil || !strings.Contains(err.Error(), "p0-000001.parquet already exists") {
-		t.Fatalf("fresh writer over committed parts: %v", err)
+	stale := fixture.Spec("p0", fixture.Schema)
+	fixture.Write(t, s, stale, true, rec)
+	w, err := s.OpenWriter(ctx, stale)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// A checkpoint with a key but no sink state cannot say which parts to keep.
-	_, err = s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p0", Schema: fixture.Schema,
-		Resume: &connectors.ResumePoint{LastKey: connectors.Key{int64(3)}}})
-	if err == nil || !strings.Contains(err.Error(), "without sink state") {
-		t.Fatalf("resume with key and no state: %v", err)
+	defer w.Close()
+	more := fixture.Rows(5, 10)
+	defer more.Release()
+	if err := w.Write(ctx, more); err != nil {
+		t.Fatal(err)
 	}
-	// A state naming a part that is gone is corruption, not something to paper over.
-	_, err = s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p0", Schema: fixture.Schema,
-		Resume: &connectors.ResumePoint{LastKey: connectors.Key{int64(3)}, SinkState: []byte(`{"parts":2}`)}})
-	if err == nil || !strings.Contains(err.Error(), "p0-000002.parquet is missing") {
-		t.Fatalf("resume with a missing part: %v", err)
+	fresh := stale
+	fresh.Lease = 2
+	if _, err := log.Claim(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	err = w.Commit(ctx, connectors.CommitRecord{Job: stale.Job, Run: stale.Run, Partition: stale.Partition, Lease: 1, Rows: 10, Commits: 2})
+	if !errors.Is(err, connectors.ErrLeaseLost) {
+		t.Fatalf("stale commit: %v, want ErrLeaseLost", err)
+	}
+	if _, err := log.Claim(ctx, stale); !errors.Is(err, connectors.ErrLeaseLost) {
+		t.Fatalf("claim under the older lease: %v, want ErrLeaseLost", err)
 	}
 	if got := ids(t, dir); !slices.Equal(got, seq(0, 5)) {
-		t.Fatalf("refused writers changed the data: %v", got)
+		t.Fatalf("the stale writer changed the data: %v", got)
+	}
+	if got := fixture.ListDir(t, dir); !slices.Equal(got, []string{"_datashift", "r1-p0-000001.parquet"}) {
+		t.Fatalf("files %v", got)
 	}
 }
 
@@ -271,10 +290,10 @@ func TestTruncateRemovesOnlyParts(t *testing.T) {
 	s := openSink(t, dir, nil)
 	old := fixture.Rows(0, 20)
 	defer old.Release()
-	fixture.Write(t, s, "p0", fixture.Schema, nil, true, old)
-	fixture.Write(t, s, "p1", fixture.Schema, nil, false, old) // abandoned: Close removes its .tmp
+	fixture.Write(t, s, fixture.Spec("p0", fixture.Schema), true, old)
+	fixture.Write(t, s, fixture.Spec("p1", fixture.Schema), false, old) // abandoned: Close removes its .tmp
 	keep := []string{"README.txt", "manual.parquet", "p0-1.parquet"}
-	for _, n := range append(keep, "p2-000007.parquet.tmp") {
+	for _, n := range append(keep, "p2-000007.parquet.tmp", "p3-000001.parquet") { // the last two named as earlier versions named parts
 		if err := os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -282,15 +301,18 @@ func TestTruncateRemovesOnlyParts(t *testing.T) {
 	if err := s.Prepare(ctx, fixture.Schema, true); err != nil {
 		t.Fatal(err)
 	}
-	if got := fixture.ListDir(t, dir); !slices.Equal(got, keep) {
-		t.Fatalf("after truncate: %v, want only %v", got, keep)
+	if got, want := fixture.ListDir(t, dir), []string{"README.txt", "_datashift", "manual.parquet", "p0-1.parquet"}; !slices.Equal(got, want) {
+		t.Fatalf("after truncate: %v, want only %v", got, want)
+	}
+	if got := fixture.ListDir(t, filepath.Join(dir, "_datashift")); len(got) != 0 {
+		t.Fatalf("commit log after truncate: %v", got)
 	}
 	for _, n := range keep {
 		os.Remove(filepath.Join(dir, n))
 	}
 	fresh := fixture.Rows(500, 510)
 	defer fresh.Release()
-	fixture.Write(t, s, "p0", fixture.Schema, nil, true, fresh)
+	fixture.Write(t, s, fixture.Spec("p0", fixture.Schema), true, fresh)
 	if got := ids(t, dir); !slices.Equal(got, seq(500, 510)) {
 		t.Fatalf("after truncate and write: %v", got)
 	}
@@ -301,28 +323,19 @@ func TestSchemaMismatchNamesFile(t *testing.T) {
 	s := openSink(t, dir, nil)
 	rec := fixture.Rows(0, 3)
 	defer rec.Release()
-	fixture.Write(t, s, "a", fixture.Schema, nil, true, rec)
+	fixture.Write(t, s, fixture.Spec("a", fixture.Schema), true, rec)
 
 	other := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.BinaryTypes.String}}, nil)
 	s2, err := connectors.OpenSink(ctx, "parquet", connectors.SinkConfig{DSN: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := s2.OpenWriter(ctx, connectors.WriterSpec{Partition: "b", Schema: other})
-	if err != nil {
-		t.Fatal(err)
-	}
 	b := array.NewRecordBuilder(memory.DefaultAllocator, other)
 	b.Field(0).(*array.StringBuilder).Append("x")
 	r2 := b.NewRecordBatch()
-	if err := w.Write(ctx, r2); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	fixture.Write(t, s2, fixture.Spec("b", other), true, r2)
 	_, err = connectors.OpenSource(ctx, "parquet", connectors.SourceConfig{DSN: dir})
-	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "b-000001.parquet")) ||
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "r1-b-000001.parquet")) ||
 		!strings.Contains(err.Error(), "22 columns") && !strings.Contains(err.Error(), "1 columns instead of 22") {
 		t.Fatalf("mixed schemas: %v", err)
 	}
@@ -352,7 +365,11 @@ func TestErrors(t *testing.T) {
 			return err
 		}, `unknown option "x"`},
 		{"no files", func() error {
-			_, err := connectors.OpenSource(ctx, "parquet", connectors.SourceConfig{DSN: dir})
+			src, err := connectors.OpenSource(ctx, "parquet", connectors.SourceConfig{DSN: dir})
+			if err != nil {
+				return err
+			}
+			_, err = src.Schema(ctx) // an empty dataset reads as no rows, but has no schema
 			return err
 		}, "no .parquet files in " + dir},
 		{"source key", func() error {
@@ -385,7 +402,7 @@ func TestNullInRequiredColumnIsValueError(t *testing.T) {
 	b.Field(1).AppendNull()
 	rec := b.NewRecordBatch()
 	defer rec.Release()
-	w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p0", Schema: sc})
+	w, err := s.OpenWriter(ctx, fixture.Spec("p0", sc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +422,7 @@ func TestKeyRangeRefused(t *testing.T) {
 	s := openSink(t, dir, nil)
 	rec := fixture.Rows(0, 3)
 	defer rec.Release()
-	fixture.Write(t, s, "p0", fixture.Schema, nil, true, rec)
+	fixture.Write(t, s, fixture.Spec("p0", fixture.Schema), true, rec)
 	src := openSource(t, dir, connectors.SourceConfig{})
 	err := src.Read(ctx, connectors.Range{Lo: connectors.Key{int64(1)}}, func(arrow.RecordBatch) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "no key order") {
@@ -429,7 +446,7 @@ func TestBatchSchemaWithoutMetadata(t *testing.T) {
 	}
 	plain := array.NewRecordBatch(arrow.NewSchema(bare, nil), rec.Columns(), rec.NumRows())
 	defer plain.Release()
-	fixture.Write(t, s, "p0", fixture.Schema, nil, true, plain)
+	fixture.Write(t, s, fixture.Spec("p0", fixture.Schema), true, plain)
 	src := openSource(t, dir, connectors.SourceConfig{})
 	sc, _ := src.Schema(ctx)
 	if !sc.Equal(fixture.Schema) {
@@ -438,7 +455,7 @@ func TestBatchSchemaWithoutMetadata(t *testing.T) {
 	fixture.Equal(t, fixture.ReadAll(t, src, connectors.Range{}, fixture.Schema), fixture.Values(rec), fixture.Schema)
 
 	// A batch whose column types differ is refused, naming the column.
-	w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p1", Schema: fixture.Schema})
+	w, err := s.OpenWriter(ctx, fixture.Spec("p1", fixture.Schema))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,5 +467,199 @@ func TestBatchSchemaWithoutMetadata(t *testing.T) {
 	defer wrong.Release()
 	if err := w.Write(ctx, wrong); err == nil || !strings.Contains(err.Error(), "batch has 1 columns, the dataset 22") {
 		t.Fatalf("wrong batch: %v", err)
+	}
+}
+
+func TestConformance(t *testing.T) {
+	dir := t.TempDir()
+	conformance.Run(t, conformance.Harness{
+		Type:         typeName,
+		SourceConfig: func(table string) connectors.SourceConfig { return connectors.SourceConfig{DSN: dir, Table: table} },
+		SinkConfig:   func(table string) connectors.SinkConfig { return connectors.SinkConfig{DSN: dir, Table: table} },
+		Caps:         conformance.Caps{Positions: true, KeylessRange: connectors.Range{}},
+	})
+}
+
+// positioned reads r by position: the ids in order, and each batch's last
+// position.
+func positioned(t *testing.T, src connectors.Source, r connectors.Range) (ids []int64, last []connectors.Key) {
+	t.Helper()
+	err := src.(connectors.PositionReader).ReadPositioned(ctx, r, func(rec arrow.RecordBatch, pos connectors.Key) error {
+		ids = append(ids, rec.Column(0).(*array.Int64).Int64Values()...)
+		last = append(last, pos)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read %s after %s: %v", r, r.After, err)
+	}
+	return ids, last
+}
+
+// TestResumeInsideRowGroups: in files of several row groups (dictionary
+// pages, NULLs, a projection), a read resumed after a row gives exactly the
+// rows that follow it, and positions count rows from 0 in each file.
+func TestResumeInsideRowGroups(t *testing.T) {
+	dir := t.TempDir()
+	s := openSink(t, dir, map[string]string{"row_group_rows": "16"})
+	a, b := fixture.Rows(0, 100), fixture.Rows(100, 130)
+	defer a.Release()
+	defer b.Release()
+	fixture.Write(t, s, fixture.Spec("p0", fixture.Schema), true, a)
+	fixture.Write(t, s, fixture.Spec("p1", fixture.Schema), true, b)
+	for _, cols := range [][]string{nil, {"id", "s", "dec"}} {
+		src := openSource(t, dir, connectors.SourceConfig{BatchRows: 7, Columns: cols})
+		all, last := positioned(t, src, connectors.Range{})
+		if !slices.Equal(all, seq(0, 130)) {
+			t.Fatalf("columns %v: read %v", cols, all)
+		}
+		if want := (connectors.Key{int64(0), int64(6)}); connectors.CompareKeys(last[0], want) != 0 {
+			t.Fatalf("first batch ends at %s, want %s", last[0], want)
+		}
+		if want := (connectors.Key{int64(1), int64(29)}); connectors.CompareKeys(last[len(last)-1], want) != 0 {
+			t.Fatalf("last batch ends at %s, want %s", last[len(last)-1], want)
+		}
+		// Around batch (7) and row group (16) edges, and the ends of files.
+		for _, id := range []int64{0, 5, 6, 14, 15, 16, 17, 31, 47, 50, 63, 64, 98, 99, 100, 101, 116, 128, 129} {
+			pos := connectors.Key{int64(0), id}
+			if id >= 100 {
+				pos = connectors.Key{int64(1), id - 100}
+			}
+			var vals [][]any
+			if err := src.(connectors.PositionReader).ReadPositioned(ctx, connectors.Range{}.Resumed(pos), func(rec arrow.RecordBatch, _ connectors.Key) error {
+				vals = append(vals, fixture.Values(rec)...)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			var want [][]any
+			if id < 99 {
+				tail := a.NewSlice(id+1, 100)
+				want = fixture.Values(project(tail, cols))
+				tail.Release()
+			}
+			if id < 129 {
+				tail := b.NewSlice(max(0, id+1-100), 30)
+				want = append(want, fixture.Values(project(tail, cols))...)
+				tail.Release()
+			}
+			sc, _ := src.Schema(ctx)
+			fixture.Equal(t, vals, want, sc)
+		}
+		if n, err := src.(connectors.Counter).Count(ctx, connectors.Range{}.Resumed(connectors.Key{int64(0), int64(89)})); err != nil || n != 40 {
+			t.Fatalf("count after (0, 89): %d, %v; want 40", n, err)
+		}
+	}
+}
+
+// project is rec's columns named cols (all when nil).
+func project(rec arrow.RecordBatch, cols []string) arrow.RecordBatch {
+	if cols == nil {
+		return rec
+	}
+	idx, _ := connectors.ColumnIndexes(rec.Schema(), cols)
+	var fs []arrow.Field
+	var arrs []arrow.Array
+	for _, i := range idx {
+		fs = append(fs, rec.Schema().Field(i))
+		arrs = append(arrs, rec.Column(i))
+	}
+	return array.NewRecordBatch(arrow.NewSchema(fs, nil), arrs, rec.NumRows())
+}
+
+// TestResumedReadSkipsRowGroups: the row groups before a position are never
+// read, nor are earlier files opened. Row group 0's bytes are overwritten
+// and file 0 removed after the source opened: a whole read fails, a read
+// resumed past them does not.
+func TestResumedReadSkipsRowGroups(t *testing.T) {
+	dir := t.TempDir()
+	s := openSink(t, dir, map[string]string{"row_group_rows": "16"})
+	a, b := fixture.Rows(0, 10), fixture.Rows(10, 60)
+	defer a.Release()
+	defer b.Release()
+	fixture.Write(t, s, fixture.Spec("p0", fixture.Schema), true, a)
+	fixture.Write(t, s, fixture.Spec("p1", fixture.Schema), true, b)
+	src := openSource(t, dir, connectors.SourceConfig{BatchRows: 5})
+
+	path := filepath.Join(dir, "r1-p1-000001.parquet")
+	pf, err := file.OpenParquetFile(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rg := pf.MetaData().RowGroup(0)
+	lo, hi := int64(-1), int64(0)
+	for c := 0; c < rg.NumColumns(); c++ {
+		cc, err := rg.ColumnChunk(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := cc.DataPageOffset()
+		if cc.HasDictionaryPage() && cc.DictionaryPageOffset() < start {
+			start = cc.DictionaryPageOffset()
+		}
+		if lo < 0 || start < lo {
+			lo = start
+		}
+		hi = max(hi, start+cc.TotalCompressedSize())
+	}
+	pf.Close()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xff}, int(hi-lo)), lo); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Remove(filepath.Join(dir, "r1-p0-000001.parquet")); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := src.Read(ctx, connectors.Range{Pages: &connectors.PageRange{Lo: 1}}, func(arrow.RecordBatch) error { return nil }); err == nil {
+		t.Fatal("reading the overwritten row group did not fail: the test proves nothing")
+	}
+	got, _ := positioned(t, src, connectors.Range{}.Resumed(connectors.Key{int64(1), int64(15)}))
+	if !slices.Equal(got, seq(26, 60)) {
+		t.Fatalf("resumed after the first row group: %v", got)
+	}
+	got, _ = positioned(t, src, connectors.Range{}.Resumed(connectors.Key{int64(1), int64(20)}))
+	if !slices.Equal(got, seq(31, 60)) {
+		t.Fatalf("resumed inside the second row group: %v", got)
+	}
+}
+
+func TestFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := openSink(t, dir, nil)
+	for _, p := range []string{"p1", "p0"} {
+		rec := fixture.Rows(0, 3)
+		fixture.Write(t, s, fixture.Spec(p, fixture.Schema), true, rec)
+		rec.Release()
+	}
+	os.WriteFile(filepath.Join(dir, "_datashift", "stray.parquet"), []byte("x"), 0o644)
+	src := openSource(t, dir, connectors.SourceConfig{})
+	files, err := src.(connectors.FileSet).Files(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 || filepath.Base(files[0].Path) != "r1-p0-000001.parquet" || filepath.Base(files[1].Path) != "r1-p1-000001.parquet" {
+		t.Fatalf("files %+v", files)
+	}
+	for _, f := range files {
+		st, err := os.Stat(f.Path)
+		if err != nil || st.Size() != f.Size || !st.ModTime().Equal(f.ModTime) {
+			t.Fatalf("file %+v, on disk %v, %v", f, st, err)
+		}
+	}
+	// An empty dataset (prepared, nothing committed) reads as no rows.
+	empty := t.TempDir()
+	if err := openSink(t, empty, nil).Prepare(ctx, fixture.Schema, false); err != nil {
+		t.Fatal(err)
+	}
+	src = openSource(t, empty, connectors.SourceConfig{})
+	if got := fixture.ReadAll(t, src, connectors.Range{}, nil); len(got) != 0 {
+		t.Fatalf("empty dataset: %v", got)
+	}
+	if files, _ := src.(connectors.FileSet).Files(ctx); len(files) != 0 {
+		t.Fatalf("empty dataset files: %v", files)
 	}
 }

@@ -4,18 +4,25 @@
 // a single .parquet file). When Table is set it is a sub-directory of the DSN,
 // so one DSN can hold several datasets.
 //
-// Sink: each partition writes its own part files, one per Commit, as package
-// parts lays them out (<dir>/<partition>-<seq>.parquet); the Arrow schema is
-// stored in every file so field metadata (datashift.logical json/uuid/numeric)
-// and time zones survive. Options:
+// Sink: each partition writes its own part files, one per Commit with rows,
+// as package parts lays them out (<dir>/<run>-<partition>-<seq>.parquet),
+// and keeps a commit record per commit in <dir>/_datashift/ (a
+// connectors.CommitLog: a resumed partition continues from its record and
+// nothing committed is deleted). The Arrow schema is stored in every file so
+// field metadata (datashift.logical json/uuid/numeric) and time zones
+// survive. Options:
 //
 //	compression     snappy (default), zstd, gzip, lz4, brotli, none
 //	row_group_rows  rows per row group (default 131072); a row group is
 //	                buffered in memory, compressed, until it is full
 //
-// Source: the sorted .parquet files of the directory; no key order, so it
-// plans by file (Stats.PageCount = files, Method "files") and reads
-// Range.Pages as file indexes [Lo, Hi). Options: none.
+// Source: the sorted .parquet files of the directory (not its folders, so
+// never _datashift/); no key order, so it plans by file (Stats.PageCount =
+// files, Method "files"), reads Range.Pages as file indexes [Lo, Hi) and
+// reads by position: the position of a row is {file index, row in file}. A
+// read resumed after a position opens no earlier file and skips the row
+// groups before it by the footer's row counts, without reading them.
+// Options: none.
 package parquet
 
 import (
@@ -49,8 +56,9 @@ func init() {
 }
 
 var (
-	_ connectors.Sink   = (*Sink)(nil)
-	_ connectors.Writer = (*parts.Writer)(nil)
+	_ connectors.Sink      = (*Sink)(nil)
+	_ connectors.CommitLog = (*Sink)(nil)
+	_ connectors.Writer    = (*parts.Writer)(nil)
 )
 
 // Sink writes a Parquet dataset directory.
@@ -76,7 +84,7 @@ func datasetPath(dsn, table string) (string, error) {
 	return filepath.Join(dsn, table), nil
 }
 
-// OpenSink checks cfg; it touches no file until Prepare or OpenWriter.
+// OpenSink checks cfg; it touches no file until Prepare, Claim or OpenWriter.
 func OpenSink(_ context.Context, cfg connectors.SinkConfig) (connectors.Sink, error) {
 	dir, err := datasetPath(cfg.DSN, cfg.Table)
 	if err != nil {
@@ -152,9 +160,9 @@ func (s *Sink) writerProps(schema *arrow.Schema) (*parquet.WriterProperties, pqa
 	return props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema())
 }
 
-// Prepare creates the directory, checks that every column has a Parquet
-// type, and in truncate mode removes the dataset's part files (files of
-// other names stay).
+// Prepare creates the directory and its commit log folder, checks that
+// every column has a Parquet type, and in truncate mode removes the
+// dataset's part files and commit log (files of other names stay).
 func (s *Sink) Prepare(_ context.Context, schema *arrow.Schema, truncate bool) error {
 	if err := s.checkSchema(schema); err != nil {
 		return err
@@ -179,8 +187,26 @@ func (s *Sink) checkSchema(schema *arrow.Schema) error {
 	return nil
 }
 
-// OpenWriter restores the partition's parts to spec.Resume and returns its
-// writer.
+// Claim takes spec's partition for spec.Lease and returns its last commit
+// record (see parts.Layout.Claim).
+func (s *Sink) Claim(_ context.Context, spec connectors.WriterSpec) (connectors.CommitRecord, error) {
+	rec, err := s.layout.Claim(spec)
+	if err != nil {
+		return rec, fmt.Errorf("%s sink %s: %w", typeName, s.layout.Dir, err)
+	}
+	return rec, nil
+}
+
+// Forget removes the commit records of a run that is over; its parts stay.
+func (s *Sink) Forget(_ context.Context, job, run string) error {
+	if err := s.layout.Forget(job, run); err != nil {
+		return fmt.Errorf("%s sink %s: %w", typeName, s.layout.Dir, err)
+	}
+	return nil
+}
+
+// OpenWriter returns the writer of spec's partition; its parts are
+// numbered past every part the partition has.
 func (s *Sink) OpenWriter(_ context.Context, spec connectors.WriterSpec) (connectors.Writer, error) {
 	if spec.Schema == nil {
 		return nil, fmt.Errorf("%s sink: writer %s has no schema", typeName, spec.Partition)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"slices"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -20,17 +20,20 @@ import (
 const defaultBatchRows = 64 * 1024
 
 var (
-	_ connectors.Source  = (*Source)(nil)
-	_ connectors.Sampler = (*Source)(nil)
-	_ connectors.Counter = (*Source)(nil)
+	_ connectors.Source         = (*Source)(nil)
+	_ connectors.Sampler        = (*Source)(nil)
+	_ connectors.Counter        = (*Source)(nil)
+	_ connectors.PositionReader = (*Source)(nil)
+	_ connectors.FileSet        = (*Source)(nil)
 )
 
 // Source reads a set of Parquet files that share one schema.
 type Source struct {
-	files      []string
-	rows       []int64 // per file, from the footers
+	dir        string
+	files      []connectors.FileInfo // sorted: what Range.Pages and positions index
+	rows       []int64               // per file, from the footers
 	bytes      int64
-	schema     *arrow.Schema // of the selected columns, cleaned of pqarrow's field ids
+	schema     *arrow.Schema // of the selected columns, cleaned of pqarrow's field ids; nil with no files
 	fields     []int         // selected top-level fields; nil = all
 	batchRows  int64
 	batchBytes int64
@@ -38,7 +41,8 @@ type Source struct {
 }
 
 // OpenSource lists the files and reads their footers: the schemas must agree
-// and the row counts make Stats exact.
+// and the row counts make Stats exact. A directory with no files is an
+// empty dataset: it reads as no rows, but has no schema to tell.
 func OpenSource(_ context.Context, cfg connectors.SourceConfig) (connectors.Source, error) {
 	path, err := datasetPath(cfg.DSN, cfg.Table)
 	if err != nil {
@@ -50,33 +54,33 @@ func OpenSource(_ context.Context, cfg connectors.SourceConfig) (connectors.Sour
 	for k := range cfg.Options {
 		return nil, fmt.Errorf("%s source: unknown option %q (the source takes none)", typeName, k)
 	}
-	files, err := parts.Files(path, ext)
+	files, err := parts.List(path, ext)
 	if err != nil {
 		return nil, fmt.Errorf("%s source: %w", typeName, err)
 	}
-	s := &Source{files: files, batchRows: defaultBatchRows, batchBytes: int64(cfg.BatchBytes), mem: memory.DefaultAllocator}
+	s := &Source{dir: path, files: files, batchRows: defaultBatchRows, batchBytes: int64(cfg.BatchBytes), mem: memory.DefaultAllocator}
 	if cfg.BatchRows > 0 {
 		s.batchRows = int64(cfg.BatchRows)
 	}
 	var full *arrow.Schema
 	for _, f := range files {
-		sc, rows, size, err := s.footer(f)
+		sc, rows, err := s.footer(f.Path)
 		if err != nil {
 			return nil, err
 		}
 		if full == nil {
 			full = sc
 		} else if err := sameSchema(full, sc); err != nil {
-			return nil, fmt.Errorf("%s source: %s differs from %s: %w", typeName, f, files[0], err)
+			return nil, fmt.Errorf("%s source: %s differs from %s: %w", typeName, f.Path, files[0].Path, err)
 		}
 		s.rows = append(s.rows, rows)
-		s.bytes += size
+		s.bytes += f.Size
 	}
 	s.schema = full
-	if len(cfg.Columns) > 0 {
+	if len(cfg.Columns) > 0 && full != nil {
 		idx, err := connectors.ColumnIndexes(full, cfg.Columns)
 		if err != nil {
-			return nil, fmt.Errorf("%s source %s: %w", typeName, files[0], err)
+			return nil, fmt.Errorf("%s source %s: %w", typeName, files[0].Path, err)
 		}
 		s.fields = idx
 		fs := make([]arrow.Field, len(idx))
@@ -88,25 +92,21 @@ func OpenSource(_ context.Context, cfg connectors.SourceConfig) (connectors.Sour
 	return s, nil
 }
 
-func (s *Source) footer(path string) (*arrow.Schema, int64, int64, error) {
+func (s *Source) footer(path string) (*arrow.Schema, int64, error) {
 	pf, err := file.OpenParquetFile(path, false)
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("%s source: %s: %w", typeName, path, err)
+		return nil, 0, fmt.Errorf("%s source: %s: %w", typeName, path, err)
 	}
 	defer pf.Close()
 	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{}, s.mem)
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("%s source: %s: %w", typeName, path, err)
+		return nil, 0, fmt.Errorf("%s source: %s: %w", typeName, path, err)
 	}
 	sc, err := fr.Schema()
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("%s source: %s: schema: %w", typeName, path, err)
+		return nil, 0, fmt.Errorf("%s source: %s: schema: %w", typeName, path, err)
 	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("%s source: %w", typeName, err)
-	}
-	return cleanSchema(sc), pf.NumRows(), st.Size(), nil
+	return cleanSchema(sc), pf.NumRows(), nil
 }
 
 // cleanSchema drops the "PARQUET:field_id" -1 that pqarrow adds to every
@@ -154,41 +154,63 @@ func sameSchema(a, b *arrow.Schema) error {
 }
 
 // Schema is the files' schema (of the selected columns).
-func (s *Source) Schema(context.Context) (*arrow.Schema, error) { return s.schema, nil }
-
-func (s *Source) selectFiles(r connectors.Range) ([]int, error) {
-	lo, hi, err := parts.FileRange(len(s.files), r)
-	if err != nil {
-		return nil, fmt.Errorf("%s source: %w", typeName, err)
+func (s *Source) Schema(context.Context) (*arrow.Schema, error) {
+	if s.schema == nil {
+		return nil, fmt.Errorf("%s source: no %s files in %s: no schema to read", typeName, ext, s.dir)
 	}
-	var out []int
-	for i := lo; i < hi; i++ {
-		out = append(out, i)
-	}
-	return out, nil
+	return s.schema, nil
 }
 
-// Read streams the files of r in name order, batch by batch: memory is a
-// batch plus a page and a 1 MiB read buffer per column, not a file or a row
-// group.
+// Files is the sorted list of input files, as listed when the source
+// opened: what Range.Pages and positions index.
+func (s *Source) Files(context.Context) ([]connectors.FileInfo, error) {
+	return slices.Clone(s.files), nil
+}
+
+func (s *Source) span(r connectors.Range) (parts.Span, error) {
+	span, err := parts.FileSpan(len(s.files), r)
+	if err != nil {
+		return span, fmt.Errorf("%s source: %w", typeName, err)
+	}
+	return span, nil
+}
+
+// Read streams the rows of r in file name order, then row order, batch by
+// batch: memory is a batch plus a page and a 1 MiB read buffer per column,
+// not a file or a row group. r.After, when set, is a position (see
+// ReadPositioned).
 func (s *Source) Read(ctx context.Context, r connectors.Range, fn func(arrow.RecordBatch) error) error {
-	idx, err := s.selectFiles(r)
+	return s.ReadPositioned(ctx, r, func(b arrow.RecordBatch, _ connectors.Key) error { return fn(b) })
+}
+
+// Positioned reports whether r is a file range (no key bounds): every
+// range a Parquet source reads is.
+func (s *Source) Positioned(r connectors.Range) bool { return parts.Positioned(r) }
+
+// ReadPositioned is Read giving each batch's last position,
+// {int64(file index), int64(row in file)} (0-based). Batches never span
+// files. Resumed after a position, the read opens no earlier file, skips
+// the row groups before the position's by the footer's row counts and
+// seeks inside its row group to the row after it.
+func (s *Source) ReadPositioned(ctx context.Context, r connectors.Range, fn func(arrow.RecordBatch, connectors.Key) error) error {
+	span, err := s.span(r)
 	if err != nil {
 		return err
 	}
-	for _, i := range idx {
-		if err := s.readFile(ctx, s.files[i], s.rows[i], fn); err != nil {
+	for _, i := range span.Files() {
+		if err := s.readFile(ctx, i, span.SkipOf(i), fn); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *Source) readFile(ctx context.Context, path string, rows int64, fn func(arrow.RecordBatch) error) error {
+func (s *Source) readFile(ctx context.Context, i int, skip int64, fn func(arrow.RecordBatch, connectors.Key) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if rows == 0 {
+	path, rows := s.files[i].Path, s.rows[i]
+	if skip >= rows {
 		return nil
 	}
 	// Buffered streams read a column chunk through a small buffer instead of
@@ -201,6 +223,21 @@ func (s *Source) readFile(ctx context.Context, path string, rows int64, fn func(
 		return fmt.Errorf("%s source: %s: %w", typeName, path, err)
 	}
 	defer pf.Close()
+	if pf.NumRows() != rows {
+		return fmt.Errorf("%s source: %s: %d rows, %d when the source opened: the file changed", typeName, path, pf.NumRows(), rows)
+	}
+	// The row groups from the one that holds row skip on; the row's offset
+	// in that group.
+	var groups []int
+	var start int64
+	for g := 0; g < pf.NumRowGroups(); g++ {
+		n := pf.MetaData().RowGroup(g).NumRows()
+		if groups == nil && start+n <= skip {
+			start += n
+			continue
+		}
+		groups = append(groups, g)
+	}
 	batch := s.batchRows
 	if s.batchBytes > 0 {
 		// Bound bytes through rows: the footer knows the average
@@ -221,16 +258,23 @@ func (s *Source) readFile(ctx context.Context, path string, rows int64, fn func(
 	if err != nil {
 		return fmt.Errorf("%s source: %s: %w", typeName, path, err)
 	}
-	rr, err := fr.GetRecordReader(ctx, leaves, nil)
+	rr, err := fr.GetRecordReader(ctx, leaves, groups)
 	if err != nil {
 		return fmt.Errorf("%s source: %s: %w", typeName, path, err)
 	}
 	defer rr.Release()
+	if skip > start {
+		if err := rr.SeekToRow(skip - start); err != nil {
+			return fmt.Errorf("%s source: %s: seek to row %d: %w", typeName, path, skip, err)
+		}
+	}
+	row := skip // the file's next row
 	for rr.Next() {
 		rec := rr.RecordBatch()
+		row += rec.NumRows()
 		// Same columns, reported under the cleaned schema; no copy.
 		out := array.NewRecordBatch(s.schema, rec.Columns(), rec.NumRows())
-		err := fn(out)
+		err := fn(out, parts.Pos{File: i, Row: row - 1}.Key())
 		out.Release()
 		if err != nil {
 			return err
@@ -242,7 +286,13 @@ func (s *Source) readFile(ctx context.Context, path string, rows int64, fn func(
 	if err := rr.Err(); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%s source: %s: %w", typeName, path, err)
 	}
-	return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if row != rows {
+		return fmt.Errorf("%s source: %s: read up to row %d of %d", typeName, path, row, rows)
+	}
+	return nil
 }
 
 // leafColumns maps top-level fields to the Parquet leaf columns the record
@@ -289,13 +339,13 @@ func (s *Source) Stats(context.Context, int) (connectors.Stats, error) {
 
 // Count answers from the footers.
 func (s *Source) Count(_ context.Context, r connectors.Range) (int64, error) {
-	idx, err := s.selectFiles(r)
+	span, err := s.span(r)
 	if err != nil {
 		return 0, err
 	}
 	var n int64
-	for _, i := range idx {
-		n += s.rows[i]
+	for _, i := range span.Files() {
+		n += max(0, s.rows[i]-span.SkipOf(i))
 	}
 	return n, nil
 }

@@ -13,5 +13,7 @@ func TestConformance(t *testing.T) {
 		Type:         "postgres",
 		SourceConfig: func(table string) connectors.SourceConfig { return connectors.SourceConfig{DSN: dsn, Table: table} },
 		SinkConfig:   func(table string) connectors.SinkConfig { return connectors.SinkConfig{DSN: dsn, Table: table} },
+		Caps: conformance.Caps{KeyRanges: true, Upsert: true, Positions: true,
+			KeylessRange: connectors.Range{Pages: &connectors.PageRange{}}},
 	})
 }

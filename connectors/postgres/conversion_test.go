@@ -83,6 +83,7 @@ func TestConversions(t *testing.T) {
 	rec := array.NewRecordBatch(arrow.NewSchema(fields, nil), arrs, 1)
 	defer rec.Release()
 	snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "conv", Key: []string{"id"}})
+	prepare(t, snk, rec.Schema())
 	if err := writeBatches(t, snk, connectors.WriterSpec{Partition: "p"}, rec); err != nil {
 		t.Fatal(err)
 	}

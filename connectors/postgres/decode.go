@@ -64,6 +64,10 @@ type decCol struct {
 //
 // Backpressure: emit runs inside Write, so while the consumer is busy the
 // socket is not read and the server waits.
+//
+// For a positioned read (withPositions) each tuple carries the row's ctid as
+// one more, trailing field: it goes into no column, must be greater than the
+// ctid before it, and the batch's last one is given to emit as its position.
 type copyDecoder struct {
 	schema     *arrow.Schema
 	cols       []decCol
@@ -72,6 +76,12 @@ type copyDecoder struct {
 	batchRows  int
 	batchBytes int
 	emit       func(arrow.RecordBatch) error
+	fields     int // fields per tuple: the columns, and the ctid when positioned
+
+	positioned bool
+	emitAt     func(arrow.RecordBatch, connectors.Key) error
+	last       tid  // the ctid of the last tuple decoded
+	seen       bool // last is set: a tuple was decoded, or the read resumes after last
 
 	header  bool // header consumed
 	done    bool // trailer seen
@@ -86,7 +96,7 @@ type copyDecoder struct {
 
 func newCopyDecoder(mem memory.Allocator, schema *arrow.Schema, cols []column, keys []column, batchRows, batchBytes int, emit func(arrow.RecordBatch) error) *copyDecoder {
 	d := &copyDecoder{schema: schema, batchRows: batchRows, batchBytes: batchBytes, emit: emit, keyCols: keys,
-		next: min(batchRows, maxPresize)}
+		next: min(batchRows, maxPresize), fields: len(cols)}
 	d.cols = make([]decCol, len(cols))
 	for i := range cols {
 		c := &d.cols[i]
@@ -130,6 +140,17 @@ func newCopyDecoder(mem memory.Allocator, schema *arrow.Schema, cols []column, k
 				d.keyIdx[i] = j
 			}
 		}
+	}
+	return d
+}
+
+// withPositions makes d decode the trailing ctid of a positioned read and
+// hand batches to fn with the ctid of their last row. after, when set, is
+// the position the read resumes after: every ctid must be past it.
+func (d *copyDecoder) withPositions(after *tid, fn func(arrow.RecordBatch, connectors.Key) error) *copyDecoder {
+	d.positioned, d.emitAt, d.fields = true, fn, len(d.cols)+1
+	if after != nil {
+		d.last, d.seen = *after, true
 	}
 	return d
 }
@@ -179,7 +200,7 @@ func (d *copyDecoder) parse(b []byte) (int, error) {
 		pos = 19 + ext
 		d.header = true
 	}
-	ncols := len(d.cols)
+	nfields := d.fields
 	for pos+2 <= len(b) {
 		if d.done {
 			return 0, errors.New("data after the end of the COPY stream")
@@ -190,12 +211,12 @@ func (d *copyDecoder) parse(b []byte) (int, error) {
 			pos += 2
 			continue
 		}
-		if nf != ncols {
-			return 0, fmt.Errorf("COPY tuple has %d fields, expected %d", nf, ncols)
+		if nf != nfields {
+			return 0, fmt.Errorf("COPY tuple has %d fields, expected %d", nf, nfields)
 		}
 		// First pass: is the whole tuple here?
 		end := pos + 2
-		for i := 0; i < ncols; i++ {
+		for i := 0; i < nfields; i++ {
 			if end+4 > len(b) {
 				return pos, nil
 			}
@@ -360,6 +381,24 @@ func (d *copyDecoder) tuple(t []byte) error {
 			appendBytes(c.str.BinaryBuilder, d.text)
 		}
 	}
+	if d.positioned {
+		return d.position(t[pos:])
+	}
+	return nil
+}
+
+// position decodes a tuple's trailing ctid (uint32 block, uint16 line
+// pointer) and checks that it follows the one before: a position is only
+// worth resuming from if no row after it came before it.
+func (d *copyDecoder) position(f []byte) error {
+	if l := int32(binary.BigEndian.Uint32(f)); l != 6 {
+		return fmt.Errorf("ctid field of %d bytes, want 6", l)
+	}
+	t := tid{block: binary.BigEndian.Uint32(f[4:]), offset: binary.BigEndian.Uint16(f[8:])}
+	if d.seen && !d.last.less(t) {
+		return fmt.Errorf("row at ctid %s came after the row at %s: the read is not in ctid order, and its positions cannot be resumed from", t, d.last)
+	}
+	d.last, d.seen = t, true
 	return nil
 }
 
@@ -385,7 +424,12 @@ func (d *copyDecoder) flush() error {
 	}
 	d.next = min(d.batchRows, d.rows+d.rows/8+16)
 	d.rows, d.bytes, d.cap = 0, 0, 0
-	err := d.emit(rec)
+	var err error
+	if d.positioned {
+		err = d.emitAt(rec, d.last.position())
+	} else {
+		err = d.emit(rec)
+	}
 	rec.Release()
 	if err != nil {
 		d.emitErr = err

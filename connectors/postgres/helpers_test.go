@@ -98,38 +98,69 @@ func firstCol(rows [][]any) []int64 {
 	return out
 }
 
-// copyAll copies source range r into the sink with one writer and commit.
+// testSpec fills in what a test leaves out of a writer spec: the job,
+// run and lease its commit record is under.
+func testSpec(spec connectors.WriterSpec) connectors.WriterSpec {
+	if spec.Job == "" {
+		spec.Job = "test"
+	}
+	if spec.Run == "" {
+		spec.Run = "r1"
+	}
+	if spec.Lease == 0 {
+		spec.Lease = 1
+	}
+	return spec
+}
+
+func claim(t testing.TB, snk *Sink, spec connectors.WriterSpec) connectors.CommitRecord {
+	t.Helper()
+	rec, err := snk.Claim(testCtx(t), spec)
+	if err != nil {
+		t.Fatalf("claim %s under lease %d: %v", spec.Partition, spec.Lease, err)
+	}
+	return rec
+}
+
+// copyAll claims the partition spec names and copies what is left of its
+// range (past the position of the sink's record) with one writer and one
+// commit. It returns the rows copied.
 func copyAll(t testing.TB, src *Source, snk *Sink, spec connectors.WriterSpec) int {
 	t.Helper()
 	ctx := testCtx(t)
+	spec = testSpec(spec)
 	schema, _ := src.Schema(ctx)
 	if spec.Schema == nil {
 		spec.Schema = schema
 	}
+	rec := claim(t, snk, spec)
 	w, err := snk.OpenWriter(ctx, spec)
 	if err != nil {
 		t.Fatalf("open writer: %v", err)
 	}
 	defer w.Close()
+	keyIdx, err := connectors.ColumnIndexes(schema, src.cfg.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	n := 0
-	err = src.Read(ctx, spec.Range.Resumed(resumeKey(spec)), func(rec arrow.RecordBatch) error {
-		n += int(rec.NumRows())
-		return w.Write(ctx, rec)
+	err = src.Read(ctx, spec.Range.Resumed(rec.Position), func(b arrow.RecordBatch) error {
+		n += int(b.NumRows())
+		rec.Rows += b.NumRows()
+		if len(keyIdx) > 0 && b.NumRows() > 0 {
+			rec.Position = connectors.KeyOf(b, keyIdx, int(b.NumRows()-1))
+		}
+		return w.Write(ctx, b)
 	})
 	if err != nil {
 		t.Fatalf("copy: %v", err)
 	}
-	if _, err := w.Commit(ctx); err != nil {
+	rec.Commits++
+	rec.Done = true
+	if err := w.Commit(ctx, rec); err != nil {
 		t.Fatalf("commit: %v", err)
 	}
 	return n
-}
-
-func resumeKey(spec connectors.WriterSpec) connectors.Key {
-	if spec.Resume == nil {
-		return nil
-	}
-	return spec.Resume.LastKey
 }
 
 // checksum reads the whole source (key or not) and sums it.

@@ -138,27 +138,31 @@ func rowCompare(keys []column, op string, bound connectors.Key) (string, error) 
 // for keys with a NULL in any column, and with a key but no bounds only the
 // rows whose key has no NULL. With no key, Range{} is every row. Pages
 // selects heap pages by ctid (a TID range scan on PostgreSQL 14+).
+//
+// The ranges read by position (Pages, Nulls, any range without a key) have
+// no key order to resume in: their After is a read position, the ctid of
+// the last row read (see positionTID), and selects the rows past it.
 func rangeConds(keys []column, r connectors.Range) ([]string, error) {
 	if r.Pages != nil {
-		if r.Lo != nil || r.Hi != nil || r.After != nil || r.Nulls {
+		if r.Lo != nil || r.Hi != nil || r.Nulls {
 			return nil, fmt.Errorf("range %s mixes pages with key bounds", r)
 		}
 		conds := []string{fmt.Sprintf("ctid >= '(%d,0)'::tid", r.Pages.Lo)}
 		if r.Pages.Hi > 0 {
 			conds = append(conds, fmt.Sprintf("ctid < '(%d,0)'::tid", r.Pages.Hi))
 		}
-		return conds, nil
+		return afterTID(conds, r)
 	}
 	if len(keys) == 0 {
-		if r.Lo != nil || r.Hi != nil || r.After != nil || r.Nulls {
+		if r.Lo != nil || r.Hi != nil || r.Nulls {
 			return nil, fmt.Errorf("range %s needs key columns, and none are configured", r)
 		}
-		return nil, nil
+		return afterTID(nil, r)
 	}
 	if r.Nulls {
-		// NULL keys have no order, so a checkpoint inside this range cannot
-		// narrow it: After is ignored and the whole range is read (or
-		// removed by a resuming sink) again.
+		if r.Lo != nil || r.Hi != nil {
+			return nil, fmt.Errorf("range %s mixes NULL keys with key bounds", r)
+		}
 		var ors []string
 		for i := range keys {
 			if !keys[i].notNull {
@@ -168,7 +172,7 @@ func rangeConds(keys []column, r connectors.Range) ([]string, error) {
 		if len(ors) == 0 {
 			return []string{"false"}, nil
 		}
-		return []string{"(" + strings.Join(ors, " OR ") + ")"}, nil
+		return afterTID([]string{"(" + strings.Join(ors, " OR ") + ")"}, r)
 	}
 	var conds []string
 	// A row comparison is decided by its first unequal column, so (1, NULL)
@@ -221,4 +225,49 @@ func orderBy(keys []column) string {
 		parts[i] = keys[i].orderExpr()
 	}
 	return " ORDER BY " + strings.Join(parts, ", ")
+}
+
+// afterTID adds the condition ctid > After of a range read by position.
+func afterTID(conds []string, r connectors.Range) ([]string, error) {
+	if r.After == nil {
+		return conds, nil
+	}
+	tid, err := positionTID(r.After) // the caller names the range
+	if err != nil {
+		return nil, err
+	}
+	return append(conds, "ctid > "+tid.literal()), nil
+}
+
+// tid is a heap tuple's physical location, ordered as PostgreSQL orders
+// ctids: by block, then by line pointer.
+type tid struct {
+	block  uint32
+	offset uint16
+}
+
+func (t tid) less(u tid) bool {
+	return t.block < u.block || t.block == u.block && t.offset < u.offset
+}
+
+// position is the read position a positioned read gives for a row.
+func (t tid) position() connectors.Key {
+	return connectors.Key{int64(t.block), int64(t.offset)}
+}
+
+func (t tid) String() string { return fmt.Sprintf("(%d,%d)", t.block, t.offset) }
+
+func (t tid) literal() string { return "'" + t.String() + "'::tid" }
+
+// positionTID reads a position a positioned read gave: the ctid of a row as
+// Key{int64(block), int64(offset)}.
+func positionTID(k connectors.Key) (tid, error) {
+	if len(k) == 2 {
+		b, ok1 := k[0].(int64)
+		o, ok2 := k[1].(int64)
+		if ok1 && ok2 && b >= 0 && b <= math.MaxUint32 && o >= 0 && o <= math.MaxUint16 {
+			return tid{block: uint32(b), offset: uint16(o)}, nil
+		}
+	}
+	return tid{}, fmt.Errorf("position %s is not a row position (block, offset)", k)
 }

@@ -15,15 +15,21 @@ import (
 var _ connectors.Sink = (*Sink)(nil)
 
 // Sink writes into a PostgreSQL table with COPY … FROM STDIN (FORMAT
-// binary), one COPY per commit inside one transaction.
+// binary), one COPY per commit inside one transaction, which also stores
+// the partition's commit record (commits.go).
 type Sink struct {
 	cfg  connectors.SinkConfig
 	conn *connector
 	name pgx.Identifier
 	what string // quoted table name, for SQL and messages
+	// commitName is option commit_table as given: one part (in the
+	// target's schema) or two.
+	commitName pgx.Identifier
 
-	mu   sync.Mutex
-	cols []column // the target's columns, loaded once
+	mu       sync.Mutex
+	cols     []column       // the target's columns, loaded once
+	commitID pgx.Identifier // the commit table, schema-qualified, once resolved
+	commits  string         // commitID quoted
 }
 
 // OpenSink checks cfg; the target table is looked at by Prepare and
@@ -40,18 +46,24 @@ func OpenSink(ctx context.Context, cfg connectors.SinkConfig) (*Sink, error) {
 	if cfg.Mode == connectors.Upsert && len(cfg.Key) == 0 {
 		return nil, errors.New("postgres sink: upsert mode needs key columns")
 	}
-	if err := checkOptions(cfg.Options); err != nil {
+	if err := checkOptions(cfg.Options, "commit_table"); err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
 	name, err := parseTableName(cfg.Table)
 	if err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
+	commitName := pgx.Identifier{defaultCommitTable}
+	if v, ok := cfg.Options["commit_table"]; ok {
+		if commitName, err = parseTableName(v); err != nil {
+			return nil, fmt.Errorf("postgres sink: option commit_table: %w", err)
+		}
+	}
 	cn, err := newConnector(cfg.DSN)
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{cfg: cfg, conn: cn, name: name, what: name.Sanitize()}, nil
+	return &Sink{cfg: cfg, conn: cn, name: name, what: name.Sanitize(), commitName: commitName}, nil
 }
 
 // Close releases the idle connections.
@@ -65,7 +77,8 @@ func (s *Sink) fail(err error) error {
 }
 
 // Prepare creates the table from schema when asked and missing, checks an
-// existing one can take every column, and empties it for Truncate.
+// existing one can take every column, creates or checks the commit table,
+// and empties the target (never the commit table) for Truncate.
 func (s *Sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool) error {
 	conn, err := s.conn.get(ctx)
 	if err != nil {
@@ -109,6 +122,9 @@ func (s *Sink) prepare(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema
 		if err := s.checkUnique(ctx, conn, cols); err != nil {
 			return err
 		}
+	}
+	if err := s.prepareCommits(ctx, conn); err != nil {
+		return err
 	}
 	if truncate {
 		if _, err := conn.Exec(ctx, "TRUNCATE "+s.what); err != nil {
@@ -193,7 +209,7 @@ WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL AND i
 
 // createTableSQL maps the Arrow schema to PostgreSQL types (TYPES.md). Text
 // key columns are declared COLLATE "C" so the primary key index serves the
-// byte-order ranges of resume deletes and later reads.
+// byte-order ranges of later reads.
 func createTableSQL(table string, schema *arrow.Schema, key []string) (string, error) {
 	isKey := map[string]bool{}
 	for _, k := range key {
@@ -285,9 +301,9 @@ func pgTypeFor(f arrow.Field) (string, error) {
 	return "", fmt.Errorf("column %q: no PostgreSQL type for Arrow %s", f.Name, f.Type)
 }
 
-// OpenWriter returns a writer for one partition. A resumed partition first
-// has what the target holds past the checkpoint removed, in its own
-// transaction, with the same byte-order predicates the source reads with.
+// OpenWriter returns a writer for one partition. Nothing is deleted for a
+// resumed partition: its commit record says where it stands, and the
+// engine reads on from there (CommitLog).
 func (s *Sink) OpenWriter(ctx context.Context, spec connectors.WriterSpec) (connectors.Writer, error) {
 	if spec.Schema == nil {
 		return nil, fmt.Errorf("postgres sink %s: partition %s: writer spec has no schema", s.what, spec.Partition)
@@ -317,41 +333,12 @@ func (s *Sink) openWriter(ctx context.Context, conn *pgx.Conn, spec connectors.W
 	if err != nil {
 		return nil, fmt.Errorf("key: %w", err)
 	}
-	if spec.Resume != nil && s.cfg.Mode != connectors.Upsert {
-		if err := s.removeResumed(ctx, conn, cols, spec); err != nil {
-			return nil, err
-		}
+	commits, err := s.commitTable(ctx, conn, false)
+	if err != nil {
+		return nil, err
 	}
-	w := &writer{sink: s, conn: conn, schema: spec.Schema, encs: encs, keyIdx: keyIdx, partition: spec.Partition}
+	w := &writer{sink: s, conn: conn, schema: spec.Schema, encs: encs, keyIdx: keyIdx, spec: spec,
+		commits: commits, recordSQL: recordSQL(commits)}
 	w.plan(targets)
 	return w, nil
-}
-
-// removeResumed deletes the rows of spec.Range past the checkpoint.
-func (s *Sink) removeResumed(ctx context.Context, conn *pgx.Conn, cols []column, spec connectors.WriterSpec) error {
-	r := spec.Range.Resumed(spec.Resume.LastKey)
-	if r.Pages != nil {
-		return fmt.Errorf("cannot resume a partition of heap pages %s exactly once: the target cannot tell its rows apart; give the source a key", r)
-	}
-	if len(s.cfg.Key) == 0 {
-		if s.cfg.Mode == connectors.Truncate && r.Lo == nil && r.Hi == nil && r.After == nil && !r.Nulls {
-			// The whole keyless copy is this one partition, into a table
-			// emptied for this run: start it over.
-			_, err := conn.Exec(ctx, "DELETE FROM "+s.what)
-			return err
-		}
-		return errors.New("cannot resume without key columns: the target cannot tell which rows the partition wrote")
-	}
-	keys, err := findColumns(cols, s.cfg.Key, "key", s.what)
-	if err != nil {
-		return err
-	}
-	conds, err := rangeConds(keys, r)
-	if err != nil {
-		return fmt.Errorf("resume %s: %w", r, err)
-	}
-	if _, err := conn.Exec(ctx, "DELETE FROM "+s.what+whereClause(conds, "")); err != nil {
-		return fmt.Errorf("resume: delete rows of %s: %w", r, err)
-	}
-	return nil
 }

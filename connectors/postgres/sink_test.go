@@ -28,140 +28,195 @@ func field(name string, typ arrow.DataType) arrow.Field {
 	return arrow.Field{Name: name, Type: typ, Nullable: true}
 }
 
-// writeBatches opens a writer, writes the batches and commits.
+// writeBatches claims the partition (testSpec fills in job, run and
+// lease), opens a writer, writes the batches and commits them with a
+// record counting them.
 func writeBatches(t testing.TB, snk *Sink, spec connectors.WriterSpec, recs ...arrow.RecordBatch) error {
 	t.Helper()
 	ctx := testCtx(t)
+	spec = testSpec(spec)
 	if spec.Schema == nil {
 		spec.Schema = recs[0].Schema()
+	}
+	rec, err := snk.Claim(ctx, spec)
+	if err != nil {
+		return err
 	}
 	w, err := snk.OpenWriter(ctx, spec)
 	if err != nil {
 		return err
 	}
 	defer w.Close()
-	for _, rec := range recs {
-		if err := w.Write(ctx, rec); err != nil {
+	for _, b := range recs {
+		if err := w.Write(ctx, b); err != nil {
 			return err
 		}
+		rec.Rows += b.NumRows()
 	}
-	_, err = w.Commit(ctx)
-	return err
+	rec.Commits++
+	return w.Commit(ctx, rec)
 }
 
-func ids(t testing.TB, s *Source) []int64 {
+// prepare runs the sink's Prepare (it creates the commit table) or fails.
+func prepare(t testing.TB, snk *Sink, schema *arrow.Schema) {
 	t.Helper()
-	return firstCol(readRows(t, s, connectors.Range{}))
-}
-
-func seq(lo, hi int64) []int64 {
-	var out []int64
-	for i := lo; i <= hi; i++ {
-		out = append(out, i)
+	if err := snk.Prepare(testCtx(t), schema, false); err != nil {
+		t.Fatalf("prepare: %v", err)
 	}
-	return out
 }
 
-func TestResume(t *testing.T) {
+// A resumed partition reads on from its commit record and nothing is
+// deleted: rows of others inside and outside its range stay, rows an
+// abandoned attempt wrote are not there, and each source row of the range
+// lands once. In append and upsert mode alike.
+func TestResumeDeletesNothing(t *testing.T) {
 	dsn, conn := newDB(t)
 	mustExec(t, conn, `CREATE TABLE src (id int PRIMARY KEY, v text);
-		INSERT INTO src SELECT g, 'v' || g FROM generate_series(1, 100) g`)
+		INSERT INTO src SELECT g, 'v' || g FROM generate_series(2, 200, 2) g`)
 	src := openSource(t, connectors.SourceConfig{DSN: dsn, Table: "src", Key: []string{"id"}, BatchRows: 7})
-	want := checksum(t, src)
+	schema, _ := src.Schema(testCtx(t))
 	part := connectors.Range{Lo: k(int64(20)), Hi: k(int64(60))}
-
-	for _, tc := range []struct {
-		name     string
-		lastKey  connectors.Key
-		leftOver []int64 // what the target holds after the resume delete
-	}{
-		{"past a checkpoint", k(int64(40)), append(seq(1, 40), seq(60, 100)...)},
-		{"from the start", nil, append(seq(1, 19), seq(60, 100)...)},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			// The target holds everything: the partition was written past its
-			// checkpoint before the worker died.
-			mustExec(t, conn, `DROP TABLE IF EXISTS dst; CREATE TABLE dst (LIKE src INCLUDING ALL); INSERT INTO dst SELECT * FROM src`)
-			snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "dst", Key: []string{"id"}})
-			schema, _ := src.Schema(testCtx(t))
-			spec := connectors.WriterSpec{Partition: "p1", Range: part, Schema: schema, Resume: &connectors.ResumePoint{LastKey: tc.lastKey}}
-			w, err := snk.OpenWriter(testCtx(t), spec)
+	for _, mode := range []connectors.WriteMode{connectors.Append, connectors.Upsert} {
+		t.Run(string(mode), func(t *testing.T) {
+			ctx := testCtx(t)
+			// Someone else's rows, odd ids inside the range and out of it.
+			mustExec(t, conn, `DROP TABLE IF EXISTS dst; CREATE TABLE dst (LIKE src INCLUDING ALL);
+				INSERT INTO dst SELECT g, 'theirs' FROM generate_series(1, 101, 2) g`)
+			snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "dst", Key: []string{"id"}, Mode: mode})
+			prepare(t, snk, schema)
+			first := connectors.WriterSpec{Job: "resume-" + string(mode), Run: "r1", Partition: "p1", Lease: 1, Range: part, Schema: schema}
+			// The first attempt commits up to 40, then writes on to 50 and
+			// dies before its next commit.
+			rec := claim(t, snk, first)
+			w, err := snk.OpenWriter(ctx, first)
 			if err != nil {
 				t.Fatal(err)
 			}
-			w.Close()
-			dstSrc := openSource(t, connectors.SourceConfig{DSN: dsn, Table: "dst", Key: []string{"id"}})
-			if got := ids(t, dstSrc); fmt.Sprint(got) != fmt.Sprint(tc.leftOver) {
-				t.Fatalf("after the resume delete the target holds %v\nwant %v", got, tc.leftOver)
+			for _, r := range []connectors.Range{{Lo: k(int64(20)), Hi: k(int64(41))}, {Lo: k(int64(41)), Hi: k(int64(51))}} {
+				err := src.Read(ctx, r, func(b arrow.RecordBatch) error {
+					rec.Rows += b.NumRows()
+					return w.Write(ctx, b)
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Hi[0] == int64(41) {
+					rec.Position, rec.Commits = k(int64(40)), 1
+					if err := w.Commit(ctx, rec); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
-			// Continue the partition after the checkpoint: every row once.
-			copyAll(t, src, snk, spec)
-			if got := checksum(t, dstSrc); got != want {
-				t.Errorf("after resuming, target %s, source %s", got, want)
+			w.Close()
+			if n := queryInt(t, conn, "SELECT count(*) FROM dst WHERE v <> 'theirs'"); n != 11 {
+				t.Fatalf("after the first attempt the target holds %d of its rows, want 11 (20..40)", n)
+			}
+
+			// The second attempt, under a newer lease, continues from the record.
+			again := first
+			again.Lease = 2
+			if got := claim(t, snk, again); connectors.CompareKeys(got.Position, k(int64(40))) != 0 || got.Rows != 11 || got.Commits != 1 {
+				t.Fatalf("claim of the resumed partition: %+v, want position 40, 11 rows, 1 commit", got)
+			}
+			copyAll(t, src, snk, again)
+			var theirs, ours string
+			err = conn.QueryRow(ctx, `SELECT
+				(SELECT string_agg(id::text, ',' ORDER BY id) FROM dst WHERE v = 'theirs'),
+				(SELECT string_agg(id::text, ',' ORDER BY id) FROM dst WHERE v <> 'theirs')`).Scan(&theirs, &ours)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wantTheirs, wantOurs []string
+			for i := 1; i <= 101; i += 2 {
+				wantTheirs = append(wantTheirs, fmt.Sprint(i))
+			}
+			for i := 20; i < 60; i += 2 {
+				wantOurs = append(wantOurs, fmt.Sprint(i))
+			}
+			if theirs != strings.Join(wantTheirs, ",") {
+				t.Errorf("rows the job did not write: %s\nwant %s", theirs, strings.Join(wantTheirs, ","))
+			}
+			if ours != strings.Join(wantOurs, ",") {
+				t.Errorf("rows of the partition: %s\nwant %s", ours, strings.Join(wantOurs, ","))
+			}
+			if got := claim(t, snk, again); got.Rows != 20 || !got.Done || got.Commits != 2 {
+				t.Errorf("record after the resumed commit: %+v, want 20 rows, done, 2 commits", got)
 			}
 		})
 	}
-
-	t.Run("upsert deletes nothing", func(t *testing.T) {
-		mustExec(t, conn, `DROP TABLE IF EXISTS dst; CREATE TABLE dst (LIKE src INCLUDING ALL); INSERT INTO dst SELECT * FROM src`)
-		snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "dst", Key: []string{"id"}, Mode: connectors.Upsert})
-		schema, _ := src.Schema(testCtx(t))
-		w, err := snk.OpenWriter(testCtx(t), connectors.WriterSpec{Partition: "p1", Range: part, Schema: schema, Resume: &connectors.ResumePoint{}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Close()
-		if n := queryInt(t, conn, "SELECT count(*) FROM dst"); n != 100 {
-			t.Errorf("upsert resume left %d rows, want 100", n)
-		}
-	})
-
-	t.Run("pages cannot resume", func(t *testing.T) {
-		snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "dst"})
-		schema, _ := src.Schema(testCtx(t))
-		_, err := snk.OpenWriter(testCtx(t), connectors.WriterSpec{Partition: "p9", Range: connectors.Range{Pages: &connectors.PageRange{Lo: 0, Hi: 4}}, Schema: schema, Resume: &connectors.ResumePoint{}})
-		if err == nil || !strings.Contains(err.Error(), "give the source a key") || !strings.Contains(err.Error(), "p9") {
-			t.Errorf("resume of a pages partition: %v", err)
-		}
-	})
 }
 
-// The resume delete uses the byte order of the source's ranges, whatever the
-// target column's collation, for composite keys, and NULL keys on their own.
-func TestResumeTextAndNullKeys(t *testing.T) {
+// A keyless partition commits its read position with its rows; after a
+// crash the next attempt reads on from the position in the record, and
+// every source row lands once, next to the target's rows of others.
+func TestResumeKeylessByPosition(t *testing.T) {
 	dsn, conn := newDB(t)
-	mustExec(t, conn, `CREATE TABLE t (a text COLLATE "en-x-icu", b int, v int);
-		INSERT INTO t VALUES ('a', 1, 1), ('B', 1, 2), ('b', 1, 3), ('Z', 2, 4), ('é', 1, 5), ('a', 2, 6), ('A', 9, 7),
-		                     (NULL, 1, 8), ('a', NULL, 9)`)
-	snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "t", Key: []string{"a", "b"}})
-	schema := arrow.NewSchema([]arrow.Field{field("a", arrow.BinaryTypes.String), field("b", arrow.PrimitiveTypes.Int32), field("v", arrow.PrimitiveTypes.Int32)}, nil)
-	open := func(r connectors.Range, last connectors.Key) {
-		w, err := snk.OpenWriter(testCtx(t), connectors.WriterSpec{Partition: "p", Range: r, Schema: schema, Resume: &connectors.ResumePoint{LastKey: last}})
+	mustExec(t, conn, `CREATE TABLE src (id bigint, v text);
+		INSERT INTO src SELECT g, 'v' || g FROM generate_series(1, 1000) g;
+		DELETE FROM src WHERE id % 9 = 0;
+		CREATE TABLE dst (id bigint, v text);
+		INSERT INTO dst SELECT g, 'theirs' FROM generate_series(1, 50) g`)
+	src := openSource(t, connectors.SourceConfig{DSN: dsn, Table: "src", BatchRows: 64})
+	schema, _ := src.Schema(testCtx(t))
+	snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "dst"})
+	prepare(t, snk, schema)
+	ctx := testCtx(t)
+	r := connectors.Range{Pages: &connectors.PageRange{}}
+	// attempt copies the partition under lease, committing every second
+	// batch with its position, and stops (as a crash would) before the
+	// commit that would follow batch stopAfter (-1: it finishes).
+	attempt := func(lease int64, stopAfter int) {
+		t.Helper()
+		spec := connectors.WriterSpec{Job: "keyless", Run: "r1", Partition: "p0", Lease: lease, Range: r, Schema: schema}
+		rec := claim(t, snk, spec)
+		w, err := snk.OpenWriter(ctx, spec)
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.Close()
-	}
-	left := func() string {
-		rows, _ := conn.Query(testCtx(t), "SELECT v FROM t ORDER BY v")
-		var vs []int
-		for rows.Next() {
-			var v int
-			rows.Scan(&v)
-			vs = append(vs, v)
+		defer w.Close()
+		stop := errors.New("crash")
+		n := 0
+		err = src.ReadPositioned(ctx, r.Resumed(rec.Position), func(b arrow.RecordBatch, last connectors.Key) error {
+			if err := w.Write(ctx, b); err != nil {
+				return err
+			}
+			rec.Rows += b.NumRows()
+			rec.Position = last
+			if n++; n == stopAfter {
+				return stop
+			}
+			if n%2 == 0 {
+				rec.Commits++
+				return w.Commit(ctx, rec)
+			}
+			return nil
+		})
+		if stopAfter >= 0 && err == stop {
+			return
 		}
-		return fmt.Sprint(vs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.Commits++
+		rec.Done = true
+		if err := w.Commit(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// Range [("B",0), ("b",5)) past ("Z",2), in byte order A < B < Z < a <
-	// b < é: ('a',1), ('a',2) and ('b',1) go; ('Z',2) is the checkpoint and
-	// stays, ('é',1) is past Hi, ('a',NULL) is a NULL key.
-	open(connectors.Range{Lo: k("B", int64(0)), Hi: k("b", int64(5))}, k("Z", int64(2)))
-	if got := left(); got != "[2 4 5 7 8 9]" {
-		t.Errorf("after deleting past (Z, 2) in [(B, 0), (b, 5)): %s, want [2 4 5 7 8 9]", got)
+	attempt(1, 5) // commits after batches 2 and 4, loses batch 5
+	if n := queryInt(t, conn, "SELECT count(*) FROM dst WHERE v <> 'theirs'"); n != 4*64 {
+		t.Fatalf("after the crash the target holds %d rows of the partition, want %d", n, 4*64)
 	}
-	open(connectors.Range{Nulls: true}, k(nil, int64(1)))
-	if got := left(); got != "[2 4 5 7]" {
-		t.Errorf("after resuming the NULL-key range: %s, want [2 4 5 7]", got)
+	attempt(2, -1)
+	if n := queryInt(t, conn, "SELECT count(*) FROM dst WHERE v = 'theirs'"); n != 50 {
+		t.Errorf("%d rows of others, want 50", n)
+	}
+	q := "SELECT count(*) FROM (SELECT id, v FROM src EXCEPT ALL SELECT id, v FROM dst WHERE v <> 'theirs') a"
+	if n := queryInt(t, conn, q); n != 0 {
+		t.Errorf("%d source rows are missing from the target", n)
+	}
+	if n, want := queryInt(t, conn, "SELECT count(*) FROM dst WHERE v <> 'theirs'"), queryInt(t, conn, "SELECT count(*) FROM src"); n != want {
+		t.Errorf("the target holds %d rows of the partition, the source %d", n, want)
 	}
 }
 
@@ -176,13 +231,18 @@ func TestModes(t *testing.T) {
 			if err := snk.Prepare(testCtx(t), schema, truncate); err != nil {
 				t.Fatal(err)
 			}
-			if err := writeBatches(t, snk, connectors.WriterSpec{Partition: "p"}, batch); err != nil {
+			run := fmt.Sprintf("r%d", i)
+			if err := writeBatches(t, snk, connectors.WriterSpec{Run: run, Partition: "p"}, batch); err != nil {
 				t.Fatal(err)
 			}
 			want := []int64{2, 4, 2}[i]
 			if n := queryInt(t, conn, "SELECT count(*) FROM app"); n != want {
 				t.Errorf("step %d: %d rows, want %d", i, n, want)
 			}
+		}
+		// Truncate empties the target, never the commit table.
+		if n := queryInt(t, conn, "SELECT count(*) FROM datashift_commits WHERE job = 'test' AND run IN ('r0', 'r1', 'r2')"); n != 3 {
+			t.Errorf("%d commit records after the truncate, want 3", n)
 		}
 	})
 
@@ -229,44 +289,55 @@ func TestModes(t *testing.T) {
 	})
 }
 
-// Rows are durable only at Commit; Close without Commit leaves nothing of
-// what was written since.
+// Rows are durable only at Commit, together with the commit record; Close
+// without Commit leaves nothing of what was written since; a commit with
+// no rows still stores its record.
 func TestCommitAndAbandon(t *testing.T) {
 	dsn, conn := newDB(t)
 	mustExec(t, conn, `CREATE TABLE c (id bigint PRIMARY KEY, v text)`)
 	schema := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}, field("v", arrow.BinaryTypes.String)}, nil)
 	snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "c", Key: []string{"id"}})
+	prepare(t, snk, schema)
 	ctx := testCtx(t)
-	w, err := snk.OpenWriter(ctx, connectors.WriterSpec{Partition: "p", Schema: schema})
+	spec := testSpec(connectors.WriterSpec{Partition: "p", Schema: schema})
+	rec := claim(t, snk, spec)
+	w, err := snk.OpenWriter(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	count := func() int64 { return queryInt(t, conn, "SELECT count(*) FROM c") }
+	commits := func() int64 {
+		return queryInt(t, conn, "SELECT commit_count FROM datashift_commits WHERE job = $1 AND run = $2 AND part = $3", spec.Job, spec.Run, spec.Partition)
+	}
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
+	commit := func() error {
+		rec.Commits++
+		return w.Commit(ctx, rec)
+	}
 	must(w.Write(ctx, recordJSON(t, schema, `[{"id": 1, "v": "a"}, {"id": 2}]`)))
 	if n := count(); n != 0 {
 		t.Errorf("%d rows visible before commit", n)
 	}
-	_, err = w.Commit(ctx)
-	must(err)
-	if n := count(); n != 2 {
-		t.Errorf("%d rows after the first commit, want 2", n)
+	must(commit())
+	if n, c := count(), commits(); n != 2 || c != 1 {
+		t.Errorf("%d rows and %d commits after the first commit, want 2 and 1", n, c)
 	}
-	_, err = w.Commit(ctx) // nothing written: a no-op
-	must(err)
+	must(commit()) // nothing written: the record alone
+	if c := commits(); c != 2 {
+		t.Errorf("a commit with no rows left the record at %d commits, want 2", c)
+	}
 	must(w.Write(ctx, recordJSON(t, schema, `[{"id": 3, "v": "c"}]`)))
 	must(w.Write(ctx, recordJSON(t, schema, `[{"id": 4, "v": "d"}]`)))
-	_, err = w.Commit(ctx)
-	must(err)
+	must(commit())
 	must(w.Write(ctx, recordJSON(t, schema, `[{"id": 5, "v": "e"}]`)))
 	must(w.Close())
-	if n := count(); n != 4 {
-		t.Errorf("%d rows after close without commit, want 4", n)
+	if n, c := count(), commits(); n != 4 || c != 3 {
+		t.Errorf("%d rows and %d commits after close without commit, want 4 and 3", n, c)
 	}
 	// The connection went back to the pool clean: the next writer works.
 	must(writeBatches(t, snk, connectors.WriterSpec{Partition: "q"}, recordJSON(t, schema, `[{"id": 6, "v": "f"}]`)))
@@ -284,12 +355,76 @@ func TestCommitAndAbandon(t *testing.T) {
 	}
 }
 
+// A writer whose partition a newer lease has claimed commits nothing,
+// with rows or without, and its error is ErrLeaseLost, never retryable; a
+// writer without a claim at all is refused the same way.
+func TestCommitLeaseLost(t *testing.T) {
+	dsn, conn := newDB(t)
+	mustExec(t, conn, `CREATE TABLE ll (id bigint PRIMARY KEY, v text)`)
+	schema := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}, field("v", arrow.BinaryTypes.String)}, nil)
+	snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "ll", Key: []string{"id"}})
+	prepare(t, snk, schema)
+	ctx := testCtx(t)
+	old := testSpec(connectors.WriterSpec{Partition: "p", Schema: schema})
+	for _, rows := range []string{`[{"id": 1, "v": "a"}]`, ""} {
+		claim(t, snk, old)
+		w, err := snk.OpenWriter(ctx, old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows != "" {
+			if err := w.Write(ctx, recordJSON(t, schema, rows)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		newer := old
+		newer.Lease = old.Lease + 1
+		claim(t, snk, newer)
+		err = w.Commit(ctx, connectors.CommitRecord{Lease: old.Lease, Rows: 1, Commits: 1, Position: k(int64(1))})
+		w.Close()
+		if !errors.Is(err, connectors.ErrLeaseLost) || connectors.IsTransient(err) ||
+			!strings.Contains(err.Error(), `postgres sink "ll": partition p: commit table "public"."datashift_commits": job "test" run "r1": lease `) {
+			t.Errorf("commit (rows %q) after a newer claim: %v", rows, err)
+		}
+		if n := queryInt(t, conn, "SELECT count(*) FROM ll"); n != 0 {
+			t.Errorf("the fenced-out commit left %d rows", n)
+		}
+		if got := claim(t, snk, newer); got.Commits != 0 || got.Rows != 0 || got.Position != nil {
+			t.Errorf("record after the fenced-out commit: %+v", got)
+		}
+		if _, err := snk.Claim(ctx, old); !errors.Is(err, connectors.ErrLeaseLost) || !strings.Contains(err.Error(), `postgres sink "ll": partition p: commit table "public"."datashift_commits": job "test" run "r1": a lease newer than`) {
+			t.Errorf("claim under the older lease: %v", err)
+		}
+		old.Lease += 2
+	}
+	unclaimed := testSpec(connectors.WriterSpec{Partition: "never-claimed", Schema: schema})
+	w, err := snk.OpenWriter(ctx, unclaimed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Commit(ctx, connectors.CommitRecord{Lease: 1, Commits: 1}); !errors.Is(err, connectors.ErrLeaseLost) {
+		t.Errorf("commit of a partition never claimed: %v", err)
+	}
+	// A record naming another partition than the writer's is refused.
+	w2, err := snk.OpenWriter(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	err = w2.Commit(ctx, connectors.CommitRecord{Job: "test", Run: "r1", Partition: "other", Lease: old.Lease})
+	if err == nil || !strings.Contains(err.Error(), `the commit record is of partition "other", the writer writes partition "p"`) {
+		t.Errorf("record of another partition: %v", err)
+	}
+}
+
 func TestValueErrors(t *testing.T) {
 	dsn, conn := newDB(t)
 	mustExec(t, conn, `CREATE TABLE ve (id bigint PRIMARY KEY, small int, big bigint, n numeric(10,2), vc varchar(3),
 		t text, ts timestamp, f real, req text NOT NULL DEFAULT 'x')`)
 	snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "ve", Key: []string{"id"}})
 	id := arrow.Field{Name: "id", Type: arrow.PrimitiveTypes.Int64}
+	prepare(t, snk, arrow.NewSchema([]arrow.Field{id}, nil))
 	cases := []struct {
 		name  string
 		f     arrow.Field
@@ -385,7 +520,7 @@ func TestSinkErrors(t *testing.T) {
 		}
 	}
 	_, err := OpenSink(testCtx(t), connectors.SinkConfig{DSN: dsn, Table: "e", Options: map[string]string{"batchsize": "1"}})
-	if err == nil || err.Error() != `postgres sink: unknown option "batchsize" (postgres takes no options here)` {
+	if err == nil || err.Error() != `postgres sink: unknown option "batchsize" (known: commit_table)` {
 		t.Errorf("unknown option: %v", err)
 	}
 }
@@ -397,8 +532,11 @@ func TestSinkTransientOnTerminatedBackend(t *testing.T) {
 	mustExec(t, conn, `CREATE TABLE tw (id bigint PRIMARY KEY, v text)`)
 	schema := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}, field("v", arrow.BinaryTypes.String)}, nil)
 	snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "tw", Key: []string{"id"}})
+	prepare(t, snk, schema)
 	ctx := testCtx(t)
-	w, err := snk.OpenWriter(ctx, connectors.WriterSpec{Partition: "p", Schema: schema})
+	spec := testSpec(connectors.WriterSpec{Partition: "p", Schema: schema})
+	claim(t, snk, spec)
+	w, err := snk.OpenWriter(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +560,7 @@ func TestSinkTransientOnTerminatedBackend(t *testing.T) {
 	}
 	err = w.Write(ctx, recordJSON(t, schema, "["+strings.Join(rows, ",")+"]"))
 	if err == nil {
-		_, err = w.Commit(ctx)
+		err = w.Commit(ctx, connectors.CommitRecord{Lease: spec.Lease, Rows: 2000, Commits: 1})
 	}
 	if err == nil || !connectors.IsTransient(err) || !strings.Contains(err.Error(), `postgres sink "tw": partition p`) {
 		t.Fatalf("write with its backend terminated: %v (transient %v)", err, connectors.IsTransient(err))

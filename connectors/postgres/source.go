@@ -33,6 +33,8 @@ var (
 	_ connectors.Sampler     = (*Source)(nil)
 	_ connectors.Counter     = (*Source)(nil)
 	_ connectors.Snapshotter = (*Source)(nil)
+
+	_ connectors.PositionReader = (*Source)(nil)
 )
 
 // Source reads a table or a query with COPY … TO STDOUT (FORMAT binary),
@@ -193,8 +195,81 @@ func (s *Source) Read(ctx context.Context, r connectors.Range, fn func(arrow.Rec
 		return fmt.Errorf("postgres source %s, range %s: %w", s.what, r, err)
 	}
 	dec := newCopyDecoder(s.mem, s.schema, s.cols, s.keys, s.cfg.BatchRows, s.cfg.BatchBytes, fn)
+	return s.read(ctx, r, "COPY ("+q+") TO STDOUT (FORMAT binary)", "", dec)
+}
+
+// Positioned reports whether ReadPositioned can read r: a range of heap
+// pages, the NULL-key range, or the whole of a table without a key. A
+// query source has no ctid to read by.
+func (s *Source) Positioned(r connectors.Range) bool {
+	if s.tableOID == 0 || r.Lo != nil || r.Hi != nil {
+		return false
+	}
+	switch {
+	case r.Pages != nil:
+		return !r.Nulls
+	case r.Nulls:
+		return len(s.keys) > 0
+	}
+	return len(s.keys) == 0
+}
+
+// ReadPositioned streams the rows of r in ctid order and gives fn, with
+// each batch, the ctid of its last row as Key{block, offset}; r.After is
+// such a position and the read continues past it. The ctid travels as a
+// trailing COPY field the decoder takes apart, so the batches have the
+// source's schema, and the decoder fails the read on any ctid that does
+// not follow the one before (see positionedSQL for how the order is had).
+func (s *Source) ReadPositioned(ctx context.Context, r connectors.Range, fn func(arrow.RecordBatch, connectors.Key) error) error {
+	q, settings, err := s.positionedSQL(r)
+	if err != nil {
+		return fmt.Errorf("postgres source %s, range %s: %w", s.what, r, err)
+	}
+	var after *tid
+	if r.After != nil {
+		t, _ := positionTID(r.After) // checked by positionedSQL
+		after = &t
+	}
+	dec := newCopyDecoder(s.mem, s.schema, s.cols, s.keys, s.cfg.BatchRows, s.cfg.BatchBytes, nil).withPositions(after, fn)
+	return s.read(ctx, r, "COPY ("+q+") TO STDOUT (FORMAT binary)", settings, dec)
+}
+
+// positionedSQL is the SELECT of a positioned read, and the settings it
+// runs under (SET LOCAL, in the read's transaction).
+//
+// ORDER BY ctid would make the planner sort (PostgreSQL 15 puts a Sort over
+// a TID Range Scan as over a Seq Scan), so page ranges and keyless tables
+// rely on the heap scan's physical order instead: a TID Range Scan or Seq
+// Scan reads blocks in order and each block's tuples by line pointer, as
+// long as a seq scan starts at block 0 (synchronize_seqscans off) and no
+// parallel workers interleave blocks. Index scans (a filter the user wrote
+// may match an index) are turned off: they read in index order, and even
+// a bitmap heap scan, which visits blocks in order, follows HOT chains
+// from their root and so can give a block's line pointers out of order.
+// The NULL-key range is small and may be found through the key's index,
+// so it is sorted by ctid. Either way the decoder checks.
+func (s *Source) positionedSQL(r connectors.Range) (q, settings string, err error) {
+	if !s.Positioned(r) {
+		if s.tableOID == 0 {
+			return "", "", errors.New("a query source has no row positions (ctid) to read by")
+		}
+		return "", "", errors.New("the range is read by key, not by position")
+	}
+	q, err = s.selectSQL(r, s.selList+", ctid", false)
+	if err != nil {
+		return "", "", err
+	}
+	settings = "SET LOCAL synchronize_seqscans = off; SET LOCAL max_parallel_workers_per_gather = 0"
+	if r.Nulls {
+		return q + " ORDER BY ctid", settings, nil
+	}
+	return q, settings + "; SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off", nil
+}
+
+// read runs a COPY … TO STDOUT into dec and hands on what fn returned.
+func (s *Source) read(ctx context.Context, r connectors.Range, sql, settings string, dec *copyDecoder) error {
 	defer dec.release()
-	err = s.copyOut(ctx, "COPY ("+q+") TO STDOUT (FORMAT binary)", dec)
+	err := s.copyOut(ctx, sql, settings, dec)
 	if dec.emitErr != nil {
 		return dec.emitErr // fn's own error, unchanged
 	}
@@ -213,14 +288,15 @@ func (s *Source) Read(ctx context.Context, r connectors.Range, fn func(arrow.Rec
 	return nil
 }
 
-// copyOut runs one COPY … TO STDOUT into w, inside the exported snapshot when
-// the source has one.
-func (s *Source) copyOut(ctx context.Context, sql string, w interface{ Write([]byte) (int, error) }) error {
+// copyOut runs one COPY … TO STDOUT into w, in a transaction when the
+// source has an exported snapshot to import or settings are given (SET
+// LOCAL statements, undone when it ends).
+func (s *Source) copyOut(ctx context.Context, sql, settings string, w interface{ Write([]byte) (int, error) }) error {
 	conn, err := s.conn.get(ctx)
 	if err != nil {
 		return err
 	}
-	if err := s.begin(ctx, conn); err != nil {
+	if err := s.begin(ctx, conn, settings); err != nil {
 		s.conn.discard(conn)
 		return err
 	}
@@ -228,13 +304,13 @@ func (s *Source) copyOut(ctx context.Context, sql string, w interface{ Write([]b
 		// A Write error makes pgconn close the connection; a server error
 		// leaves it usable but maybe in a failed transaction. put sorts
 		// both out.
-		if s.cfg.Snapshot != "" && !conn.IsClosed() {
+		if s.inTx(settings) && !conn.IsClosed() {
 			_, _ = conn.Exec(context.Background(), "ROLLBACK")
 		}
 		s.conn.put(conn)
 		return err
 	}
-	if err := s.end(ctx, conn); err != nil {
+	if err := s.end(ctx, conn, settings); err != nil {
 		s.conn.discard(conn)
 		return err
 	}
@@ -242,20 +318,32 @@ func (s *Source) copyOut(ctx context.Context, sql string, w interface{ Write([]b
 	return nil
 }
 
-// begin opens the snapshot transaction when the source has a snapshot.
-func (s *Source) begin(ctx context.Context, conn *pgx.Conn) error {
-	if s.cfg.Snapshot == "" {
+func (s *Source) inTx(settings string) bool { return s.cfg.Snapshot != "" || settings != "" }
+
+// begin opens the read's transaction, if it needs one: importing the
+// snapshot when the source has one, then applying settings.
+func (s *Source) begin(ctx context.Context, conn *pgx.Conn, settings string) error {
+	if !s.inTx(settings) {
 		return nil
 	}
-	_, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '"+s.cfg.Snapshot+"'")
-	if err != nil {
-		return fmt.Errorf("import snapshot %s: %w", s.cfg.Snapshot, err)
+	if s.cfg.Snapshot != "" {
+		_, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '"+s.cfg.Snapshot+"'")
+		if err != nil {
+			return fmt.Errorf("import snapshot %s: %w", s.cfg.Snapshot, err)
+		}
+	} else if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+		return err
+	}
+	if settings != "" {
+		if _, err := conn.Exec(ctx, settings); err != nil {
+			return fmt.Errorf("%s: %w", settings, err)
+		}
 	}
 	return nil
 }
 
-func (s *Source) end(ctx context.Context, conn *pgx.Conn) error {
-	if s.cfg.Snapshot == "" {
+func (s *Source) end(ctx context.Context, conn *pgx.Conn, settings string) error {
+	if !s.inTx(settings) {
 		return nil
 	}
 	_, err := conn.Exec(ctx, "COMMIT")
@@ -273,9 +361,9 @@ func (s *Source) Count(ctx context.Context, r connectors.Range) (int64, error) {
 		return 0, s.conn.redact(err)
 	}
 	var n int64
-	if err = s.begin(ctx, conn); err == nil {
+	if err = s.begin(ctx, conn, ""); err == nil {
 		if err = conn.QueryRow(ctx, q).Scan(&n); err == nil {
-			err = s.end(ctx, conn)
+			err = s.end(ctx, conn, "")
 		}
 	}
 	if err != nil {

@@ -180,7 +180,7 @@ func TestTypesRoundTrip(t *testing.T) {
 		if err := snk.Prepare(testCtx(t), schema, false); err != nil {
 			t.Fatal(err)
 		}
-		if n := copyAll(t, src, snk, connectors.WriterSpec{Partition: "p0"}); n != 4 {
+		if n := copyAll(t, src, snk, connectors.WriterSpec{Job: "types_created", Partition: "p0"}); n != 4 {
 			t.Fatalf("copied %d rows, want 4", n)
 		}
 		back := openSource(t, connectors.SourceConfig{DSN: dsn, Table: "types_created", Key: []string{"id"}})
@@ -200,7 +200,9 @@ func TestTypesRoundTrip(t *testing.T) {
 		// and interval/int[]/inet through the staging table.
 		mustExec(t, conn, `CREATE TABLE types_like (LIKE types INCLUDING ALL)`)
 		snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "types_like", Key: []string{"id"}})
-		if n := copyAll(t, src, snk, connectors.WriterSpec{Partition: "p0"}); n != 4 {
+		schema, _ := src.Schema(testCtx(t))
+		prepare(t, snk, schema)
+		if n := copyAll(t, src, snk, connectors.WriterSpec{Job: "types_like", Partition: "p0"}); n != 4 {
 			t.Fatalf("copied %d rows, want 4", n)
 		}
 		sel := "SELECT id, i2, i4, i8, f4, f8, b, n38, n12, nfree, nbig, t, vc, bp, nm, by, d, ts, tstz, tm, js::text, jb, u, iv, arr, ip, en FROM "

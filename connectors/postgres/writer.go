@@ -11,6 +11,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/datashift/datashift/connectors"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // stageTable is the session's temporary table for upserts and for columns
@@ -20,17 +21,21 @@ const stageTable = `"datashift_stage"`
 var errWriterClosed = errors.New("writer closed without commit")
 
 // writer writes one partition: BEGIN, then one COPY … FROM STDIN (FORMAT
-// binary) fed through an io.Pipe while Write encodes batches, closed and
-// committed by Commit. A COPY runs in a goroutine (pgconn.CopyFrom reads the
-// pipe); Write blocks while the server catches up.
+// binary) fed through an io.Pipe while Write encodes batches, closed, merged
+// and followed by the commit record's UPDATE by Commit, and committed. A
+// COPY runs in a goroutine (pgconn.CopyFrom reads the pipe); Write blocks
+// while the server catches up.
 type writer struct {
-	sink      *Sink
-	conn      *pgx.Conn
-	schema    *arrow.Schema
-	encs      []encoder
-	notNull   []bool // target columns that refuse NULL
-	keyIdx    []int
-	partition string
+	sink    *Sink
+	conn    *pgx.Conn
+	schema  *arrow.Schema
+	encs    []encoder
+	notNull []bool // target columns that refuse NULL
+	keyIdx  []int
+	spec    connectors.WriterSpec
+
+	commits   string // the commit table, quoted
+	recordSQL string // the UPDATE of the partition's commit record
 
 	copySQL  string // COPY <target or stage> (cols) FROM STDIN (FORMAT binary)
 	stageDDL string // CREATE TEMP TABLE …, "" when writing straight to the table
@@ -112,7 +117,7 @@ func (w *writer) plan(targets []column) {
 // fail names the table and partition; value errors stay findable with
 // errors.As and are never marked retryable.
 func (w *writer) fail(err error) error {
-	return w.sink.fail(fmt.Errorf("partition %s: %w", w.partition, err))
+	return w.sink.fail(fmt.Errorf("partition %s: %w", w.spec.Partition, err))
 }
 
 // start opens the transaction and the COPY.
@@ -251,14 +256,31 @@ func (w *writer) key(rec arrow.RecordBatch, row int) connectors.Key {
 	return connectors.KeyOf(rec, w.keyIdx, row)
 }
 
-// Commit ends the COPY, merges a staging table and commits: the rows written
-// since the last commit become durable at once.
-func (w *writer) Commit(ctx context.Context) ([]byte, error) {
+// Commit ends the COPY, merges a staging table, stores rec in the commit
+// table and commits: the rows written since the last commit and the record
+// become durable at once. The record is only stored while it carries
+// rec.Lease; when a newer lease has claimed the partition the UPDATE
+// matches no row, and the transaction is rolled back, rows and all. With
+// no rows written since the last commit, the transaction is the UPDATE
+// alone.
+func (w *writer) Commit(ctx context.Context, rec connectors.CommitRecord) error {
 	if w.broken != nil {
-		return nil, w.broken
+		return w.broken
+	}
+	args, err := recordArgs(w.spec, rec)
+	if err != nil {
+		return w.fail(err)
 	}
 	if !w.inTx {
-		return nil, nil
+		tag, err := w.conn.Exec(ctx, w.recordSQL, args...)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = leaseLost(w.commits, w.spec, rec.Lease)
+		}
+		if err != nil {
+			w.broken = w.fail(err)
+			return w.broken
+		}
+		return nil
 	}
 	stop := context.AfterFunc(ctx, w.cancel)
 	buf := w.buf[:0]
@@ -268,7 +290,7 @@ func (w *writer) Commit(ctx context.Context) ([]byte, error) {
 		w.header = false
 	}
 	buf = append(buf, 0xFF, 0xFF) // trailer
-	_, err := w.pw.Write(buf)
+	_, err = w.pw.Write(buf)
 	if err == nil {
 		w.pw.Close()
 		err = <-w.done
@@ -286,15 +308,26 @@ func (w *writer) Commit(ctx context.Context) ([]byte, error) {
 		}
 	}
 	if err == nil {
+		var tag pgconn.CommandTag
+		if tag, err = w.conn.Exec(ctx, w.recordSQL, args...); err != nil {
+			err = fmt.Errorf("store the commit record in %s: %w", w.commits, err)
+		} else if tag.RowsAffected() == 0 {
+			err = leaseLost(w.commits, w.spec, rec.Lease)
+			if _, rerr := w.conn.Exec(ctx, "ROLLBACK"); rerr == nil {
+				w.inTx = false
+			}
+		}
+	}
+	if err == nil {
 		_, err = w.conn.Exec(ctx, "COMMIT")
 	}
 	if err != nil {
 		w.broken = w.fail(err)
-		return nil, w.broken
+		return w.broken
 	}
 	w.inTx = false
 	w.cancel()
-	return nil, nil
+	return nil
 }
 
 // Close abandons uncommitted rows (CopyFail, ROLLBACK) and gives the

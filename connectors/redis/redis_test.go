@@ -2,11 +2,14 @@ package redis
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +20,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/datashift/datashift/connectors"
-	"github.com/datashift/datashift/connectors/internal/parts/fixture"
 	"github.com/datashift/datashift/internal/testenv"
 )
 
@@ -36,19 +38,38 @@ func newEnv(t *testing.T) env {
 	return env{addr: addr, prefix: prefix, rdb: rdb}
 }
 
-func (e env) sink(t *testing.T, mode connectors.WriteMode, opts map[string]string) connectors.Sink {
+func (e env) dsn() string { return "redis://" + e.addr + "/0" }
+
+// sink opens a sink whose commit records live under the test's prefix
+// unless opts say where.
+func (e env) sink(t *testing.T, mode connectors.WriteMode, opts map[string]string) *Sink {
 	t.Helper()
-	s, err := connectors.OpenSink(ctx, "redis", connectors.SinkConfig{DSN: "redis://" + e.addr + "/0", Mode: mode, Key: []string{"id"}, Options: opts})
+	opts = maps.Clone(opts)
+	if _, ok := opts["commit_key"]; !ok {
+		opts["commit_key"] = e.prefix + "commits"
+	}
+	s, err := connectors.OpenSink(ctx, "redis", connectors.SinkConfig{DSN: e.dsn(), Mode: mode, Key: []string{"id"}, Options: opts})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s
+	return s.(*Sink)
 }
 
-func write(t *testing.T, s connectors.Sink, schema *arrow.Schema, resume *connectors.ResumePoint, commit bool, recs ...arrow.RecordBatch) {
+func spec(part string, lease int64, schema *arrow.Schema) connectors.WriterSpec {
+	return connectors.WriterSpec{Job: "job", Run: "r1", Partition: part, Lease: lease, Schema: schema}
+}
+
+// write claims partition p0 of job "job" run "r1" under lease 1, writes
+// recs through one writer and commits them; it returns the record stored.
+func write(t *testing.T, s *Sink, schema *arrow.Schema, recs ...arrow.RecordBatch) connectors.CommitRecord {
 	t.Helper()
-	w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p0", Schema: schema, Resume: resume})
+	sp := spec("p0", 1, schema)
+	rec, err := s.Claim(ctx, sp)
+	if err != nil {
+		t.Fatalf("claim: %v", err)
+	}
+	w, err := s.OpenWriter(ctx, sp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,12 +78,13 @@ func write(t *testing.T, s connectors.Sink, schema *arrow.Schema, resume *connec
 		if err := w.Write(ctx, r); err != nil {
 			t.Fatalf("write: %v", err)
 		}
+		rec.Rows += r.NumRows()
 	}
-	if commit {
-		if _, err := w.Commit(ctx); err != nil {
-			t.Fatalf("commit: %v", err)
-		}
+	rec.Commits++
+	if err := w.Commit(ctx, rec); err != nil {
+		t.Fatalf("commit: %v", err)
 	}
+	return rec
 }
 
 func (e env) hgetall(t *testing.T, key string) map[string]string {
@@ -96,10 +118,37 @@ func mustDec(t *testing.T, s string, p, sc int32) decimal128.Num {
 	return n
 }
 
-// everyType is two rows of fixture.Schema: id 1 with a value in every
+// everySchema has one column per row of the type map (connectors/TYPES.md)
+// and the key "id".
+var everySchema = arrow.NewSchema([]arrow.Field{
+	{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+	{Name: "i8", Type: arrow.PrimitiveTypes.Int8, Nullable: true},
+	{Name: "i16", Type: arrow.PrimitiveTypes.Int16, Nullable: true},
+	{Name: "i32", Type: arrow.PrimitiveTypes.Int32, Nullable: true},
+	{Name: "u8", Type: arrow.PrimitiveTypes.Uint8, Nullable: true},
+	{Name: "u16", Type: arrow.PrimitiveTypes.Uint16, Nullable: true},
+	{Name: "u32", Type: arrow.PrimitiveTypes.Uint32, Nullable: true},
+	{Name: "u64", Type: arrow.PrimitiveTypes.Uint64, Nullable: true},
+	{Name: "f32", Type: arrow.PrimitiveTypes.Float32, Nullable: true},
+	{Name: "f64", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+	{Name: "flag", Type: arrow.FixedWidthTypes.Boolean, Nullable: true},
+	{Name: "dec", Type: &arrow.Decimal128Type{Precision: 38, Scale: 10}, Nullable: true},
+	{Name: "money", Type: &arrow.Decimal128Type{Precision: 18, Scale: 2}, Nullable: true},
+	{Name: "num", Type: arrow.BinaryTypes.String, Nullable: true, Metadata: connectors.WithLogical(connectors.LogicalNumeric)},
+	{Name: "s", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "bin", Type: arrow.BinaryTypes.Binary, Nullable: true},
+	{Name: "uid", Type: connectors.UUIDType, Nullable: true, Metadata: connectors.WithLogical(connectors.LogicalUUID)},
+	{Name: "doc", Type: arrow.BinaryTypes.String, Nullable: true, Metadata: connectors.WithLogical(connectors.LogicalJSON)},
+	{Name: "day", Type: arrow.FixedWidthTypes.Date32, Nullable: true},
+	{Name: "ts", Type: &arrow.TimestampType{Unit: arrow.Microsecond}, Nullable: true},
+	{Name: "tstz", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true},
+	{Name: "tod", Type: arrow.FixedWidthTypes.Time64us, Nullable: true},
+}, nil)
+
+// everyType is two rows of everySchema: id 1 with a value in every
 // column, id 2 with an empty string and NULL everywhere else.
 func everyType(t *testing.T) arrow.RecordBatch {
-	b := array.NewRecordBuilder(memory.DefaultAllocator, fixture.Schema)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, everySchema)
 	defer b.Release()
 	at := time.Date(2024, 2, 29, 23, 59, 59, 999999000, time.UTC)
 	b.Field(0).(*array.Int64Builder).AppendValues([]int64{1, 2}, nil)
@@ -154,10 +203,10 @@ func TestEveryType(t *testing.T) {
 			opts["binary"] = bin.opt
 		}
 		s := e.sink(t, connectors.Append, opts)
-		if err := s.Prepare(ctx, fixture.Schema, false); err != nil {
+		if err := s.Prepare(ctx, everySchema, false); err != nil {
 			t.Fatal(err)
 		}
-		write(t, s, fixture.Schema, nil, true, rec)
+		write(t, s, everySchema, rec)
 		want := maps.Clone(rowOne)
 		want["bin"] = bin.want
 		if got := e.hgetall(t, e.prefix+bin.opt+"row:1"); !maps.Equal(got, want) {
@@ -213,8 +262,8 @@ func batch(rows ...row) arrow.RecordBatch {
 func TestUpsertClearsNulls(t *testing.T) {
 	e := newEnv(t)
 	s := e.sink(t, connectors.Upsert, map[string]string{"key": e.prefix + "o:{id}"})
-	write(t, s, smallSchema(), nil, true, batch(row{id: 1, region: str("eu"), name: str("first"), qty: i32(5)}, row{id: 2, name: str("other")}))
-	write(t, s, smallSchema(), nil, true, batch(row{id: 1, region: str("us"), qty: i32(6)}))
+	write(t, s, smallSchema(), batch(row{id: 1, region: str("eu"), name: str("first"), qty: i32(5)}, row{id: 2, name: str("other")}))
+	write(t, s, smallSchema(), batch(row{id: 1, region: str("us"), qty: i32(6)}))
 	if got, want := e.hgetall(t, e.prefix+"o:1"), map[string]string{"id": "1", "region": "us", "qty": "6"}; !maps.Equal(got, want) {
 		t.Fatalf("after upsert with a NULL name: %q, want %q", got, want)
 	}
@@ -226,11 +275,11 @@ func TestUpsertClearsNulls(t *testing.T) {
 func TestCompositeTemplateAndNullKey(t *testing.T) {
 	e := newEnv(t)
 	s := e.sink(t, connectors.Append, map[string]string{"key": e.prefix + "{region}:{id}"})
-	write(t, s, smallSchema(), nil, true, batch(row{id: 7, region: str("eu")}, row{id: 8, region: str("us:west")}))
-	if got, want := e.keys(t, e.prefix+"*"), []string{e.prefix + "eu:7", e.prefix + "us:west:8"}; !slices.Equal(got, want) {
+	write(t, s, smallSchema(), batch(row{id: 7, region: str("eu")}, row{id: 8, region: str("us:west")}))
+	if got, want := e.keys(t, e.prefix+"*"), []string{e.prefix + "commits:job:r1:p0", e.prefix + "eu:7", e.prefix + "us:west:8"}; !slices.Equal(got, want) {
 		t.Fatalf("keys %v, want %v", got, want)
 	}
-	w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p1", Schema: smallSchema()})
+	w, err := s.OpenWriter(ctx, spec("p1", 1, smallSchema()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,6 +313,8 @@ func TestTemplateErrors(t *testing.T) {
 		{open(connectors.Append, map[string]string{"key": "o:{id}", "ttl": "soon"}), `option ttl "soon"`},
 		{open(connectors.Append, map[string]string{"key": "o:{id}", "tll": "1h"}), `unknown option "tll"`},
 		{open(connectors.Truncate, map[string]string{"key": "{region}:{id}"}), "truncate needs a key template that starts with fixed text"},
+		{open(connectors.Append, map[string]string{"key": "o:{id}", "pipeline": "100"}), "option pipeline is no longer supported"},
+		{open(connectors.Append, map[string]string{"key": "o:{id}", "commit_key": ""}), "option commit_key is empty"},
 	}
 	for _, c := range cases {
 		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
@@ -275,7 +326,7 @@ func TestTemplateErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `column "country" not found`) {
 		t.Fatalf("template column missing: %v", err)
 	}
-	if _, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p0", Schema: smallSchema()}); err == nil || !strings.Contains(err.Error(), `"country"`) {
+	if _, err := s.OpenWriter(ctx, spec("p0", 1, smallSchema())); err == nil || !strings.Contains(err.Error(), `"country"`) {
 		t.Fatalf("writer with a template column missing: %v", err)
 	}
 }
@@ -287,7 +338,7 @@ func TestTruncateOnlyTemplateHashes(t *testing.T) {
 	for i := int64(0); i < 1500; i++ {
 		rows = append(rows, row{id: i, name: str(fmt.Sprint("n", i))})
 	}
-	write(t, s, smallSchema(), nil, true, batch(rows...))
+	write(t, s, smallSchema(), batch(rows...))
 	// Keys that are not this dataset's: another prefix, and a string that
 	// matches the pattern but is not a hash.
 	if err := e.rdb.HSet(ctx, e.prefix+"other:1", "id", "1").Err(); err != nil {
@@ -303,52 +354,19 @@ func TestTruncateOnlyTemplateHashes(t *testing.T) {
 	if err := tr.Prepare(ctx, smallSchema(), true); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := e.keys(t, e.prefix+"*"), []string{e.prefix + "o:counter", e.prefix + "other:1"}; !slices.Equal(got, want) {
+	if got, want := e.keys(t, e.prefix+"*"), []string{e.prefix + "commits:job:r1:p0", e.prefix + "o:counter", e.prefix + "other:1"}; !slices.Equal(got, want) {
 		t.Fatalf("after truncate: %v, want %v", got, want)
 	}
-	write(t, tr, smallSchema(), nil, true, batch(row{id: 5, qty: i32(1)}))
+	write(t, tr, smallSchema(), batch(row{id: 5, qty: i32(1)}))
 	if got := e.keys(t, e.prefix+"o:*"); !slices.Equal(got, []string{e.prefix + "o:5", e.prefix + "o:counter"}) {
 		t.Fatalf("after truncate and write: %v", got)
-	}
-}
-
-func TestResumeRewritesToSameState(t *testing.T) {
-	e := newEnv(t)
-	s := e.sink(t, connectors.Append, map[string]string{"key": e.prefix + "o:{id}", "pipeline": "7"})
-	mk := func(from, to int64, tag string) arrow.RecordBatch {
-		var rows []row
-		for i := from; i < to; i++ {
-			r := row{id: i, name: str(fmt.Sprint(tag, i))}
-			if i%3 == 0 {
-				r.qty = i32(int32(i))
-			}
-			rows = append(rows, r)
-		}
-		return batch(rows...)
-	}
-	write(t, s, smallSchema(), nil, true, mk(0, 100, "n"))
-	// An attempt that sent some pipelines and died before Commit.
-	write(t, s, smallSchema(), &connectors.ResumePoint{LastKey: connectors.Key{int64(99)}}, false, mk(100, 150, "n"))
-	write(t, s, smallSchema(), &connectors.ResumePoint{LastKey: connectors.Key{int64(99)}}, true, mk(100, 200, "n"))
-	keys := e.keys(t, e.prefix+"o:*")
-	if len(keys) != 200 {
-		t.Fatalf("%d keys, want 200", len(keys))
-	}
-	for _, id := range []int64{0, 1, 99, 120, 149, 150, 199} {
-		want := map[string]string{"id": fmt.Sprint(id), "name": fmt.Sprint("n", id)}
-		if id%3 == 0 {
-			want["qty"] = fmt.Sprint(id)
-		}
-		if got := e.hgetall(t, fmt.Sprintf("%so:%d", e.prefix, id)); !maps.Equal(got, want) {
-			t.Fatalf("row %d: %q, want %q", id, got, want)
-		}
 	}
 }
 
 func TestTTL(t *testing.T) {
 	e := newEnv(t)
 	s := e.sink(t, connectors.Append, map[string]string{"key": e.prefix + "o:{id}", "ttl": "1h"})
-	write(t, s, smallSchema(), nil, true, batch(row{id: 1, name: str("x")}))
+	write(t, s, smallSchema(), batch(row{id: 1, name: str("x")}))
 	ttl, err := e.rdb.TTL(ctx, e.prefix+"o:1").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -358,28 +376,502 @@ func TestTTL(t *testing.T) {
 	}
 }
 
-func TestReplyErrorNamesKey(t *testing.T) {
+// A row over a key of another type fails the commit before anything is
+// sent: inside EXEC, Redis would have applied the other rows and the record.
+func TestWrongTypeSendsNothing(t *testing.T) {
 	e := newEnv(t)
 	if err := e.rdb.Set(ctx, e.prefix+"o:3", "not a hash", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	s := e.sink(t, connectors.Append, map[string]string{"key": e.prefix + "o:{id}"})
-	w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p0", Schema: smallSchema()})
+	sp := spec("p0", 1, smallSchema())
+	rec, err := s.Claim(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.OpenWriter(ctx, sp)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	rec := batch(row{id: 2, name: str("a")}, row{id: 3, name: str("b")}, row{id: 4, name: str("c")})
-	defer rec.Release()
-	if err := w.Write(ctx, rec); err != nil {
+	b := batch(row{id: 2, name: str("a")}, row{id: 3, name: str("b")}, row{id: 4, name: str("c")})
+	defer b.Release()
+	if err := w.Write(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	_, err = w.Commit(ctx)
+	err = w.Commit(ctx, connectors.CommitRecord{Job: "job", Run: "r1", Partition: "p0", Lease: 1, Position: connectors.Key{int64(4)}, Rows: 3, Commits: 1})
 	if err == nil || !strings.Contains(err.Error(), "hset "+e.prefix+"o:3: WRONGTYPE") {
 		t.Fatalf("commit over a string key: %v", err)
 	}
 	if connectors.IsTransient(err) {
 		t.Fatalf("WRONGTYPE is not transient")
+	}
+	if got := e.keys(t, e.prefix+"o:*"); !slices.Equal(got, []string{e.prefix + "o:3"}) {
+		t.Fatalf("keys after the failed commit: %v, want only the string", got)
+	}
+	if got, err := s.Claim(ctx, sp); err != nil || !sameRecord(got, rec) {
+		t.Fatalf("record after the failed commit: %+v, %v; want %+v", got, err, rec)
+	}
+}
+
+func sameRecord(a, b connectors.CommitRecord) bool {
+	if connectors.CompareKeys(a.Position, b.Position) != 0 {
+		return false
+	}
+	a.Position, b.Position = nil, nil
+	return reflect.DeepEqual(a, b)
+}
+
+// Each partition's record is the string <commit_key>:<job>:<run>:<partition>
+// holding its JSON, whatever the partition id holds; Forget deletes the
+// run's records and nothing else.
+func TestRecordLayout(t *testing.T) {
+	e := newEnv(t)
+	job := testenv.UniqueName("dstest") // the default commit_key is outside the test's prefix
+	s, err := OpenSink(ctx, connectors.SinkConfig{DSN: e.dsn(), Mode: connectors.Append, Options: map[string]string{"key": e.prefix + "o:{id}"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	run := "datashift:commits:" + job + ":r1:"
+	t.Cleanup(func() {
+		for _, k := range e.keys(t, "datashift:commits:"+job+":*") {
+			e.rdb.Del(ctx, k)
+		}
+	})
+	log := s.(connectors.CommitLog)
+	parts := []string{"p7", `a:b*[c]?\x`}
+	for i, part := range parts {
+		sp := connectors.WriterSpec{Job: job, Run: "r1", Partition: part, Lease: 4, Schema: smallSchema()}
+		if _, err := log.Claim(ctx, sp); err != nil {
+			t.Fatal(err)
+		}
+		w, err := s.OpenWriter(ctx, sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		id := int64(i + 1)
+		b := batch(row{id: id, name: str("x")})
+		defer b.Release()
+		if err := w.Write(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		want := connectors.CommitRecord{Job: job, Run: "r1", Partition: part, Lease: 4, Position: connectors.Key{id}, Rows: 1, Bytes: 9, Commits: 1}
+		if err := w.Commit(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		key := run + part
+		if typ, err := e.rdb.Type(ctx, key).Result(); err != nil || typ != "string" {
+			t.Fatalf("TYPE %s: %q, %v; want string", key, typ, err)
+		}
+		raw, err := e.rdb.Get(ctx, key).Result()
+		if err != nil {
+			t.Fatalf("GET %s: %v", key, err)
+		}
+		var got connectors.CommitRecord
+		if err := json.Unmarshal([]byte(raw), &got); err != nil || !sameRecord(got, want) {
+			t.Fatalf("record %s, want %+v", raw, want)
+		}
+	}
+	want := []string{run + parts[1], run + parts[0]}
+	if got := e.keys(t, "datashift:commits:"+job+":*"); !slices.Equal(got, want) {
+		t.Fatalf("record keys %q, want %q", got, want)
+	}
+	if err := log.Forget(ctx, job, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.keys(t, "datashift:commits:"+job+":*"); len(got) != 0 {
+		t.Fatalf("record keys after Forget: %q", got)
+	}
+	for _, k := range []string{e.prefix + "o:1", e.prefix + "o:2"} {
+		if got := e.hgetall(t, k); got["name"] != "x" {
+			t.Fatalf("row %s after Forget: %q", k, got)
+		}
+	}
+	if err := log.Forget(ctx, job, "r:1"); err == nil || !strings.Contains(err.Error(), "ambiguous") {
+		t.Fatalf("Forget of a run with ':': %v", err)
+	}
+	if _, err := log.Claim(ctx, connectors.WriterSpec{Job: "a:b", Run: "r1", Partition: "p0", Lease: 1}); err == nil || !strings.Contains(err.Error(), "ambiguous") {
+		t.Fatalf("Claim of a job with ':': %v", err)
+	}
+}
+
+// Forget finds the run's records with SCAN MATCH, the commit_key, job and
+// run quoted for the glob, and deletes only records of that job and run:
+// not those of runs the glob would match unquoted, nor a look-alike record
+// of a sink whose commit_key is <commit_key>:<job>.
+func TestForgetQuotesTheGlob(t *testing.T) {
+	e := newEnv(t)
+	commitKey := e.prefix + `c[1]*?\`
+	s := e.sink(t, connectors.Append, map[string]string{"key": e.prefix + "o:{id}", "commit_key": commitKey})
+	lookAlike := e.sink(t, connectors.Append, map[string]string{"key": e.prefix + "o:{id}", "commit_key": commitKey + ":j*"})
+	claim := func(s *Sink, job, run, part string) string {
+		t.Helper()
+		if _, err := s.Claim(ctx, connectors.WriterSpec{Job: job, Run: run, Partition: part, Lease: 1}); err != nil {
+			t.Fatal(err)
+		}
+		return s.commitKey + ":" + job + ":" + run + ":" + part
+	}
+	gone := []string{claim(s, "j*", "r?", "p0"), claim(s, "j*", "r?", "x:*")}
+	kept := []string{
+		claim(s, "j*", "r1", "p0"),
+		claim(s, "jj", "r?", "p0"),
+		claim(s, "j*", "r?x", "p0"),
+		claim(lookAlike, "r?", "z", "p0"), // commitKey:j*:r?:z:p0
+	}
+	if err := e.rdb.Set(ctx, commitKey+":j*:r?:junk", "not a record", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	kept = append(kept, commitKey+":j*:r?:junk")
+	if err := s.Forget(ctx, "j*", "r?"); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range gone {
+		if n, err := e.rdb.Exists(ctx, k).Result(); err != nil || n != 0 {
+			t.Errorf("%s after Forget: exists %d, %v; want it gone", k, n, err)
+		}
+	}
+	for _, k := range kept {
+		if n, err := e.rdb.Exists(ctx, k).Result(); err != nil || n != 1 {
+			t.Errorf("%s after Forget: exists %d, %v; want it kept", k, n, err)
+		}
+	}
+}
+
+// The commit records stay out of the dataset's way: Truncate keeps them
+// even when the template's pattern matches them, a row whose key would
+// land among them is refused at Write, and a template whose every key
+// would is refused at open.
+func TestCommitRecordsOutOfTheWay(t *testing.T) {
+	e := newEnv(t)
+	opts := map[string]string{"key": e.prefix + "{id}", "commit_key": e.prefix + "commits"}
+	s := e.sink(t, connectors.Append, opts)
+	want := write(t, s, smallSchema(), batch(row{id: 1}, row{id: 2}))
+	tr := e.sink(t, connectors.Truncate, opts)
+	if err := tr.Prepare(ctx, smallSchema(), true); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.keys(t, e.prefix+"*"); !slices.Equal(got, []string{e.prefix + "commits:job:r1:p0"}) {
+		t.Fatalf("after truncate: %v, want the commit record alone", got)
+	}
+	if got, err := tr.Claim(ctx, spec("p0", 1, smallSchema())); err != nil || !sameRecord(got, want) {
+		t.Fatalf("record after truncate: %+v, %v; want %+v", got, err, want)
+	}
+
+	s = e.sink(t, connectors.Append, map[string]string{"key": e.prefix + "{name}:{id}", "commit_key": e.prefix + "log"})
+	w, err := s.OpenWriter(ctx, spec("p0", 1, smallSchema()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	b := batch(row{id: 1, name: str("logs")}, row{id: 2, name: str("log")})
+	defer b.Release()
+	var ve *connectors.ValueError
+	if err := w.Write(ctx, b); !errors.As(err, &ve) || ve.Column != "name" || connectors.CompareKeys(ve.Key, connectors.Key{int64(2)}) != 0 ||
+		!strings.Contains(err.Error(), "among the commit records") {
+		t.Fatalf("a row keyed among the commit records: %v, want a ValueError for the row with key 2", err)
+	}
+
+	for _, c := range []struct{ key, commitKey string }{{"datashift:commits:{id}", ""}, {e.prefix + "log:x{id}", e.prefix + "log"}} {
+		o := map[string]string{"key": c.key}
+		if c.commitKey != "" {
+			o["commit_key"] = c.commitKey
+		}
+		_, err := OpenSink(ctx, connectors.SinkConfig{DSN: e.dsn(), Options: o})
+		if err == nil || !strings.Contains(err.Error(), "among the commit records") {
+			t.Errorf("template %q, commit_key %q: %v, want a refusal", c.key, c.commitKey, err)
+		}
+	}
+}
+
+// execHook runs interfere right before the first MULTI/EXEC it sees (or
+// before every one, when always), that is after the transaction's WATCH
+// and checks: a change of a watched key there aborts the EXEC. It counts
+// the EXECs sent and those aborted.
+type execHook struct {
+	mu             sync.Mutex
+	execs, aborted int
+	interfere      func()
+	always         bool
+}
+
+func (h *execHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *execHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *execHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) == 0 || cmds[0].Name() != "multi" {
+			return next(ctx, cmds)
+		}
+		h.mu.Lock()
+		h.execs++
+		f := h.interfere
+		if !h.always {
+			h.interfere = nil
+		}
+		h.mu.Unlock()
+		if f != nil {
+			f()
+		}
+		err := next(ctx, cmds)
+		if errors.Is(err, redis.TxFailedErr) {
+			h.mu.Lock()
+			h.aborted++
+			h.mu.Unlock()
+		}
+		return err
+	}
+}
+
+func (h *execHook) set(f func()) {
+	h.mu.Lock()
+	h.execs, h.aborted, h.interfere, h.always = 0, 0, f, false
+	h.mu.Unlock()
+}
+
+func (h *execHook) count() (execs, aborted int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.execs, h.aborted
+}
+
+// A commit or claim watches the partition's own record and rows only: a
+// change of another partition's record aborts nothing. An EXEC aborted by
+// a change of a row key is checked again and retried, a few times at
+// most; one aborted by a claim of a newer lease is ErrLeaseLost with
+// nothing written.
+func TestAbortedExec(t *testing.T) {
+	e := newEnv(t)
+	s := e.sink(t, connectors.Append, map[string]string{"key": e.prefix + "o:{id}"})
+	hook := &execHook{}
+	s.client.AddHook(hook)
+	records := e.prefix + "commits:job:r1:"
+	otherPartition := func() {
+		if err := e.rdb.Set(ctx, records+"p9", `{"job":"job","run":"r1","partition":"p9","lease":1}`, 0).Err(); err != nil {
+			t.Error(err)
+		}
+	}
+	otherWriter := func() {
+		if err := e.rdb.HSet(ctx, e.prefix+"o:1", "name", "other").Err(); err != nil {
+			t.Error(err)
+		}
+	}
+	newerLease := func(lease int) func() {
+		return func() {
+			rec := fmt.Sprintf(`{"job":"job","run":"r1","partition":"p0","lease":%d}`, lease)
+			if err := e.rdb.Set(ctx, records+"p0", rec, 0).Err(); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	want := func(what string, execs, aborted int) {
+		t.Helper()
+		if n, a := hook.count(); n != execs || a != aborted {
+			t.Fatalf("%s sent %d MULTI/EXECs, %d aborted; want %d, %d aborted", what, n, a, execs, aborted)
+		}
+	}
+
+	hook.set(otherPartition)
+	sp := spec("p0", 1, smallSchema())
+	if _, err := s.Claim(ctx, sp); err != nil {
+		t.Fatalf("claim beside another partition's claim: %v", err)
+	}
+	want("a claim beside another partition's", 1, 0)
+	w, err := s.OpenWriter(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	b := batch(row{id: 1, name: str("a")}, row{id: 2, name: str("b")})
+	defer b.Release()
+	if err := w.Write(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.keys(t, e.prefix+"o:*"); len(got) != 0 {
+		t.Fatalf("keys before the commit: %v", got)
+	}
+	hook.set(otherPartition)
+	rec := connectors.CommitRecord{Job: "job", Run: "r1", Partition: "p0", Lease: 1, Position: connectors.Key{int64(2)}, Rows: 2, Commits: 1}
+	if err := w.Commit(ctx, rec); err != nil {
+		t.Fatalf("commit beside another partition's: %v", err)
+	}
+	want("a commit beside another partition's", 1, 0)
+	if got := e.keys(t, e.prefix+"o:*"); len(got) != 2 {
+		t.Fatalf("keys after the commit: %v", got)
+	}
+
+	b2 := batch(row{id: 1, name: str("c")})
+	defer b2.Release()
+	if err := w.Write(ctx, b2); err != nil {
+		t.Fatal(err)
+	}
+	hook.set(otherWriter)
+	rec.Rows, rec.Commits = 3, 2
+	if err := w.Commit(ctx, rec); err != nil {
+		t.Fatalf("commit aborted by a row key's change: %v", err)
+	}
+	want("a commit aborted by a row key's change", 2, 1)
+	if got := e.hgetall(t, e.prefix+"o:1"); got["name"] != "c" {
+		t.Fatalf("row after the retried commit: %q", got)
+	}
+
+	b3 := batch(row{id: 1, name: str("d")})
+	defer b3.Release()
+	if err := w.Write(ctx, b3); err != nil {
+		t.Fatal(err)
+	}
+	hook.set(otherWriter)
+	hook.always = true
+	rec.Rows, rec.Commits = 4, 3
+	err = w.Commit(ctx, rec)
+	if err == nil || !connectors.IsTransient(err) || !strings.Contains(err.Error(), fmt.Sprint(maxAttempts, " transactions in a row aborted")) {
+		t.Fatalf("commit aborted every time: %v, want a transient error after %d attempts", err, maxAttempts)
+	}
+	want("a commit aborted every time", maxAttempts, maxAttempts)
+	if got, err := s.Claim(ctx, sp); err != nil || got.Commits != 2 {
+		t.Fatalf("record after the failed commit: %+v, %v; want the second commit's", got, err)
+	}
+	if got := e.hgetall(t, e.prefix+"o:1"); got["name"] != "other" {
+		t.Fatalf("row after the failed commit: %q, want the other writer's", got)
+	}
+
+	hook.set(newerLease(2))
+	if err := w.Commit(ctx, rec); !errors.Is(err, connectors.ErrLeaseLost) || !strings.Contains(err.Error(), "partition p0") {
+		t.Fatalf("commit aborted by a newer lease: %v, want ErrLeaseLost naming the partition", err)
+	}
+	want("a commit aborted by a newer lease", 1, 1)
+	if got := e.hgetall(t, e.prefix+"o:1"); got["name"] != "other" {
+		t.Fatalf("row after the fenced commit: %q", got)
+	}
+
+	hook.set(newerLease(5))
+	if _, err := s.Claim(ctx, spec("p0", 3, smallSchema())); !errors.Is(err, connectors.ErrLeaseLost) {
+		t.Fatalf("claim aborted by a newer lease: %v, want ErrLeaseLost", err)
+	}
+	want("a claim aborted by a newer lease", 1, 1)
+}
+
+// barrier lets n goroutines through together, again and again; once a
+// wait times out it is broken and lets everyone through.
+type barrier struct {
+	mu      sync.Mutex
+	n, in   int
+	gen     chan struct{}
+	broken  bool
+	timeout time.Duration
+}
+
+func newBarrier(n int, timeout time.Duration) *barrier {
+	return &barrier{n: n, gen: make(chan struct{}), timeout: timeout}
+}
+
+// wait reports whether all n arrived before the timeout.
+func (b *barrier) wait() bool {
+	b.mu.Lock()
+	if b.broken {
+		b.mu.Unlock()
+		return false
+	}
+	ch := b.gen
+	if b.in++; b.in == b.n {
+		close(ch)
+		b.gen, b.in = make(chan struct{}), 0
+		b.mu.Unlock()
+		return true
+	}
+	b.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-time.After(b.timeout):
+		b.mu.Lock()
+		b.broken = true
+		b.mu.Unlock()
+		return false
+	}
+}
+
+// Partitions of one run claim and commit at once through sinks of their
+// own, as the engine's do, and none of them aborts another's transaction.
+// Every partition's MULTI/EXEC waits, after its WATCH and checks, until
+// all partitions have got that far: a lock that let one partition at a
+// time through would leave the others short of it (a timeout), and keys
+// shared by partitions would abort all EXECs but the first.
+func TestConcurrentCommitsOfOneRun(t *testing.T) {
+	e := newEnv(t)
+	const parts, commits, rows = 8, 5, 200
+	together := newBarrier(parts, 10*time.Second)
+	var apart sync.Once
+	hooks := make([]*execHook, parts)
+	var wg sync.WaitGroup
+	errs := make(chan error, parts)
+	for p := range parts {
+		s := e.sink(t, connectors.Append, map[string]string{"key": e.prefix + "o:{id}"})
+		hooks[p] = &execHook{}
+		hooks[p].set(func() {
+			if !together.wait() {
+				apart.Do(func() {
+					t.Errorf("the partitions did not all reach MULTI/EXEC together: something lets them through one at a time, or some retried an aborted EXEC")
+				})
+			}
+		})
+		hooks[p].always = true
+		s.client.AddHook(hooks[p])
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- func() error {
+				sp := spec(fmt.Sprint("p", p), 1, smallSchema())
+				rec, err := s.Claim(ctx, sp)
+				if err != nil {
+					return err
+				}
+				w, err := s.OpenWriter(ctx, sp)
+				if err != nil {
+					return err
+				}
+				defer w.Close()
+				for c := range commits {
+					var rs []row
+					for i := range rows {
+						rs = append(rs, row{id: int64(p*commits*rows + c*rows + i), name: str("n")})
+					}
+					b := batch(rs...)
+					err := w.Write(ctx, b)
+					b.Release()
+					if err != nil {
+						return err
+					}
+					rec.Rows += rows
+					rec.Commits++
+					if err := w.Commit(ctx, rec); err != nil {
+						return err
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, h := range hooks {
+		if n, a := h.count(); n != 1+commits || a != 0 {
+			t.Errorf("partition p%d sent %d MULTI/EXECs, %d aborted; want %d (a claim and %d commits), none aborted", p, n, a, 1+commits, commits)
+		}
+	}
+	if n := len(e.keys(t, e.prefix+"o:*")); n != parts*commits*rows {
+		t.Fatalf("%d keys, want %d", n, parts*commits*rows)
+	}
+	s := e.sink(t, connectors.Append, map[string]string{"key": e.prefix + "o:{id}"})
+	for p := range parts {
+		if got, err := s.Claim(ctx, spec(fmt.Sprint("p", p), 1, smallSchema())); err != nil || got.Commits != commits || got.Rows != commits*rows {
+			t.Fatalf("record of p%d: %+v, %v", p, got, err)
+		}
 	}
 }
 

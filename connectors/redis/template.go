@@ -64,7 +64,7 @@ func (t template) columns() []string {
 }
 
 // pattern is the SCAN MATCH glob of the keys the template makes: its fixed
-// text escaped, each column a '*'.
+// text quoted (globEscape), each column a '*'.
 func (t template) pattern() string {
 	var b strings.Builder
 	for _, p := range t.parts {
@@ -72,13 +72,7 @@ func (t template) pattern() string {
 			b.WriteByte('*')
 			continue
 		}
-		for _, c := range []byte(p.lit) {
-			switch c {
-			case '*', '?', '[', ']', '\\':
-				b.WriteByte('\\')
-			}
-			b.WriteByte(c)
-		}
+		b.WriteString(globEscape(p.lit))
 	}
 	return b.String()
 }

@@ -118,18 +118,24 @@ func BenchmarkWrite(b *testing.B) {
 				if err := s.Prepare(ctx, schema, false); err != nil {
 					b.Fatal(err)
 				}
+				spec := connectors.WriterSpec{Job: "bench", Run: "r1", Partition: "all", Lease: 1, Schema: schema}
+				rec := claim(b, s, spec)
 				cpuSetup += cpuTime() - setup
 				b.StartTimer()
-				w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "all", Schema: schema})
+				w, err := s.OpenWriter(ctx, spec)
 				if err != nil {
 					b.Fatal(err)
 				}
-				for j, rec := range batches {
-					if err := w.Write(ctx, rec); err != nil {
+				rows := int64(0)
+				for j, batch := range batches {
+					if err := w.Write(ctx, batch); err != nil {
 						b.Fatal(err)
 					}
+					rows += batch.NumRows()
 					if (j+1)%5 == 0 || j == len(batches)-1 {
-						if _, err := w.Commit(ctx); err != nil {
+						rec = advance(rec, spec, rows, connectors.KeyOf(batch, []int{0}, int(batch.NumRows()-1)))
+						rec.Done, rows = j == len(batches)-1, 0
+						if err := w.Commit(ctx, rec); err != nil {
 							b.Fatal(err)
 						}
 					}

@@ -14,5 +14,6 @@ func TestConformance(t *testing.T) {
 		Type:         TypeName,
 		SourceConfig: func(table string) connectors.SourceConfig { return connectors.SourceConfig{DSN: dsn, Table: table} },
 		SinkConfig:   func(table string) connectors.SinkConfig { return connectors.SinkConfig{DSN: dsn, Table: table} },
+		Caps:         conformance.Caps{KeyRanges: true, Upsert: true, Positions: true, KeylessRange: connectors.Range{}},
 	})
 }

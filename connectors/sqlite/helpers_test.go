@@ -36,7 +36,8 @@ func mustExec(t testing.TB, db *sql.DB, q string, args ...any) {
 	}
 }
 
-// writeTable writes recs through the sink (CreateTable) in one partition.
+// writeTable writes recs through the sink (CreateTable) in one partition,
+// p0 of run r1 of a job named after the table, under lease 1.
 func writeTable(t testing.TB, dsn, table string, mode connectors.WriteMode, key []string, schema *arrow.Schema, recs ...arrow.RecordBatch) {
 	t.Helper()
 	ctx := context.Background()
@@ -48,19 +49,56 @@ func writeTable(t testing.TB, dsn, table string, mode connectors.WriteMode, key 
 	if err := s.Prepare(ctx, schema, mode == connectors.Truncate); err != nil {
 		t.Fatal(err)
 	}
-	w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p0", Schema: schema})
+	writePart(t, s, connectors.WriterSpec{Job: table, Run: "r1", Partition: "p0", Lease: 1, Schema: schema}, recs...)
+}
+
+// claim claims spec's partition through the sink's commit log.
+func claim(t testing.TB, s connectors.Sink, spec connectors.WriterSpec) connectors.CommitRecord {
+	t.Helper()
+	rec, err := s.(connectors.CommitLog).Claim(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// advance is rec after a commit of rows more rows under spec, read up to
+// position (nil: where it was).
+func advance(rec connectors.CommitRecord, spec connectors.WriterSpec, rows int64, position connectors.Key) connectors.CommitRecord {
+	rec.Job, rec.Run, rec.Partition, rec.Lease = spec.Job, spec.Run, spec.Partition, spec.Lease
+	rec.Rows += rows
+	rec.Commits++
+	if position != nil {
+		rec.Position = position
+	}
+	return rec
+}
+
+// writePart claims spec's partition, writes recs through one writer and
+// commits them as the partition's last commit. It returns the record
+// committed.
+func writePart(t testing.TB, s connectors.Sink, spec connectors.WriterSpec, recs ...arrow.RecordBatch) connectors.CommitRecord {
+	t.Helper()
+	ctx := context.Background()
+	rec := claim(t, s, spec)
+	w, err := s.OpenWriter(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
+	var n int64
 	for _, r := range recs {
 		if err := w.Write(ctx, r); err != nil {
 			t.Fatal(err)
 		}
+		n += r.NumRows()
 	}
-	if _, err := w.Commit(ctx); err != nil {
+	rec = advance(rec, spec, n, nil)
+	rec.Done = true
+	if err := w.Commit(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
+	return rec
 }
 
 func openSrc(t testing.TB, cfg connectors.SourceConfig) connectors.Source {

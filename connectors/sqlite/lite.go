@@ -246,6 +246,10 @@ func (c *liteConn) query(query string, args []any, fn func(s *liteStmt) error) e
 	}
 }
 
+// changes is the number of rows the connection's last INSERT, UPDATE or
+// DELETE changed (sqlite3_changes64).
+func (c *liteConn) changes() int64 { return sqlite3.Xsqlite3_changes64(c.tls, c.db) }
+
 // liteStmt is a prepared statement of a liteConn.
 type liteStmt struct {
 	c *liteConn

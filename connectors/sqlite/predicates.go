@@ -42,9 +42,9 @@ func orderBy(keys []*column) string {
 // rangeWhere returns the conjuncts (and their parameters) that select the
 // rows of r, per TYPES.md: [Lo, Hi), After replacing Lo, Nulls for the rows
 // with a NULL in any key column, and no bound meaning every non-NULL key.
-// The Nulls range has no order to resume in, so After does not narrow it:
-// a resumed NULL-key partition is removed and rewritten whole, by the
-// source and the sink alike.
+// The rows of the Nulls range have no key order to resume in: a source
+// with a rowid resumes them by rowid (source.where); here a resumed Nulls
+// range is refused rather than read whole again.
 func rangeWhere(keys []*column, r connectors.Range) ([]string, []any, error) {
 	if r.Pages != nil {
 		return nil, nil, errors.New("sqlite reads by key, not by pages")
@@ -58,6 +58,9 @@ func rangeWhere(keys []*column, r connectors.Range) ([]string, []any, error) {
 	var conds []string
 	var args []any
 	if r.Nulls {
+		if r.After != nil {
+			return nil, nil, fmt.Errorf("range %s resumed after %s: the rows with a NULL key have no order to resume in without a rowid", r, r.After)
+		}
 		parts := make([]string, len(keys))
 		for i, k := range keys {
 			parts[i] = quoteIdent(k.name) + " IS NULL"

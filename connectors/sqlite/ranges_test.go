@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"sort"
 	"testing"
@@ -154,39 +155,33 @@ func TestCompositeKeyRanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := s.OpenWriter(context.Background(), connectors.WriterSpec{Partition: "all", Schema: rec.Schema()})
-	if err != nil {
+	if err := s.Prepare(context.Background(), rec.Schema(), false); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(context.Background(), rec); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Commit(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
+	writePart(t, s, connectors.WriterSpec{Job: "c", Run: "r1", Partition: "all", Lease: 1, Schema: rec.Schema()}, rec)
 	src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "c", Key: []string{"g", "name"}, BatchRows: 7})
 	checkRanges(t, src, keys, compositeRanges(), []int{0, 1})
 }
 
-// TestResumeDeletesInsideRange: a resumed writer removes exactly the rows
-// of its range past the checkpoint, for composite text keys in a NOCASE
-// column, and nothing outside the range.
-func TestResumeDeletesInsideRange(t *testing.T) {
+// TestResumeDeletesNothing: a partition resumed under a new lease after a
+// commit and an abandoned writer continues from the sink's record and
+// deletes nothing: the rows others wrote, inside its range and outside,
+// stay, and the partition's rows are there once each. Composite text keys
+// in a NOCASE column, as the old resume-by-deletion test had.
+func TestResumeDeletesNothing(t *testing.T) {
 	rec, keys := compositeRows(t)
 	defer rec.Release()
 	ctx := context.Background()
 	k := func(g int64, n string) connectors.Key { return connectors.Key{g, n} }
 	cases := []struct {
 		r    connectors.Range
-		last connectors.Key
+		last connectors.Key // the first attempt's position; nil: it committed nothing
 	}{
 		{connectors.Range{Lo: k(1, "B"), Hi: k(2, "é")}, k(1, "a")},
 		{connectors.Range{Lo: k(1, "B"), Hi: k(2, "é")}, nil},
 		{connectors.Range{Hi: k(1, "Z")}, k(-5, "🚀")},
 		{connectors.Range{Lo: k(2, "a")}, k(3, "ß")},
-		{connectors.Range{Lo: k(2, "a")}, k(9, "")}, // past the end: nothing goes
-		{connectors.Range{Nulls: true}, k(2, "")},   // the NULL range is removed whole
+		{connectors.Range{Lo: k(2, "a")}, k(9, "")}, // the first attempt wrote the whole range
 	}
 	for i, c := range cases {
 		t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
@@ -197,48 +192,130 @@ func TestResumeDeletesInsideRange(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			w, _ := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "all", Schema: rec.Schema()})
-			w.Write(ctx, rec)
-			if _, err := w.Commit(ctx); err != nil {
+			if err := s.Prepare(ctx, rec.Schema(), false); err != nil {
 				t.Fatal(err)
 			}
-			w.Close()
-			w, err = s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p", Range: c.r, Schema: rec.Schema(),
-				Resume: &connectors.ResumePoint{LastKey: c.last}})
+			// Someone else's rows: every key, inside the range and outside.
+			writePart(t, s, connectors.WriterSpec{Job: "others", Run: "x", Partition: "all", Lease: 1, Schema: rec.Schema()}, rec)
+
+			// The partition's rows: the keys of its range, v moved by 1000.
+			var mine []int
+			for j, key := range keys {
+				if c.r.Contains(key) {
+					mine = append(mine, j)
+				}
+			}
+			sort.SliceStable(mine, func(a, b int) bool { return connectors.CompareKeys(keys[mine[a]], keys[mine[b]]) < 0 })
+			split := 0
+			for split < len(mine) && c.last != nil && connectors.CompareKeys(keys[mine[split]], c.last) <= 0 {
+				split++
+			}
+			rows := func(idx []int) arrow.RecordBatch { return pick(t, rec, idx, 1000) }
+			first, rest := rows(mine[:split]), rows(mine[split:])
+			defer first.Release()
+			defer rest.Release()
+
+			spec := connectors.WriterSpec{Job: "copy", Run: "r1", Partition: "p", Lease: 1, Range: c.r, Schema: rec.Schema()}
+			got := claim(t, s, spec)
+			w, err := s.OpenWriter(ctx, spec)
 			if err != nil {
 				t.Fatal(err)
 			}
-			w.Close()
-
-			removed := c.r
 			if c.last != nil {
-				removed = c.r.Resumed(c.last)
-			}
-			var want []connectors.Key
-			for _, key := range keys {
-				if !removed.Contains(key) {
-					want = append(want, key)
+				w.Write(ctx, first)
+				if err := w.Commit(ctx, advance(got, spec, first.NumRows(), c.last)); err != nil {
+					t.Fatal(err)
 				}
 			}
-			src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "c"})
-			var got []connectors.Key
-			src.Read(ctx, connectors.Range{}, func(rec arrow.RecordBatch) error {
-				for i := 0; i < int(rec.NumRows()); i++ {
-					got = append(got, connectors.KeyOf(rec, []int{0, 1}, i))
-				}
-				return nil
-			})
-			less := func(ks []connectors.Key) func(i, j int) bool {
-				return func(i, j int) bool { return connectors.CompareKeys(ks[i], ks[j]) < 0 }
+			w.Write(ctx, rest)
+			w.Close() // a crash before the commit
+
+			spec.Lease = 2
+			got = claim(t, s, spec)
+			wantRows := int64(0)
+			if c.last != nil {
+				wantRows = first.NumRows()
 			}
-			sort.Slice(got, less(got))
-			sort.Slice(want, less(want))
-			if fmt.Sprint(got) != fmt.Sprint(want) {
-				t.Fatalf("after resuming %s past %v the table holds\n%v\nwant\n%v", c.r, c.last, got, want)
+			if (got.Position == nil) != (c.last == nil) || (c.last != nil && connectors.CompareKeys(got.Position, c.last) != 0) || got.Rows != wantRows {
+				t.Fatalf("claim under lease 2: %+v, want position %v and %d rows", got, c.last, wantRows)
 			}
-			t.Logf("removed %d of %d rows", len(keys)-len(got), len(keys))
+			w, err = s.OpenWriter(ctx, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			w.Write(ctx, rest)
+			if err := w.Commit(ctx, advance(got, spec, rest.NumRows(), nil)); err != nil {
+				t.Fatal(err)
+			}
+
+			var all []string
+			for j, key := range keys {
+				all = append(all, fmt.Sprint(key, j))
+			}
+			for _, j := range mine {
+				all = append(all, fmt.Sprint(keys[j], j+1000))
+			}
+			sort.Strings(all)
+			have := tableRows(t, db)
+			if fmt.Sprint(have) != fmt.Sprint(all) {
+				t.Fatalf("after resuming %s past %v the table holds\n%v\nwant\n%v", c.r, c.last, have, all)
+			}
 		})
 	}
+}
+
+// pick returns the rows idx of rec (g, name, v) with v moved by dv.
+func pick(t *testing.T, rec arrow.RecordBatch, idx []int, dv int64) arrow.RecordBatch {
+	t.Helper()
+	b := array.NewRecordBuilder(memory.DefaultAllocator, rec.Schema())
+	defer b.Release()
+	for _, i := range idx {
+		if g, ok := connectors.ValueAt(rec.Column(0), i).(int64); ok {
+			b.Field(0).(*array.Int64Builder).Append(g)
+		} else {
+			b.Field(0).AppendNull()
+		}
+		if name, ok := connectors.ValueAt(rec.Column(1), i).(string); ok {
+			b.Field(1).(*array.StringBuilder).Append(name)
+		} else {
+			b.Field(1).AppendNull()
+		}
+		b.Field(2).(*array.Int64Builder).Append(connectors.ValueAt(rec.Column(2), i).(int64) + dv)
+	}
+	return b.NewRecordBatch()
+}
+
+// tableRows returns table c's rows as sorted "key v" texts.
+func tableRows(t *testing.T, db *sql.DB) []string {
+	t.Helper()
+	rows, err := db.Query(`SELECT g, name, v FROM c`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var g sql.NullInt64
+		var name sql.NullString
+		var v int64
+		if err := rows.Scan(&g, &name, &v); err != nil {
+			t.Fatal(err)
+		}
+		key := connectors.Key{nil, nil}
+		if g.Valid {
+			key[0] = g.Int64
+		}
+		if name.Valid {
+			key[1] = name.String
+		}
+		out = append(out, fmt.Sprint(key, v))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // TestUpsertCompositeKey: rows are replaced by their whole key; keys that

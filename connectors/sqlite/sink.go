@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -31,6 +32,8 @@ type sink struct {
 	busyMS        int
 	synchronous   string
 	rowsPerInsert int
+	commits       tableRef // the commit table (see commits.go)
+	now           func() time.Time
 }
 
 func openSink(ctx context.Context, cfg connectors.SinkConfig) (_ *sink, err error) {
@@ -39,7 +42,7 @@ func openSink(ctx context.Context, cfg connectors.SinkConfig) (_ *sink, err erro
 			err = fmt.Errorf("sqlite sink %s: %w", cfg.Table, err)
 		}
 	}()
-	s := &sink{cfg: cfg, path: dbPath(cfg.DSN)}
+	s := &sink{cfg: cfg, path: dbPath(cfg.DSN), now: time.Now}
 	switch {
 	case cfg.DSN == "":
 		return nil, errors.New("dsn: empty; give the database file's path")
@@ -57,9 +60,19 @@ func openSink(ctx context.Context, cfg connectors.SinkConfig) (_ *sink, err erro
 	default:
 		return nil, fmt.Errorf("unknown write mode %q (append, truncate, upsert)", cfg.Mode)
 	}
-	opts, err := newOptions(cfg.Options, "busy_timeout", "synchronous", "rows_per_insert")
+	opts, err := newOptions(cfg.Options, "busy_timeout", "synchronous", "rows_per_insert", "commit_table")
 	if err != nil {
 		return nil, err
+	}
+	commitTable := defaultCommitTable
+	if v, ok := cfg.Options["commit_table"]; ok {
+		commitTable = v
+	}
+	if s.commits, err = commitTableRef(commitTable); err != nil {
+		return nil, err
+	}
+	if strings.EqualFold(strings.TrimPrefix(cfg.Table, "main."), s.commits.name) {
+		return nil, fmt.Errorf("the target table is the commit table %q; set option commit_table to another name", s.commits)
 	}
 	if s.busyMS, err = opts.int("busy_timeout", defaultBusyMS, 0, 1<<30); err != nil {
 		return nil, err
@@ -109,7 +122,8 @@ func (s *sink) conn(ctx context.Context) (*liteConn, error) {
 func (s *sink) Close() error { return nil }
 
 // Prepare creates the table when asked and missing, checks that an existing
-// one has every column, and empties it for Truncate.
+// one has every column, makes the commit table ready and empties the target
+// (never the commit table) for Truncate.
 func (s *sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool) (err error) {
 	defer func() {
 		if err != nil {
@@ -159,6 +173,9 @@ func (s *sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool)
 		if !ok {
 			return fmt.Errorf("upsert needs a primary key or unique index on (%s) in table %q", strings.Join(s.cfg.Key, ", "), ti.ref)
 		}
+	}
+	if err := s.prepareCommitTable(c); err != nil {
+		return err
 	}
 	if truncate {
 		if err := c.exec("DELETE FROM " + ti.ref.sql()); err != nil {
@@ -282,9 +299,9 @@ func uniqueOn(c *liteConn, ti *tableInfo, key []string) (bool, error) {
 	return false, nil
 }
 
-// OpenWriter opens a writer with its own connection. A resumed partition
-// first loses what the table holds of its range past the checkpoint, in a
-// transaction of its own.
+// OpenWriter opens a writer with its own connection. It writes nothing:
+// the partition is claimed (Claim) before, and its record changes with
+// each Commit.
 func (s *sink) OpenWriter(ctx context.Context, spec connectors.WriterSpec) (_ connectors.Writer, err error) {
 	defer func() {
 		if err != nil {
@@ -330,11 +347,6 @@ func (s *sink) OpenWriter(ctx context.Context, spec connectors.WriterSpec) (_ co
 	}
 	w.rowsPerInsert = max(1, min(s.rowsPerInsert, maxParams/len(w.cols)))
 	w.insertSQL = w.buildInsert(w.rowsPerInsert)
-	if spec.Resume != nil && s.cfg.Mode != connectors.Upsert {
-		if err := w.removePastCheckpoint(ctx, spec.Resume.LastKey); err != nil {
-			return nil, err
-		}
-	}
 	return w, nil
 }
 
@@ -394,48 +406,6 @@ func (w *writer) buildInsert(rows int) string {
 	return b.String()
 }
 
-// removePastCheckpoint deletes the rows of the writer's range past lastKey
-// (all of the range when lastKey is nil), with the source's predicates.
-func (w *writer) removePastCheckpoint(ctx context.Context, lastKey connectors.Key) error {
-	keys := make([]*column, len(w.sink.cfg.Key))
-	for i, k := range w.sink.cfg.Key {
-		col, _ := findColumn(w.table.cols, k)
-		if col == nil {
-			return fmt.Errorf("key column %q not found in table %q", k, w.table.ref)
-		}
-		keys[i] = col
-	}
-	r := w.spec.Range
-	if lastKey != nil {
-		if len(keys) == 0 {
-			return errors.New("resuming after a key needs the key columns (SinkConfig.Key)")
-		}
-		r = r.Resumed(lastKey)
-	}
-	conds, args, err := rangeWhere(keys, r)
-	if err != nil {
-		return err
-	}
-	q := "DELETE FROM " + w.table.ref.sql()
-	if len(conds) > 0 {
-		q += " WHERE " + strings.Join(conds, " AND ")
-	}
-	stop := w.c.interruptOn(ctx)
-	defer stop()
-	if err := w.c.exec("BEGIN IMMEDIATE"); err != nil {
-		return ctxErr(ctx, err)
-	}
-	if err := w.c.exec(q, args...); err != nil {
-		w.rollback()
-		return fmt.Errorf("remove rows of %s past the checkpoint: %w", r, ctxErr(ctx, err))
-	}
-	if err := w.c.exec("COMMIT"); err != nil {
-		w.rollback()
-		return ctxErr(ctx, err)
-	}
-	return nil
-}
-
 func (w *writer) rollback() { _ = w.c.exec("ROLLBACK") }
 
 // Write keeps the batch until Commit: the write lock is shared by every
@@ -461,17 +431,17 @@ func (w *writer) Write(ctx context.Context, rec arrow.RecordBatch) error {
 	return ctx.Err()
 }
 
-// Commit inserts the batches written since the last commit in one
+// Commit stores the batches written since the last commit and rec in one
 // transaction: BEGIN IMMEDIATE takes the write lock (waiting up to the busy
-// timeout), multi-row INSERTs of one prepared statement do the work.
-func (w *writer) Commit(ctx context.Context) (_ []byte, err error) {
+// timeout), the record's UPDATE checks the lease first, multi-row INSERTs of
+// one prepared statement do the work. When the record no longer carries
+// rec.Lease, everything is rolled back and the error wraps
+// connectors.ErrLeaseLost.
+func (w *writer) Commit(ctx context.Context, rec connectors.CommitRecord) (err error) {
 	if w.closed {
-		return nil, errors.New("sqlite sink: commit on a closed writer")
+		return errors.New("sqlite sink: commit on a closed writer")
 	}
 	defer w.releasePending()
-	if len(w.pending) == 0 {
-		return nil, nil
-	}
 	defer func() {
 		if err != nil {
 			var ve *connectors.ValueError
@@ -480,30 +450,47 @@ func (w *writer) Commit(ctx context.Context) (_ []byte, err error) {
 			}
 		}
 	}()
-	if w.multi == nil {
+	if (rec.Job != "" && rec.Job != w.spec.Job) || (rec.Run != "" && rec.Run != w.spec.Run) || (rec.Partition != "" && rec.Partition != w.spec.Partition) {
+		return fmt.Errorf("the record names job %s run %s partition %s, the writer job %s run %s partition %s",
+			rec.Job, rec.Run, rec.Partition, w.spec.Job, w.spec.Run, w.spec.Partition)
+	}
+	if len(w.pending) > 0 && w.multi == nil {
 		if w.multi, err = w.c.preparePersistent(w.insertSQL); err != nil {
-			return nil, err
+			return err
 		}
 		if w.single, err = w.c.preparePersistent(w.buildInsert(1)); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	stop := w.c.interruptOn(ctx)
 	defer stop()
 	if err := w.c.exec("BEGIN IMMEDIATE"); err != nil {
-		return nil, ctxErr(ctx, err)
+		return ctxErr(ctx, err)
 	}
-	for _, rec := range w.pending {
-		if err := w.insert(rec); err != nil {
+	ok, err := w.storeRecord(rec)
+	if err != nil {
+		w.rollback()
+		return ctxErr(ctx, err)
+	}
+	if !ok {
+		w.rollback()
+		held := "no record (the partition was not claimed, or its run forgotten)"
+		if lease, found := storedLease(w.c, w.sink.commits, w.spec.Job, w.spec.Run, w.spec.Partition); found {
+			held = fmt.Sprintf("lease %d", lease)
+		}
+		return fmt.Errorf("commit table %s holds %s, not lease %d: %w", w.sink.commits, held, rec.Lease, connectors.ErrLeaseLost)
+	}
+	for _, b := range w.pending {
+		if err := w.insert(b); err != nil {
 			w.rollback()
-			return nil, ctxErr(ctx, err)
+			return ctxErr(ctx, err)
 		}
 	}
 	if err := w.c.exec("COMMIT"); err != nil {
 		w.rollback()
-		return nil, ctxErr(ctx, err)
+		return ctxErr(ctx, err)
 	}
-	return nil, nil
+	return nil
 }
 
 func (w *writer) insert(rec arrow.RecordBatch) error {

@@ -13,10 +13,11 @@ import (
 )
 
 var (
-	_ connectors.Source       = (*source)(nil)
-	_ connectors.Sampler      = (*source)(nil)
-	_ connectors.Counter      = (*source)(nil)
-	_ connectors.CursorSource = (*source)(nil)
+	_ connectors.Source         = (*source)(nil)
+	_ connectors.Sampler        = (*source)(nil)
+	_ connectors.Counter        = (*source)(nil)
+	_ connectors.CursorSource   = (*source)(nil)
+	_ connectors.PositionReader = (*source)(nil)
 )
 
 const (
@@ -37,6 +38,7 @@ type source struct {
 
 	from   string     // FROM clause: a quoted table or a parenthesized query
 	table  *tableInfo // nil for a Query source
+	rowid  string     // the table's rowid in SQL; "" if none (tableInfo.rowidName)
 	out    []*column  // columns read, in output order
 	keys   []*column
 	schema *arrow.Schema
@@ -109,7 +111,7 @@ func openSource(ctx context.Context, cfg connectors.SourceConfig) (_ *source, er
 		if !found {
 			return nil, fmt.Errorf("table %q not found in %s", cfg.Table, s.path)
 		}
-		s.table, s.from, all = ti, ti.ref.sql(), ti.cols
+		s.table, s.from, all, s.rowid = ti, ti.ref.sql(), ti.cols, ti.rowidName()
 	} else {
 		q := strings.TrimRight(strings.TrimSpace(cfg.Query), "; \t\r\n")
 		s.from = "(" + q + ") AS q"
@@ -289,9 +291,40 @@ func (s *source) Schema(ctx context.Context) (*arrow.Schema, error) { return s.s
 
 func (s *source) Close() error { return nil }
 
-// where joins the source's filter and a range's conjuncts.
+// Positioned reports whether r is read by rowid: the NULL-key range, and
+// the ranges of a source without a key, of a table that has a rowid.
+func (s *source) Positioned(r connectors.Range) bool {
+	if s.rowid == "" || r.Pages != nil {
+		return false
+	}
+	if r.Nulls {
+		return len(s.keys) > 0
+	}
+	return len(s.keys) == 0 && r.Lo == nil && r.Hi == nil
+}
+
+// where joins the source's filter and a range's conjuncts. The After of a
+// range read by rowid is a rowid.
 func (s *source) where(r connectors.Range) (string, []any, error) {
-	conds, args, err := rangeWhere(s.keys, r)
+	var conds []string
+	var args []any
+	var err error
+	if s.Positioned(r) {
+		conds, args, err = rangeWhere(s.keys, connectors.Range{Nulls: r.Nulls})
+		if err == nil && r.After != nil {
+			var id int64
+			ok := len(r.After) == 1
+			if ok {
+				id, ok = r.After[0].(int64)
+			}
+			if !ok {
+				return "", nil, fmt.Errorf("range %s: position %s is not a rowid", r, r.After)
+			}
+			conds, args = append(conds, s.rowid+" > ?"), append(args, id)
+		}
+	} else {
+		conds, args, err = rangeWhere(s.keys, r)
+	}
 	if err != nil {
 		return "", nil, err
 	}
@@ -321,9 +354,26 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-// Read streams the rows of r in key order. Key columns that are not among
-// the output columns are selected too, to name a bad row's key.
-func (s *source) Read(ctx context.Context, r connectors.Range, fn func(arrow.RecordBatch) error) (err error) {
+// Read streams the rows of r in key order, or in rowid order where r is
+// read by position (see Positioned).
+func (s *source) Read(ctx context.Context, r connectors.Range, fn func(arrow.RecordBatch) error) error {
+	return s.read(ctx, r, s.Positioned(r), func(b arrow.RecordBatch, _ connectors.Key) error { return fn(b) })
+}
+
+// ReadPositioned reads r in rowid order and gives fn the rowid of each
+// batch's last row, as connectors.Key{int64(rowid)}.
+func (s *source) ReadPositioned(ctx context.Context, r connectors.Range, fn func(arrow.RecordBatch, connectors.Key) error) error {
+	if !s.Positioned(r) {
+		return fmt.Errorf("sqlite source %s: range %s is not read by rowid (only the NULL-key range and the ranges of a source without a key are, of a table with a rowid)", s.what, r)
+	}
+	return s.read(ctx, r, true, fn)
+}
+
+// read streams the rows of r to fn, in rowid order when byRowid (with the
+// rowid of each batch's last row), else in key order. Key columns and the
+// rowid that are not among the output columns are selected too, behind
+// them, and left out of the batches.
+func (s *source) read(ctx context.Context, r connectors.Range, byRowid bool, fn func(arrow.RecordBatch, connectors.Key) error) (err error) {
 	where, args, err := s.where(r)
 	if err != nil {
 		return fmt.Errorf("sqlite source %s: %w", s.what, err)
@@ -347,8 +397,16 @@ func (s *source) Read(ctx context.Context, r connectors.Range, fn func(arrow.Rec
 			sel = append(sel, quoteIdent(k.name))
 		}
 	}
+	rowidIdx := -1
+	if byRowid {
+		rowidIdx = len(sel)
+		sel = append(sel, s.rowid)
+	}
 	q := "SELECT " + strings.Join(sel, ", ") + " FROM " + s.from + where
-	if len(s.keys) > 0 {
+	switch {
+	case byRowid:
+		q += " ORDER BY " + s.rowid
+	case len(s.keys) > 0:
 		q += " ORDER BY " + orderBy(s.keys)
 	}
 
@@ -372,11 +430,16 @@ func (s *source) Read(ctx context.Context, r connectors.Range, fn func(arrow.Rec
 	rr := newRowReader(memory.DefaultAllocator, s.out, outIdx)
 	defer rr.release()
 	rr.reserve(min(s.batchRows, 1024))
+	var lastRowid int64 // of the row appended last
 	emit := func() error {
 		rows := rr.rows
 		rec := rr.flush()
 		defer rec.Release()
-		if err := fn(rec); err != nil {
+		var last connectors.Key
+		if byRowid {
+			last = connectors.Key{lastRowid}
+		}
+		if err := fn(rec, last); err != nil {
 			return err
 		}
 		// The next batch is likely the size of this one.
@@ -393,6 +456,9 @@ func (s *source) Read(ctx context.Context, r connectors.Range, fn func(arrow.Rec
 		}
 		if col, bad := rr.appendRow(st); bad != nil {
 			return &connectors.ValueError{Column: col.col.name, Key: keyOfRow(st, s.keys, keyIdx), Value: bad.value, Reason: bad.reason}
+		}
+		if byRowid {
+			lastRowid = st.colInt64(rowidIdx)
 		}
 		if rr.rows >= s.batchRows || rr.bytes >= s.batchBytes {
 			if err := emit(); err != nil {

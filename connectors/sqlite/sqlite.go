@@ -12,16 +12,29 @@
 // Concurrency: every partition reader and writer has its own connection.
 // The database runs in WAL mode so readers never block the writer; writers
 // share the one write lock, so a writer buffers the batches it is given and
-// holds the lock only inside Commit (BEGIN IMMEDIATE … COMMIT). A lock that
+// holds the lock only inside Commit (BEGIN IMMEDIATE … COMMIT). Claim and
+// Forget take it the same way for one short transaction, so a claim waits
+// for a commit in progress rather than deadlocking with it. A lock that
 // outlives the busy timeout is a connectors.Transient error.
 //
+// Commit records (connectors.CommitLog, ../COMMITS.md) are rows of a table
+// in the target's own file, option commit_table (default datashift_commits),
+// updated in each commit's transaction; resuming a partition never deletes
+// from the target.
+//
 // Key order is byte order: text keys are compared with COLLATE BINARY even
-// where the column was declared COLLATE NOCASE.
+// where the column was declared COLLATE NOCASE. The rows a key cannot order
+// (the NULL-key range, and every row of a table read without a key) are read
+// by rowid (connectors.PositionReader), and a position is a rowid. Positions
+// hold as long as the rowids do: VACUUM may renumber the rows of a table
+// without an INTEGER PRIMARY KEY. WITHOUT ROWID tables and queries have no
+// positions.
 //
 // Source options: busy_timeout (milliseconds, default 10000), journal_mode
 // ("wal", the default, switches the file to WAL; "keep" leaves it).
 // Sink options: busy_timeout, synchronous (off, normal — the default —,
-// full, extra), rows_per_insert (rows per INSERT statement, default 128).
+// full, extra), rows_per_insert (rows per INSERT statement, default 128),
+// commit_table (a table name, or main.NAME).
 package sqlite
 
 import (
@@ -139,7 +152,8 @@ type tableInfo struct {
 	ref  tableRef
 	cols []*column
 	// rowid: the table has a rowid (not WITHOUT ROWID, not a view), which
-	// Stats uses to sample rows without scanning.
+	// Stats uses to sample rows without scanning and keyless ranges are
+	// read by.
 	rowid bool
 }
 
@@ -205,6 +219,21 @@ func lookupTable(c *liteConn, name string) (ti *tableInfo, found bool, err error
 		return ti, true, nil
 	}
 	return nil, false, nil
+}
+
+// rowidName is how SQL names the table's rowid: rowid, or the first of its
+// other names _rowid_ and oid that no column takes; "" when the table has
+// no rowid or its columns take all three names.
+func (ti *tableInfo) rowidName() string {
+	if !ti.rowid {
+		return ""
+	}
+	for _, name := range []string{"rowid", "_rowid_", "oid"} {
+		if c, _ := findColumn(ti.cols, name); c == nil {
+			return name
+		}
+	}
+	return ""
 }
 
 // findColumn returns the column named name: exactly, or else ignoring

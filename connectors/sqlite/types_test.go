@@ -337,7 +337,9 @@ func TestValueErrors(t *testing.T) {
 		if err := s.Prepare(ctx, schema, false); err != nil {
 			t.Fatal(err)
 		}
-		w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p", Schema: schema})
+		spec := connectors.WriterSpec{Job: "j", Run: "r1", Partition: "p", Lease: 1, Schema: schema}
+		claim(t, s, spec)
+		w, err := s.OpenWriter(ctx, spec)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -345,7 +347,7 @@ func TestValueErrors(t *testing.T) {
 		if err := w.Write(ctx, rec); err != nil {
 			t.Fatal(err)
 		}
-		_, err = w.Commit(ctx)
+		err = w.Commit(ctx, connectors.CommitRecord{Job: "j", Run: "r1", Partition: "p", Lease: 1, Rows: 2, Commits: 1})
 		var ve *connectors.ValueError
 		if !errors.As(err, &ve) || ve.Column != "n" || connectors.CompareKeys(ve.Key, connectors.Key{"too-big"}) != 0 {
 			t.Fatalf("commit: got %v, want a ValueError for column n, key \"too-big\"", err)
@@ -353,10 +355,14 @@ func TestValueErrors(t *testing.T) {
 		if want := `column "n", row with key "too-big": value 9223372036854775808: greater than the largest SQLite integer`; !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("message %q, want it to start with %q", err, want)
 		}
-		// Nothing of the failed commit stays, not even the good row.
+		// Nothing of the failed commit stays, not even the good row or
+		// the record.
 		var n int
 		if err := sqlDB(t, dsn).QueryRow(`SELECT count(*) FROM t`).Scan(&n); err != nil || n != 0 {
 			t.Errorf("after the failed commit the table holds %d rows (%v), want 0", n, err)
+		}
+		if got := claim(t, s, spec); got.Commits != 0 || got.Rows != 0 {
+			t.Errorf("after the failed commit the record is %+v, want nothing committed", got)
 		}
 	})
 	t.Run("text in an INTEGER column", func(t *testing.T) {
@@ -387,10 +393,12 @@ func TestValueErrors(t *testing.T) {
 		if err := s.Prepare(ctx, schema, false); err != nil {
 			t.Fatal(err)
 		}
-		w, _ := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p", Schema: schema})
+		spec := connectors.WriterSpec{Job: "j", Run: "r1", Partition: "p", Lease: 1, Schema: schema}
+		claim(t, s, spec)
+		w, _ := s.OpenWriter(ctx, spec)
 		defer w.Close()
 		w.Write(ctx, rec)
-		_, err := w.Commit(ctx)
+		err := w.Commit(ctx, connectors.CommitRecord{Lease: 1, Rows: 1, Commits: 1})
 		var ve *connectors.ValueError
 		if !errors.As(err, &ve) || ve.Column != "x" || connectors.CompareKeys(ve.Key, connectors.Key{int64(7)}) != 0 {
 			t.Fatalf("got %v, want a ValueError for column x, key 7", err)
@@ -408,13 +416,18 @@ func TestValueErrors(t *testing.T) {
 		rec := b.NewRecordBatch()
 		defer rec.Release()
 		s, _ := connectors.OpenSink(ctx, TypeName, connectors.SinkConfig{DSN: dsn, Table: "t", Key: []string{"id"}})
-		w, err := s.OpenWriter(ctx, connectors.WriterSpec{Partition: "p", Schema: schema})
+		if err := s.Prepare(ctx, schema, false); err != nil {
+			t.Fatal(err)
+		}
+		spec := connectors.WriterSpec{Job: "j", Run: "r1", Partition: "p", Lease: 1, Schema: schema}
+		claim(t, s, spec)
+		w, err := s.OpenWriter(ctx, spec)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer w.Close()
 		w.Write(ctx, rec)
-		_, err = w.Commit(ctx)
+		err = w.Commit(ctx, connectors.CommitRecord{Lease: 1, Rows: 2, Commits: 1})
 		var ve *connectors.ValueError
 		if !errors.As(err, &ve) || ve.Column != "amount" || connectors.CompareKeys(ve.Key, connectors.Key{int64(2)}) != 0 ||
 			!strings.Contains(err.Error(), "more fractional digits than the column's scale") {

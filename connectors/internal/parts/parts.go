@@ -1,64 +1,95 @@
 // Package parts is the one way file sinks (parquet, csv) lay out, commit and
-// resume their files.
+// resume their files, and the helpers file sources share (listing, file
+// ranges, row positions).
 //
-// Each partition writes its own numbered part files in the dataset directory:
+// # Layout
 //
-//	<dir>/<partition>-<seq>.<ext>      committed parts, seq = 000001, 000002, …
-//	<dir>/<partition>-<seq>.<ext>.tmp  the part being written
+// A dataset is a directory of part files, and a _datashift folder in it
+// that holds the sink's commit log (connectors.CommitLog):
 //
-// A Commit closes the current part: the .tmp file is fsynced, renamed to its
-// final name and the directory fsynced, so a committed part is either wholly
-// there or not at all. The sink state a Commit returns records how many parts
-// the partition has committed ({"parts":N}); a resumed writer deletes parts
-// numbered past N (committed by an attempt whose checkpoint was lost) and any
-// .tmp leftovers, and continues with part N+1. That makes a file sink exactly
-// once without ever reading its files back.
+//	<dir>/<run>-<partition>-<seq><ext>                          a committed part
+//	<dir>/<run>-<partition>-<seq><ext>.<lease>.tmp              a part being written
+//	<dir>/_datashift/<job>+<run>+<partition>.lease              the partition's last claim
+//	<dir>/_datashift/<job>+<run>+<partition>+<seq>+<lease>.json the record of commit seq
+//
+// Each name piece goes through SafePartition, whose output never holds '+',
+// so a log file name splits back into job, run and partition exactly; seq is
+// the commit's number within the partition (000001, 000002, …). Other tools
+// read only the parts: Spark and pyarrow skip paths that start with '_', and
+// a glob on the data extension (DuckDB's *.parquet, even **/*.parquet)
+// matches neither a log file nor a .tmp part.
+//
+// # Committing
+//
+// A partition is claimed under a lease (Claim) before it writes: the lease
+// file is rewritten (tmp, fsync, rename), what an earlier holder left
+// unfinished is removed, and the record of the last finished commit is
+// returned. A Commit then
+//
+//  1. finishes the part (encoder footer, fsync) under its .tmp name;
+//  2. checks that the lease file still holds the writer's lease; if not
+//     it removes the part and fails with connectors.ErrLeaseLost;
+//  3. writes the commit record (tmp, fsync, rename, fsync of _datashift);
+//  4. renames the part to its final name (the commit point) and fsyncs the
+//     dataset directory.
+//
+// A commit with no rows has a record and no part; its record's rename is
+// its commit point. After a crash a record whose part is missing is an
+// unfinished commit: the next Claim removes it and the .tmp parts, and
+// returns the record before it. Nothing committed is ever deleted on resume;
+// the writer numbers its parts past every part and record of the partition,
+// so it never overwrites one either. Once a commit has landed, the records
+// it supersedes are removed: the log holds about one record per partition.
+//
+// Forget removes a run's records and lease files (never parts); Prepare with
+// truncate removes every part of this naming and every log file.
+//
+// # Fencing, and its window
+//
+// A directory, local or shared (NFS, SMB), has no compare-and-swap rename:
+// the lease check in step 2 and the renames of steps 3 and 4 are separate
+// system calls, and a claim that lands between them does not stop that
+// commit. The layout keeps the damage of that window bounded, not zero:
+//
+//   - A claim removes the partition's .tmp parts before it looks at the
+//     records. A stale commit whose part rename comes after that removal
+//     fails (its source is gone), so its rows never land; one whose rename
+//     came before it is seen by the claim, with its record, as the last
+//     finished commit: the new holder continues after it.
+//   - Record names carry the lease, so a stale writer's record that lands
+//     late never replaces the new holder's. It names a part that is not
+//     there (the next claim removes it) or, for a commit with no rows, says
+//     only what its own earlier, finished commits made true; it is never
+//     numbered past the new holder's first commit, and for the same number
+//     the higher lease wins.
+//   - Two claims that race (both read the old lease, both write their own)
+//     may leave the lower lease in the file. The coordinator's lease (its
+//     checkpoint save is a Multi that checks it) is the first fence; the
+//     lease file is the second, for a holder that stalled past it.
+//
+// What is left open: a stale commit with no rows that lands inside the
+// window returns nil, so its writer cannot tell it was fenced (its record is
+// true, as above); and all of this rests on rename and unlink of one path
+// being atomic where the directory lives, which local file systems, NFS and
+// SMB servers give, and eventually consistent object-store mounts do not.
 package parts
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/datashift/datashift/connectors"
 )
 
-// seqDigits is the width of the part number in file names: fixed so that
+// seqDigits is the width of the commit number in file names: fixed so that
 // names sort in commit order.
 const seqDigits = 6
 
-// State is the sink state a file writer commits with its checkpoint.
-type State struct {
-	Parts int `json:"parts"` // committed parts, numbered 1..Parts
-}
-
-// ParseState decodes a sink state; an empty one is zero parts.
-func ParseState(b []byte) (State, error) {
-	var s State
-	if len(b) == 0 {
-		return s, nil
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		return s, fmt.Errorf("sink state %q: %w", b, err)
-	}
-	if s.Parts < 0 {
-		return s, fmt.Errorf("sink state %q: negative part count", b)
-	}
-	return s, nil
-}
-
-// Encode returns the JSON form of s.
-func (s State) Encode() []byte {
-	b, _ := json.Marshal(s) // a struct of one int cannot fail
-	return b
-}
+// logFolder is the folder of a dataset that holds its commit log.
+const logFolder = "_datashift"
 
 // Layout is a dataset directory and the extension of its parts (".parquet").
 type Layout struct {
@@ -66,15 +97,13 @@ type Layout struct {
 	Ext string
 }
 
-// partName matches any part file of this layout's naming, committed or not.
-// Only files that match are ever deleted: a dataset directory may hold files
-// of other tools.
-func (l Layout) partName() *regexp.Regexp {
-	return regexp.MustCompile(`^(.+)-(\d{` + strconv.Itoa(seqDigits) + `,})` + regexp.QuoteMeta(l.Ext) + `(\.tmp)?$`)
-}
+// logDir is the dataset's commit log folder.
+func (l Layout) logDir() string { return filepath.Join(l.Dir, logFolder) }
 
-// SafePartition turns a partition name into something usable in a file name:
-// anything but letters, digits, '.', '_' and '-' becomes '_'.
+// SafePartition turns a name piece (run, partition, job) into something
+// usable in a file name: anything but letters, digits, '.', '_' and '-'
+// becomes '_'. Distinct pieces may map to the same text ("a/b", "a_b"); the
+// log notices when two partitions of a dataset collide so.
 func SafePartition(p string) string {
 	if p == "" {
 		return "part"
@@ -88,172 +117,131 @@ func SafePartition(p string) string {
 	}, p)
 }
 
-// Name is the committed file name of a partition's part seq.
-func (l Layout) Name(partition string, seq int) string {
-	return filepath.Join(l.Dir, fmt.Sprintf("%s-%0*d%s", SafePartition(partition), seqDigits, seq, l.Ext))
+// names are the file name pieces of one partition.
+type names struct {
+	job, run, partition    string // as given
+	safeJob, safeRun, safe string
 }
 
-// file is one part file found in the directory.
-type file struct {
-	path      string
-	partition string
-	seq       int
-	tmp       bool
+func namesOf(job, run, partition string) names {
+	return names{job: job, run: run, partition: partition,
+		safeJob: SafePartition(job), safeRun: SafePartition(run), safe: SafePartition(partition)}
 }
 
-func (l Layout) list() ([]file, error) {
-	entries, err := os.ReadDir(l.Dir)
+// partPrefix starts the names of the partition's parts.
+func (n names) partPrefix() string { return n.safeRun + "-" + n.safe + "-" }
+
+// PartName is the base name of commit seq's part.
+func (l Layout) PartName(run, partition string, seq int) string {
+	return namesOf("", run, partition).partName(l.Ext, seq)
+}
+
+func (n names) partName(ext string, seq int) string {
+	return fmt.Sprintf("%s%0*d%s", n.partPrefix(), seqDigits, seq, ext)
+}
+
+func (n names) tmpPartName(ext string, seq int, lease int64) string {
+	return fmt.Sprintf("%s.%d.tmp", n.partName(ext, seq), lease)
+}
+
+// logPrefix starts the names of the partition's log files.
+func (n names) logPrefix() string { return n.safeJob + "+" + n.safeRun + "+" + n.safe }
+
+func (n names) leaseName() string { return n.logPrefix() + ".lease" }
+
+func (n names) recordName(seq int, lease int64) string {
+	return fmt.Sprintf("%s+%0*d+%d.json", n.logPrefix(), seqDigits, seq, lease)
+}
+
+// partSeq parses the name of one of the partition's parts: its commit
+// number, and whether it is unfinished (.tmp).
+func (n names) partSeq(name, ext string) (seq int, tmp, ok bool) {
+	rest, found := strings.CutPrefix(name, n.partPrefix())
+	if !found {
+		return 0, false, false
+	}
+	i := 0
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		i++
+	}
+	if i < seqDigits {
+		return 0, false, false
+	}
+	seq, err := strconv.Atoi(rest[:i])
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", l.Dir, err)
+		return 0, false, false // more digits than an int holds: not ours
 	}
-	re := l.partName()
-	var out []file
-	for _, e := range entries {
-		if e.IsDir() {
-			continue
-		}
-		m := re.FindStringSubmatch(e.Name())
-		if m == nil {
-			continue
-		}
-		seq, err := strconv.Atoi(m[2])
-		if err != nil {
-			continue // more digits than an int holds: not ours
-		}
-		out = append(out, file{path: filepath.Join(l.Dir, e.Name()), partition: m[1], seq: seq, tmp: m[3] != ""})
+	switch tail := rest[i:]; {
+	case tail == ext:
+		return seq, false, true
+	case strings.HasPrefix(tail, ext+".") && strings.HasSuffix(tail, ".tmp"):
+		return seq, true, true
 	}
-	return out, nil
+	return 0, false, false
 }
 
-// Prepare creates the dataset directory if needed and, when truncate, removes
-// every part file of this layout's naming (other files stay).
+// anyPart matches a part file of this layout's naming, committed or not,
+// of any run and partition (parts named <partition>-<seq> by earlier
+// versions included). Only such files are ever deleted from the dataset
+// directory: it may hold files of other tools.
+func (l Layout) anyPart() *regexp.Regexp {
+	return regexp.MustCompile(`^.+-\d{` + strconv.Itoa(seqDigits) + `,}` + regexp.QuoteMeta(l.Ext) + `(\.-?\d+)?(\.tmp)?$`)
+}
+
+// anyLogFile matches every file of the commit log: records, lease files and
+// their .tmp forms. It is what Prepare removes on truncate.
+var anyLogFile = regexp.MustCompile(`^[^+]+\+[^+]+\+[^+]+(\+\d+\+-?\d+\.json|\.lease)(\.-?\d+)?(\.tmp)?$`)
+
+// anyRecord splits a record's file name: job, run, partition (safe
+// forms), commit number and lease.
+var anyRecord = regexp.MustCompile(`^([^+]+)\+([^+]+)\+([^+]+)\+(\d+)\+(-?\d+)\.json$`)
+
+// Prepare creates the dataset directory and its log folder and, when
+// truncate, removes every part of this layout's naming and every file of the
+// log (other files stay).
 func (l Layout) Prepare(truncate bool) error {
-	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(l.logDir(), 0o755); err != nil {
 		return fmt.Errorf("create dataset directory: %w", err)
 	}
 	if !truncate {
 		return nil
 	}
-	files, err := l.list()
+	if err := removeMatching(l.Dir, l.anyPart()); err != nil {
+		return fmt.Errorf("truncate: %w", err)
+	}
+	if err := removeMatching(l.logDir(), anyLogFile); err != nil {
+		return fmt.Errorf("truncate: %w", err)
+	}
+	return nil
+}
+
+// removeMatching removes the files of dir whose names re matches, and
+// fsyncs dir when it removed any.
+func removeMatching(dir string, re *regexp.Regexp) error {
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
-	for _, f := range files {
-		if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("truncate: %w", err)
-		}
-	}
-	return syncDir(l.Dir)
-}
-
-// Restore brings a partition's files back to what resume says was committed
-// and returns the number of the next part to write.
-//
-// With resume nil (a fresh partition) .tmp leftovers are removed, but a
-// committed part of the same partition name is an error: it belongs to an
-// earlier run, and overwriting it would lose its rows. With resume set, parts
-// numbered past the state's count are removed; an empty state (the partition
-// restarts from scratch) removes all of the partition's parts. An empty state
-// with a LastKey is refused: the rows up to LastKey live in parts the state
-// should have named, and deleting them would lose committed rows.
-func (l Layout) Restore(partition string, resume *connectors.ResumePoint) (next int, err error) {
-	var keep int
-	if resume != nil {
-		if len(resume.SinkState) == 0 && resume.LastKey != nil {
-			return 0, fmt.Errorf("partition %s: resume after key %s without sink state: the committed parts are unknown", partition, resume.LastKey)
-		}
-		st, err := ParseState(resume.SinkState)
-		if err != nil {
-			return 0, fmt.Errorf("partition %s: %w", partition, err)
-		}
-		keep = st.Parts
-	}
-	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
-		return 0, fmt.Errorf("create dataset directory: %w", err)
-	}
-	files, err := l.list()
-	if err != nil {
-		return 0, err
-	}
-	safe := SafePartition(partition)
-	have := map[int]bool{}
 	removed := false
-	for _, f := range files {
-		if f.partition != safe {
+	for _, e := range entries {
+		if e.IsDir() || !re.MatchString(e.Name()) {
 			continue
 		}
-		switch {
-		case f.tmp || f.seq > keep:
-			if resume == nil && !f.tmp {
-				return 0, fmt.Errorf("partition %s: %s already exists (written by an earlier run?); use truncate mode or another directory", partition, f.path)
-			}
-			if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return 0, fmt.Errorf("partition %s: remove uncommitted part: %w", partition, err)
-			}
-			removed = true
-		default:
-			have[f.seq] = true
+		if err := remove(filepath.Join(dir, e.Name())); err != nil {
+			return err
 		}
-	}
-	for seq := 1; seq <= keep; seq++ {
-		if !have[seq] {
-			return 0, fmt.Errorf("partition %s: committed part %s is missing", partition, l.Name(partition, seq))
-		}
+		removed = true
 	}
 	if removed {
-		if err := syncDir(l.Dir); err != nil {
-			return 0, err
-		}
+		return syncDir(dir)
 	}
-	return keep + 1, nil
+	return nil
 }
 
-// Part is a part file being written. Write to it through W; Commit or Abort
-// it exactly once.
-type Part struct {
-	f          *os.File
-	tmp, final string
-	W          io.Writer // the file, without Close: encoders that close their writer must not close it
-}
-
-// Create starts part seq of partition as a .tmp file.
-func (l Layout) Create(partition string, seq int) (*Part, error) {
-	final := l.Name(partition, seq)
-	tmp := final + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("create part: %w", err)
-	}
-	return &Part{f: f, tmp: tmp, final: final, W: onlyWriter{f}}, nil
-}
-
-type onlyWriter struct{ w io.Writer }
-
-func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
-
-// Path is the final name of the part.
-func (p *Part) Path() string { return p.final }
-
-// Commit makes the part durable under its final name.
-func (p *Part) Commit() error {
-	if err := p.f.Sync(); err != nil {
-		p.f.Close()
-		return fmt.Errorf("sync %s: %w", p.tmp, err)
-	}
-	if err := p.f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", p.tmp, err)
-	}
-	if err := os.Rename(p.tmp, p.final); err != nil {
-		return fmt.Errorf("commit part: %w", err)
-	}
-	return syncDir(filepath.Dir(p.final))
-}
-
-// Abort closes and removes the unfinished part.
-func (p *Part) Abort() error {
-	p.f.Close()
-	if err := os.Remove(p.tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove abandoned part: %w", err)
+// remove removes path; a file already gone is no error.
+func remove(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
 	return nil
 }
@@ -271,83 +259,32 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// Files lists the data files a file source reads: path itself when it is a
-// file, else the files in the directory whose names end in ext, sorted by
-// name (committed parts only: .tmp files do not end in ext). The sorted
-// order is what Range.Pages indexes.
-func Files(path, ext string) ([]string, error) {
-	st, err := os.Stat(path)
+// writeFile writes data to dir/name through dir/tmp: write, fsync, close,
+// rename, fsync of dir. After a crash dir/name holds the old content or
+// the new, never a part.
+func writeFile(dir, name, tmp string, data []byte) error {
+	tmpPath := filepath.Join(dir, tmp)
+	f, err := os.OpenFile(tmpPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if !st.IsDir() {
-		return []string{path}, nil
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		remove(tmpPath)
+		return err
 	}
-	entries, err := os.ReadDir(path)
-	if err != nil {
-		return nil, err
+	if err := f.Sync(); err != nil {
+		f.Close()
+		remove(tmpPath)
+		return err
 	}
-	var out []string
-	for _, e := range entries {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), ext) {
-			out = append(out, filepath.Join(path, e.Name()))
-		}
+	if err := f.Close(); err != nil {
+		remove(tmpPath)
+		return err
 	}
-	sort.Strings(out)
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no %s files in %s", ext, path)
+	if err := os.Rename(tmpPath, filepath.Join(dir, name)); err != nil {
+		remove(tmpPath)
+		return err
 	}
-	return out, nil
-}
-
-// ErrKeyRange is returned for ranges that need a key order.
-var ErrKeyRange = errors.New("files have no key order: read them whole or by file range (Range.Pages)")
-
-// FileRange returns the indexes [lo, hi) of the sorted files that r selects
-// out of n: Range{} is all of them, Range.Pages a file index range (Hi 0 =
-// unbounded), Range.Nulls none (there is no key, so no NULL key). Key
-// bounds are refused with ErrKeyRange.
-func FileRange(n int, r connectors.Range) (lo, hi int, err error) {
-	if r.Lo != nil || r.Hi != nil || r.After != nil {
-		return 0, 0, fmt.Errorf("range %s: %w", r, ErrKeyRange)
-	}
-	if r.Nulls {
-		return 0, 0, nil
-	}
-	hi = n
-	if r.Pages != nil {
-		if r.Pages.Lo < 0 || r.Pages.Hi < 0 {
-			return 0, 0, fmt.Errorf("range %s: negative file index", r)
-		}
-		if r.Pages.Lo < int64(n) {
-			lo = int(r.Pages.Lo)
-		} else {
-			lo = n
-		}
-		if r.Pages.Hi > 0 && r.Pages.Hi < int64(n) {
-			hi = int(r.Pages.Hi)
-		}
-	}
-	if lo > hi {
-		lo = hi
-	}
-	return lo, hi, nil
-}
-
-// CheckSourceConfig refuses what a file source cannot do: a file has no
-// query, filter, key order or snapshot. typ names the connector in errors.
-func CheckSourceConfig(typ string, cfg connectors.SourceConfig) error {
-	switch {
-	case cfg.Query != "":
-		return fmt.Errorf("%s source: query is not supported (read a file or directory)", typ)
-	case cfg.Where != "":
-		return fmt.Errorf("%s source: where is not supported", typ)
-	case len(cfg.Key) > 0:
-		return fmt.Errorf("%s source: key %v: files have no key order; leave key empty (partitions are file ranges)", typ, cfg.Key)
-	case cfg.Snapshot != "":
-		return fmt.Errorf("%s source: snapshot is not supported", typ)
-	case cfg.Cursor != nil:
-		return fmt.Errorf("%s source: incremental cursors are not supported", typ)
-	}
-	return nil
+	return syncDir(dir)
 }
