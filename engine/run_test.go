@@ -389,17 +389,23 @@ func TestBadRowsBudget(t *testing.T) {
 	}
 }
 
-// A source with no key (Parquet files, planned as file ranges) resumes an
-// interrupted partition from the file and row its sink's record names, so
-// nothing is doubled or lost.
-func TestResumeKeylessFileRanges(t *testing.T) {
-	src := sqliteEndpoint(t)
+// parquetDataset makes a SQLite table and a Parquet dataset of the same
+// rows, in several part files.
+func parquetDataset(t *testing.T) (src, files endpoint) {
+	src, files = sqliteEndpoint(t), parquetEndpoint(t)
 	src.fill(t, fixtureRows)
-	files := parquetEndpoint(t)
 	toFiles := copyJob(src, files, connectors.Append) // 7 partitions: 7+ part files
 	if _, err := (&engine.Runner{State: newState(t)}).Run(context.Background(), toFiles); err != nil {
 		t.Fatal(err)
 	}
+	return src, files
+}
+
+// A source with no key (Parquet files, planned as file ranges) resumes an
+// interrupted partition from the file and row its sink's record names, so
+// nothing is doubled or lost.
+func TestResumeKeylessFileRanges(t *testing.T) {
+	src, files := parquetDataset(t)
 	dst := parquetEndpoint(t)
 	job := &engine.Job{
 		Name:        "keyless",
@@ -427,6 +433,61 @@ func TestResumeKeylessFileRanges(t *testing.T) {
 	}
 	if run.Scheme != "pages" || run.Rows != fixtureRows {
 		t.Fatalf("run: scheme %q, %d rows", run.Scheme, run.Rows)
+	}
+	if got, want := dst.checksum(t), src.checksum(t); got != want {
+		t.Fatalf("sink %v, source %v", got, want)
+	}
+}
+
+// A run of a file source is pinned to the files it planned: a file added,
+// or one changed, refuses the resume and names the file; restarting
+// abandons the run and copies what is there now.
+func TestResumeRefusedWhenInputFilesChanged(t *testing.T) {
+	src, files := parquetDataset(t)
+	dst := parquetEndpoint(t)
+	job := &engine.Job{
+		Name:       "pinned-files",
+		Source:     engine.SourceSpec{Type: "parquet", DSN: files.dsn},
+		Sink:       engine.SinkSpec{Type: "parquet", DSN: dst.dsn, Mode: connectors.Truncate},
+		Partitions: engine.PartitionSpec{Max: 4},
+		BatchRows:  500,
+		CommitRows: 1000,
+	}
+	job.Normalize()
+	state := newState(t)
+	crashing, ctx, c := crashAt(state, "save", 4)
+	if _, err := (&engine.Runner{State: crashing}).Run(ctx, job); !errors.Is(err, context.Canceled) || !c.dead() {
+		t.Fatalf("crashed run: %v", err)
+	}
+	parts, err := filepath.Glob(filepath.Join(files.dsn, "*.parquet"))
+	if err != nil || len(parts) < 2 {
+		t.Fatalf("source parts %v, %v", parts, err)
+	}
+	data, err := os.ReadFile(parts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := filepath.Join(files.dsn, "zz-added.parquet")
+	if err := os.WriteFile(added, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = (&engine.Runner{State: state}).Run(context.Background(), job)
+	var pe *engine.PinError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "input "+added+" is new") {
+		t.Fatalf("resume after a file was added: %v", err)
+	}
+	if err := os.Remove(added); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(parts[1], later, later); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&engine.Runner{State: state}).Run(context.Background(), job); !errors.As(err, &pe) || !strings.Contains(err.Error(), "input "+parts[1]+" was modified") {
+		t.Fatalf("resume after a file was modified: %v", err)
+	}
+	if _, err := (&engine.Runner{State: state, Restart: true}).Run(context.Background(), job); err != nil {
+		t.Fatalf("restart: %v", err)
 	}
 	if got, want := dst.checksum(t), src.checksum(t); got != want {
 		t.Fatalf("sink %v, source %v", got, want)

@@ -156,8 +156,9 @@ func datasetPath(dsn, table string) (string, error) {
 
 // Sink writes a CSV dataset directory.
 type Sink struct {
-	layout parts.Layout
-	format format
+	parts.Log // the commit log, beside the parts
+	layout    parts.Layout
+	format    format
 }
 
 // OpenSink checks cfg; it touches no file until Prepare, Claim or OpenWriter.
@@ -171,7 +172,8 @@ func OpenSink(_ context.Context, cfg connectors.SinkConfig) (connectors.Sink, er
 	default:
 		return nil, fmt.Errorf("%s sink: mode %q is not supported (files take append or truncate)", typeName, cfg.Mode)
 	}
-	s := &Sink{layout: parts.Layout{Dir: dir, Ext: ext}}
+	layout := parts.Layout{Dir: dir, Ext: ext}
+	s := &Sink{Log: parts.Log{Layout: layout, Sink: typeName}, layout: layout}
 	unknown, err := s.format.parseOptions(cfg.Options)
 	if err != nil {
 		return nil, fmt.Errorf("%s sink: %w", typeName, err)
@@ -199,24 +201,6 @@ func (s *Sink) Prepare(_ context.Context, schema *arrow.Schema, truncate bool) e
 		return err
 	}
 	if err := s.layout.Prepare(truncate); err != nil {
-		return fmt.Errorf("%s sink %s: %w", typeName, s.layout.Dir, err)
-	}
-	return nil
-}
-
-// Claim takes spec's partition for spec.Lease and returns its last commit
-// record (see parts.Layout.Claim).
-func (s *Sink) Claim(_ context.Context, spec connectors.WriterSpec) (connectors.CommitRecord, error) {
-	rec, err := s.layout.Claim(spec)
-	if err != nil {
-		return rec, fmt.Errorf("%s sink %s: %w", typeName, s.layout.Dir, err)
-	}
-	return rec, nil
-}
-
-// Forget removes the commit records of a run that is over; its parts stay.
-func (s *Sink) Forget(_ context.Context, job, run string) error {
-	if err := s.layout.Forget(job, run); err != nil {
 		return fmt.Errorf("%s sink %s: %w", typeName, s.layout.Dir, err)
 	}
 	return nil

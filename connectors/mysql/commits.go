@@ -163,18 +163,8 @@ func (s *sink) checkCommitTable(ctx context.Context, cols []*column) error {
 		}
 	}
 
-	var kind, engine, transactional string
-	err := s.db.QueryRowContext(ctx, `SELECT t.TABLE_TYPE, COALESCE(t.ENGINE, ''), COALESCE(e.TRANSACTIONS, 'NO')
-		FROM information_schema.TABLES t LEFT JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE
-		WHERE t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?`, s.commits.schema, s.commits.name).Scan(&kind, &engine, &transactional)
-	if err != nil {
-		return classify(fail("%w", err))
-	}
-	switch {
-	case kind != "BASE TABLE":
-		return fail("is a %s, not a table", strings.ToLower(kind))
-	case transactional != "YES":
-		return fail("engine %s has no transactions, and records must commit with the rows (use InnoDB)", engine)
+	if err := s.checkTransactional(ctx, s.commits); err != nil {
+		return fail("%w", err)
 	}
 
 	rows, err := s.db.QueryContext(ctx, `SELECT COLUMN_NAME, COALESCE(SUB_PART, 0) FROM information_schema.STATISTICS
@@ -358,6 +348,26 @@ func (w *writer) storeRecord(rec connectors.CommitRecord, pos any) error {
 		pos, rec.Rows, rec.Bytes, rec.BadRows, rec.Commits, rec.Done, spec.Job, spec.Run, spec.Partition, rec.Lease)
 	if err != nil {
 		return s.commitError("partition "+name+": store the record", err)
+	}
+	return nil
+}
+
+// checkTransactional refuses a table whose engine has no transactions: its
+// rows and the commit record could not commit together (or roll back
+// together, when a stale writer is fenced out), so a resume could not be
+// exact.
+func (s *sink) checkTransactional(ctx context.Context, t tableRef) error {
+	var kind, engine, transactional string
+	err := s.db.QueryRowContext(ctx, `SELECT t.TABLE_TYPE, COALESCE(t.ENGINE, ''), COALESCE(e.TRANSACTIONS, 'NO')
+		FROM information_schema.TABLES t LEFT JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE
+		WHERE t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?`, t.schema, t.name).Scan(&kind, &engine, &transactional)
+	switch {
+	case err != nil:
+		return classify(err)
+	case kind != "BASE TABLE":
+		return fmt.Errorf("is a %s, not a table", strings.ToLower(kind))
+	case transactional != "YES":
+		return fmt.Errorf("engine %s has no transactions, and rows must commit together with their commit record (use InnoDB)", engine)
 	}
 	return nil
 }

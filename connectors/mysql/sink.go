@@ -142,7 +142,7 @@ func (s *sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool)
 	cols, err := s.columns(ctx)
 	if errors.Is(err, errNoTable) {
 		if !s.cfg.CreateTable {
-			return fmt.Errorf("mysql sink: table %s does not exist (set CreateTable to create it)", s.table)
+			return fmt.Errorf("mysql sink: table %s does not exist (set create_table to create it)", s.table)
 		}
 		ddl, derr := s.createTableSQL(schema)
 		if derr != nil {
@@ -158,6 +158,9 @@ func (s *sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool)
 	}
 	if _, err := s.targets(schema, cols); err != nil {
 		return err
+	}
+	if err := s.checkTransactional(ctx, s.table); err != nil {
+		return fmt.Errorf("mysql sink: table %s: %w", s.table, err)
 	}
 	if s.cfg.Mode == connectors.Upsert {
 		if err := s.checkUniqueKey(ctx); err != nil {

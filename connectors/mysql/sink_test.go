@@ -401,6 +401,7 @@ func TestSinkConfigErrors(t *testing.T) {
 	dsn, db := testDB(t)
 	exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, s TEXT)")
 	exec(t, db, "CREATE TABLE nokey (id INT, s TEXT)")
+	exec(t, db, "CREATE TABLE myisam (id INT PRIMARY KEY, s TEXT) ENGINE=MyISAM")
 	ctx := testCtx(t)
 	for _, c := range []struct {
 		cfg  connectors.SinkConfig
@@ -425,7 +426,8 @@ func TestSinkConfigErrors(t *testing.T) {
 		schema *arrow.Schema
 		want   string
 	}{
-		{connectors.SinkConfig{DSN: dsn, Table: "missing"}, rec.Schema(), "table " + dbName(dsn) + ".missing does not exist (set CreateTable"},
+		{connectors.SinkConfig{DSN: dsn, Table: "missing"}, rec.Schema(), "table " + dbName(dsn) + ".missing does not exist (set create_table"},
+		{connectors.SinkConfig{DSN: dsn, Table: "myisam"}, rec.Schema(), "table " + dbName(dsn) + ".myisam: engine MyISAM has no transactions"},
 		{connectors.SinkConfig{DSN: dsn, Table: "t"}, wide, `has no column "extra"`},
 		{connectors.SinkConfig{DSN: dsn, Table: "nokey", Key: []string{"id"}, Mode: connectors.Upsert}, rec.Schema(), "needs a PRIMARY KEY or UNIQUE index on (id)"},
 		{connectors.SinkConfig{DSN: dsn, Table: "t", Key: []string{"idx"}}, rec.Schema(), `key column "idx" is not in the rows`},

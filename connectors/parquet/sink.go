@@ -63,6 +63,7 @@ var (
 
 // Sink writes a Parquet dataset directory.
 type Sink struct {
+	parts.Log    // the commit log, beside the parts
 	layout       parts.Layout
 	codec        compress.Compression
 	rowGroupRows int64
@@ -90,7 +91,8 @@ func OpenSink(_ context.Context, cfg connectors.SinkConfig) (connectors.Sink, er
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{layout: parts.Layout{Dir: dir, Ext: ext}, codec: compress.Codecs.Snappy, rowGroupRows: defaultRowGroupRows, keys: cfg.Key}
+	layout := parts.Layout{Dir: dir, Ext: ext}
+	s := &Sink{Log: parts.Log{Layout: layout, Sink: typeName}, layout: layout, codec: compress.Codecs.Snappy, rowGroupRows: defaultRowGroupRows, keys: cfg.Key}
 	switch cfg.Mode {
 	case "", connectors.Append, connectors.Truncate:
 	default:
@@ -183,24 +185,6 @@ func (s *Sink) checkSchema(schema *arrow.Schema) error {
 	}
 	if _, err := connectors.ColumnIndexes(schema, s.keys); err != nil {
 		return fmt.Errorf("%s sink: key: %w", typeName, err)
-	}
-	return nil
-}
-
-// Claim takes spec's partition for spec.Lease and returns its last commit
-// record (see parts.Layout.Claim).
-func (s *Sink) Claim(_ context.Context, spec connectors.WriterSpec) (connectors.CommitRecord, error) {
-	rec, err := s.layout.Claim(spec)
-	if err != nil {
-		return rec, fmt.Errorf("%s sink %s: %w", typeName, s.layout.Dir, err)
-	}
-	return rec, nil
-}
-
-// Forget removes the commit records of a run that is over; its parts stay.
-func (s *Sink) Forget(_ context.Context, job, run string) error {
-	if err := s.layout.Forget(job, run); err != nil {
-		return fmt.Errorf("%s sink %s: %w", typeName, s.layout.Dir, err)
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/connectors/internal/parts/fixture"
 	"github.com/datashift/datashift/internal/testenv"
 )
 
@@ -118,37 +119,10 @@ func mustDec(t *testing.T, s string, p, sc int32) decimal128.Num {
 	return n
 }
 
-// everySchema has one column per row of the type map (connectors/TYPES.md)
-// and the key "id".
-var everySchema = arrow.NewSchema([]arrow.Field{
-	{Name: "id", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "i8", Type: arrow.PrimitiveTypes.Int8, Nullable: true},
-	{Name: "i16", Type: arrow.PrimitiveTypes.Int16, Nullable: true},
-	{Name: "i32", Type: arrow.PrimitiveTypes.Int32, Nullable: true},
-	{Name: "u8", Type: arrow.PrimitiveTypes.Uint8, Nullable: true},
-	{Name: "u16", Type: arrow.PrimitiveTypes.Uint16, Nullable: true},
-	{Name: "u32", Type: arrow.PrimitiveTypes.Uint32, Nullable: true},
-	{Name: "u64", Type: arrow.PrimitiveTypes.Uint64, Nullable: true},
-	{Name: "f32", Type: arrow.PrimitiveTypes.Float32, Nullable: true},
-	{Name: "f64", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
-	{Name: "flag", Type: arrow.FixedWidthTypes.Boolean, Nullable: true},
-	{Name: "dec", Type: &arrow.Decimal128Type{Precision: 38, Scale: 10}, Nullable: true},
-	{Name: "money", Type: &arrow.Decimal128Type{Precision: 18, Scale: 2}, Nullable: true},
-	{Name: "num", Type: arrow.BinaryTypes.String, Nullable: true, Metadata: connectors.WithLogical(connectors.LogicalNumeric)},
-	{Name: "s", Type: arrow.BinaryTypes.String, Nullable: true},
-	{Name: "bin", Type: arrow.BinaryTypes.Binary, Nullable: true},
-	{Name: "uid", Type: connectors.UUIDType, Nullable: true, Metadata: connectors.WithLogical(connectors.LogicalUUID)},
-	{Name: "doc", Type: arrow.BinaryTypes.String, Nullable: true, Metadata: connectors.WithLogical(connectors.LogicalJSON)},
-	{Name: "day", Type: arrow.FixedWidthTypes.Date32, Nullable: true},
-	{Name: "ts", Type: &arrow.TimestampType{Unit: arrow.Microsecond}, Nullable: true},
-	{Name: "tstz", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true},
-	{Name: "tod", Type: arrow.FixedWidthTypes.Time64us, Nullable: true},
-}, nil)
-
-// everyType is two rows of everySchema: id 1 with a value in every
+// everyType is two rows of fixture.Schema: id 1 with a value in every
 // column, id 2 with an empty string and NULL everywhere else.
 func everyType(t *testing.T) arrow.RecordBatch {
-	b := array.NewRecordBuilder(memory.DefaultAllocator, everySchema)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, fixture.Schema)
 	defer b.Release()
 	at := time.Date(2024, 2, 29, 23, 59, 59, 999999000, time.UTC)
 	b.Field(0).(*array.Int64Builder).AppendValues([]int64{1, 2}, nil)
@@ -203,10 +177,10 @@ func TestEveryType(t *testing.T) {
 			opts["binary"] = bin.opt
 		}
 		s := e.sink(t, connectors.Append, opts)
-		if err := s.Prepare(ctx, everySchema, false); err != nil {
+		if err := s.Prepare(ctx, fixture.Schema, false); err != nil {
 			t.Fatal(err)
 		}
-		write(t, s, everySchema, rec)
+		write(t, s, fixture.Schema, rec)
 		want := maps.Clone(rowOne)
 		want["bin"] = bin.want
 		if got := e.hgetall(t, e.prefix+bin.opt+"row:1"); !maps.Equal(got, want) {

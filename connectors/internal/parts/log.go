@@ -1,6 +1,7 @@
 package parts
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -296,6 +297,31 @@ func (l Layout) Forget(job, run string) error {
 	}
 	if removed {
 		return syncDir(l.logDir())
+	}
+	return nil
+}
+
+// Log is the connectors.CommitLog of a file sink over its Layout; a sink
+// embeds it. Sink names the connector in errors.
+type Log struct {
+	Layout Layout
+	Sink   string
+}
+
+var _ connectors.CommitLog = Log{}
+
+func (g Log) Claim(_ context.Context, spec connectors.WriterSpec) (connectors.CommitRecord, error) {
+	rec, err := g.Layout.Claim(spec)
+	if err != nil {
+		return rec, fmt.Errorf("%s sink %s: %w", g.Sink, g.Layout.Dir, err)
+	}
+	return rec, nil
+}
+
+// Forget removes the commit records of a run that is over; its parts stay.
+func (g Log) Forget(_ context.Context, job, run string) error {
+	if err := g.Layout.Forget(job, run); err != nil {
+		return fmt.Errorf("%s sink %s: %w", g.Sink, g.Layout.Dir, err)
 	}
 	return nil
 }
