@@ -17,11 +17,27 @@ import (
 	"github.com/datashift/datashift/partitioner"
 )
 
-// Runner runs whole jobs on one process, through the steps of a run's
-// lifecycle: plan (or resume) → prepare the sink → take and execute each
-// partition → finish. Every step goes through State, so a run that was
-// interrupted (killed, crashed) is found there and continues from what its
-// sink committed, with the same plan.
+// Steps are the steps of a run that concern the whole run — plan (or
+// resume), prepare the sink, finish — each taken through State. A cluster's
+// leader takes them for the runs it places on its workers; a Runner takes
+// them, and executes the partitions too, in one process.
+type Steps struct {
+	State State
+	Log   *slog.Logger
+	// MaxPartitions caps the plan below the job's partitions.max (the
+	// cluster's free slots); 0: no extra cap.
+	MaxPartitions int
+	// HTTPClient posts callbacks; nil: a client with a 10s timeout.
+	HTTPClient *http.Client
+	// Sleep and Now are the clock; nil: the real one.
+	Sleep func(ctx context.Context, d time.Duration) error
+	Now   func() time.Time
+}
+
+// Runner runs whole jobs on one process: it takes the run's Steps and, in
+// between, each partition under a lease. A run that was interrupted
+// (killed, crashed) is found in State and continues from what its sink
+// committed, with the same plan.
 type Runner struct {
 	State State
 	// Progress, if set, receives every partition's progress.
@@ -29,8 +45,8 @@ type Runner struct {
 	// OnPlan, if set, is called once the run's partitions are known.
 	OnPlan func(run *RunRecord, parts []PartitionRecord)
 	Log    *slog.Logger
-	// MaxPartitions caps the plan below the job's partitions.max (the
-	// cluster's free slots); 0: no extra cap.
+	// MaxPartitions caps the plan below the job's partitions.max; 0: no
+	// extra cap.
 	MaxPartitions int
 	// HTTPClient posts callbacks; nil: a client with a 10s timeout.
 	HTTPClient *http.Client
@@ -110,15 +126,28 @@ func NewRunID(now time.Time) string {
 	return now.UTC().Format("20060102T150405.000000Z") + "-" + hex.EncodeToString(b)
 }
 
+// steps are the Runner's run-level steps.
+func (r *Runner) steps() *Steps {
+	return &Steps{State: r.State, Log: r.Log, MaxPartitions: r.MaxPartitions, HTTPClient: r.HTTPClient, Sleep: r.Sleep, Now: r.Now}
+}
+
 // Run runs a job to its end, continuing its unfinished run if there is one.
 // It returns the finished run record; the error is the run's failure.
 func (r *Runner) Run(ctx context.Context, job *Job) (*RunRecord, error) {
-	log := r.logger()
+	st := r.steps()
+	log := st.logger()
 	var run *RunRecord
 	var parts []PartitionRecord
-	err := retry(ctx, job.Retries, r.sleep, r.logRetry(job, "plan"), func() (err error) {
-		run, parts, err = r.planOrResume(ctx, job)
-		return err
+	err := retry(ctx, job.Retries, st.sleep, st.logRetry(job, "plan"), func() error {
+		var fresh bool
+		var err error
+		if run, parts, fresh, err = st.Plan(ctx, job, r.Restart); err != nil || !fresh {
+			return err
+		}
+		if err := r.State.CreateRun(ctx, run, parts); err != nil {
+			return fmt.Errorf("job %q: create run: %w", job.Name, err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -128,85 +157,93 @@ func (r *Runner) Run(ctx context.Context, job *Job) (*RunRecord, error) {
 		r.OnPlan(run, parts)
 	}
 
-	var used int64
-	for _, p := range parts {
-		used += p.Checkpoint.BadRows
-	}
-	if used > job.BadRows.Max {
-		return r.finish(job, run, fmt.Errorf("%w: the run has set aside %d bad rows already, bad_rows.max is %d", ErrBudgetExceeded, used, job.BadRows.Max))
-	}
-
 	if !run.Prepared {
-		err := retry(ctx, job.Retries, r.sleep, r.logRetry(job, "prepare sink"), func() error { return prepareSink(ctx, job) })
-		if err != nil {
-			return r.finish(job, run, fmt.Errorf("prepare sink: %w", err))
+		if err := st.Prepare(ctx, job); err != nil {
+			return st.Finish(job, run, err)
 		}
 		run.Prepared = true
 		if err := r.State.UpdateRun(ctx, run); err != nil {
 			return nil, err
 		}
 	}
-
 	if job.Snapshot {
-		// A snapshot lives as long as the process that exported it holds it
-		// open, so a resumed run takes a new one: the partitions done before
-		// the interruption saw the old one (said in the log).
-		if run.Snapshot != "" {
-			log.Warn("resumed run takes a new snapshot", "job", job.Name, "run", run.ID, "old", run.Snapshot)
-		}
-		release, err := r.exportSnapshot(ctx, job, run)
+		release, err := st.ExportSnapshot(ctx, job, run)
 		if err != nil {
 			return nil, err
 		}
 		defer release()
 	}
-
-	exec := &Executor{Progress: r.Progress, Budget: NewBudget(job.BadRows.Max, used), Sleep: r.Sleep, Now: r.Now}
-	if job.RateLimit.RowsPerSecond > 0 {
-		exec.Limiter = rate.NewLimiter(rate.Limit(job.RateLimit.RowsPerSecond), int(min(job.RateLimit.RowsPerSecond, int64(job.BatchRows))))
+	exec, closeExec, err := NewExecutor(job, parts)
+	if err != nil {
+		return st.Finish(job, run, err)
 	}
-	if job.BadRows.Max > 0 && job.BadRows.RejectFile != "" {
-		rf, err := OpenRejectFile(job.BadRows.RejectFile)
-		if err != nil {
-			return nil, err
-		}
-		defer rf.Close()
-		exec.Rejects = rf
-	}
+	defer closeExec()
+	exec.Progress, exec.Sleep, exec.Now = r.Progress, r.Sleep, r.Now
 
 	runErr := r.runPartitions(ctx, job, run, parts, exec)
 	if ctx.Err() != nil {
 		// Interrupted: leave the run active to be resumed.
 		return run, ctx.Err()
 	}
-	return r.finish(job, run, runErr)
+	return st.Finish(job, run, runErr)
 }
 
-// planOrResume is the plan step: it continues the job's unfinished run
-// (after checking it still fits the job) or plans a new one.
-func (r *Runner) planOrResume(ctx context.Context, job *Job) (*RunRecord, []PartitionRecord, error) {
-	run, err := r.State.ActiveRun(ctx, job.Name)
-	switch {
-	case err == nil && r.Restart:
-		if err := r.abandon(ctx, job, run); err != nil {
+// NewExecutor makes the executor of a job's partitions, for the run whose
+// partitions are parts: its bad-row budget starts from what they have set
+// aside already, its rate limit and reject file are the job's. close
+// releases the reject file.
+func NewExecutor(job *Job, parts []PartitionRecord) (exec *Executor, close func(), err error) {
+	var used int64
+	for _, p := range parts {
+		used += p.Checkpoint.BadRows
+	}
+	if used > job.BadRows.Max {
+		return nil, nil, fmt.Errorf("%w: the run has set aside %d bad rows already, bad_rows.max is %d", ErrBudgetExceeded, used, job.BadRows.Max)
+	}
+	exec = &Executor{Budget: NewBudget(job.BadRows.Max, used)}
+	if job.RateLimit.RowsPerSecond > 0 {
+		exec.Limiter = rate.NewLimiter(rate.Limit(job.RateLimit.RowsPerSecond), int(min(job.RateLimit.RowsPerSecond, int64(job.BatchRows))))
+	}
+	close = func() {}
+	if job.BadRows.Max > 0 && job.BadRows.RejectFile != "" {
+		rf, err := OpenRejectFile(job.BadRows.RejectFile)
+		if err != nil {
 			return nil, nil, err
 		}
-	case err == nil:
-		return r.resume(ctx, job, run)
-	case !errors.Is(err, ErrNotFound):
-		return nil, nil, fmt.Errorf("job %q: read active run: %w", job.Name, err)
+		exec.Rejects, close = rf, func() { rf.Close() }
 	}
-	return r.newRun(ctx, job)
+	return exec, close, nil
+}
+
+// Plan is the plan step: it continues the job's unfinished run (after
+// checking that it still fits the job), or with restart abandons it, or
+// plans a new one. A new run (fresh) is not stored: the caller stores it
+// with CreateRun, together with whatever must happen in the same step.
+func (s *Steps) Plan(ctx context.Context, job *Job, restart bool) (run *RunRecord, parts []PartitionRecord, fresh bool, err error) {
+	run, err = s.State.ActiveRun(ctx, job.Name)
+	switch {
+	case err == nil && restart:
+		if err := s.Abandon(ctx, job, run); err != nil {
+			return nil, nil, false, err
+		}
+	case err == nil:
+		run, parts, err = s.resume(ctx, job, run)
+		return run, parts, false, err
+	case !errors.Is(err, ErrNotFound):
+		return nil, nil, false, fmt.Errorf("job %q: read active run: %w", job.Name, err)
+	}
+	run, parts, err = s.newRun(ctx, job)
+	return run, parts, err == nil, err
 }
 
 // newRun plans a run: the incremental window, the pinned inputs and the
 // partitions, all from one opening of the source.
-func (r *Runner) newRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRecord, error) {
+func (s *Steps) newRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRecord, error) {
 	pin := job.Pin()
-	run := &RunRecord{Job: job.Name, ID: NewRunID(r.now()), State: RunRunning, Started: r.now(), SpecHash: pin.Hash(), Spec: pin}
+	run := &RunRecord{Job: job.Name, ID: NewRunID(s.now()), State: RunRunning, Started: s.now(), SpecHash: pin.Hash(), Spec: pin}
 	cfg := sourceConfig(job, nil)
 	if job.Incremental != nil {
-		hw, err := r.State.HighWater(ctx, job.Name)
+		hw, err := s.State.HighWater(ctx, job.Name)
 		if err != nil {
 			return nil, nil, fmt.Errorf("job %q: read high-water mark: %w", job.Name, err)
 		}
@@ -234,7 +271,7 @@ func (r *Runner) newRun(ctx context.Context, job *Job) (*RunRecord, []PartitionR
 			return nil, nil, err
 		}
 	}
-	plan, err := planSource(ctx, job, src, r.MaxPartitions)
+	plan, err := planSource(ctx, job, src, s.MaxPartitions)
 	if err != nil {
 		return nil, nil, fmt.Errorf("job %q: %w", job.Name, err)
 	}
@@ -245,9 +282,6 @@ func (r *Runner) newRun(ctx context.Context, job *Job) (*RunRecord, []PartitionR
 	parts := make([]PartitionRecord, len(plan.Partitions))
 	for i, p := range plan.Partitions {
 		parts[i] = PartitionRecord{ID: p.ID, Range: p.Range, EstRows: p.EstRows, State: Pending}
-	}
-	if err := r.State.CreateRun(ctx, run, parts); err != nil {
-		return nil, nil, fmt.Errorf("job %q: create run: %w", job.Name, err)
 	}
 	return run, parts, nil
 }
@@ -275,7 +309,7 @@ func cursorUpTo(ctx context.Context, job *Job, src connectors.Source, run *RunRe
 
 // resume continues an unfinished run once it is sure the run still means
 // what it meant: the same pinned spec, the same input files, a valid plan.
-func (r *Runner) resume(ctx context.Context, job *Job, run *RunRecord) (*RunRecord, []PartitionRecord, error) {
+func (s *Steps) resume(ctx context.Context, job *Job, run *RunRecord) (*RunRecord, []PartitionRecord, error) {
 	if pin := job.Pin(); run.SpecHash != pin.Hash() {
 		return nil, nil, &PinError{Job: job.Name, Run: run.ID, Changes: run.Spec.Changes(pin)}
 	}
@@ -284,7 +318,7 @@ func (r *Runner) resume(ctx context.Context, job *Job, run *RunRecord) (*RunReco
 			return nil, nil, err
 		}
 	}
-	parts, err := r.State.Partitions(ctx, job.Name, run.ID)
+	parts, err := s.State.Partitions(ctx, job.Name, run.ID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("job %q: read partitions of run %s: %w", job.Name, run.ID, err)
 	}
@@ -298,9 +332,9 @@ func (r *Runner) resume(ctx context.Context, job *Job, run *RunRecord) (*RunReco
 	if run.State == RunFailed {
 		// Continue it: its done partitions stay done, the others resume
 		// from what their sink committed.
-		r.logger().Info("continuing the failed run", "job", job.Name, "run", run.ID, "error", run.Error)
+		s.logger().Info("continuing the failed run", "job", job.Name, "run", run.ID, "error", run.Error)
 		run.State, run.Error, run.Finished = RunRunning, "", time.Time{}
-		if err := r.State.UpdateRun(ctx, run); err != nil {
+		if err := s.State.UpdateRun(ctx, run); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -327,21 +361,21 @@ func checkInputs(ctx context.Context, job *Job, run *RunRecord) error {
 	return nil
 }
 
-// abandon gives up the job's unfinished run on purpose; its rows stay in
+// Abandon gives up the job's unfinished run on purpose; its rows stay in
 // the sink, its commit records go.
-func (r *Runner) abandon(ctx context.Context, job *Job, run *RunRecord) error {
-	run.State, run.Finished = RunAbandoned, r.now()
-	if err := r.State.FinishRun(ctx, run); err != nil {
+func (s *Steps) Abandon(ctx context.Context, job *Job, run *RunRecord) error {
+	run.State, run.Finished = RunAbandoned, s.now()
+	if err := s.State.FinishRun(ctx, run); err != nil {
 		return fmt.Errorf("job %q: abandon run %s: %w", job.Name, run.ID, err)
 	}
-	r.logger().Warn("abandoned the unfinished run; its rows stay in the sink", "job", job.Name, "run", run.ID)
-	r.forget(ctx, job, run)
+	s.logger().Warn("abandoned the unfinished run; its rows stay in the sink", "job", job.Name, "run", run.ID)
+	s.forget(ctx, job, run)
 	return nil
 }
 
 // forget drops a run's commit records from the sink once nothing will
 // resume it. Failing costs only a few rows in the commit table: logged.
-func (r *Runner) forget(ctx context.Context, job *Job, run *RunRecord) {
+func (s *Steps) forget(ctx context.Context, job *Job, run *RunRecord) {
 	sink, err := connectors.OpenSink(ctx, job.Sink.Type, sinkConfig(job))
 	if err == nil {
 		defer sink.Close()
@@ -350,11 +384,19 @@ func (r *Runner) forget(ctx context.Context, job *Job, run *RunRecord) {
 		}
 	}
 	if err != nil {
-		r.logger().Warn("could not drop the run's commit records from the sink", "job", job.Name, "run", run.ID, "err", err)
+		s.logger().Warn("could not drop the run's commit records from the sink", "job", job.Name, "run", run.ID, "err", err)
 	}
 }
 
-func (r *Runner) exportSnapshot(ctx context.Context, job *Job, run *RunRecord) (func(), error) {
+// ExportSnapshot exports the snapshot every partition of the run reads
+// (snapshot: true) and records its id in the run; it lives until release.
+// A snapshot lives as long as the process that exported it holds it open,
+// so a resumed run takes a new one: the partitions done before the
+// interruption saw the old one (said in the log).
+func (s *Steps) ExportSnapshot(ctx context.Context, job *Job, run *RunRecord) (release func(), err error) {
+	if run.Snapshot != "" {
+		s.logger().Warn("resumed run takes a new snapshot", "job", job.Name, "run", run.ID, "old", run.Snapshot)
+	}
 	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, nil))
 	if err != nil {
 		return nil, err
@@ -364,22 +406,31 @@ func (r *Runner) exportSnapshot(ctx context.Context, job *Job, run *RunRecord) (
 		src.Close()
 		return nil, &SpecError{Job: job.Name, Field: "snapshot", Reason: fmt.Sprintf("source type %q cannot export a snapshot", job.Source.Type)}
 	}
-	id, release, err := snap.ExportSnapshot(ctx)
+	id, end, err := snap.ExportSnapshot(ctx)
 	if err != nil {
 		src.Close()
 		return nil, fmt.Errorf("job %q: export snapshot: %w", job.Name, err)
 	}
 	run.Snapshot = id
-	if err := r.State.UpdateRun(ctx, run); err != nil {
-		release()
+	if err := s.State.UpdateRun(ctx, run); err != nil {
+		end()
 		src.Close()
 		return nil, err
 	}
-	return func() { release(); src.Close() }, nil
+	return func() { end(); src.Close() }, nil
 }
 
-// prepareSink is the prepare step: the sink's table (and commit log) made
-// ready from the source's schema, and emptied in truncate mode.
+// Prepare is the prepare step: the sink's table (and commit log) made
+// ready from the source's schema, and emptied in truncate mode; transient
+// failures are retried.
+func (s *Steps) Prepare(ctx context.Context, job *Job) error {
+	err := retry(ctx, job.Retries, s.sleep, s.logRetry(job, "prepare sink"), func() error { return prepareSink(ctx, job) })
+	if err != nil {
+		return fmt.Errorf("prepare sink: %w", err)
+	}
+	return nil
+}
+
 func prepareSink(ctx context.Context, job *Job) error {
 	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, nil))
 	if err != nil {
@@ -471,13 +522,14 @@ func (r *Runner) runPartition(ctx context.Context, job *Job, run *RunRecord, id 
 	return err
 }
 
-// finish is the finish step: it totals the partitions and records the run's
-// outcome, drops a finished run's commit records from the sink and calls
-// the job's callbacks.
-func (r *Runner) finish(job *Job, run *RunRecord, runErr error) (*RunRecord, error) {
+// Finish is the finish step: it totals the partitions and records the
+// run's outcome (runErr, or the first partition not done), drops a
+// succeeded run's commit records from the sink and calls the job's
+// callbacks.
+func (s *Steps) Finish(job *Job, run *RunRecord, runErr error) (*RunRecord, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	parts, err := r.State.Partitions(ctx, job.Name, run.ID)
+	parts, err := s.State.Partitions(ctx, job.Name, run.ID)
 	if err != nil {
 		return run, fmt.Errorf("job %q: read partitions: %w", job.Name, err)
 	}
@@ -495,43 +547,43 @@ func (r *Runner) finish(job *Job, run *RunRecord, runErr error) (*RunRecord, err
 			runErr = fmt.Errorf("%w: %d of %d rows (%.4f) exceed bad_rows.ratio %.4f", ErrBudgetExceeded, run.BadRows, run.Rows+run.BadRows, ratio, job.BadRows.Ratio)
 		}
 	}
-	run.Finished = r.now()
+	run.Finished = s.now()
 	run.State = RunSucceeded
 	if runErr != nil {
 		run.State = RunFailed
 		run.Error = runErr.Error()
 		runErr = fmt.Errorf("job %q run %s failed: %w", job.Name, run.ID, runErr)
 	}
-	if err := r.State.FinishRun(ctx, run); err != nil {
+	if err := s.State.FinishRun(ctx, run); err != nil {
 		if runErr == nil {
 			runErr = fmt.Errorf("job %q: record run: %w", job.Name, err)
 		}
 	} else if run.State == RunSucceeded {
-		r.forget(ctx, job, run)
+		s.forget(ctx, job, run)
 	}
 	if len(job.Callbacks) > 0 {
 		cbCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		client := r.HTTPClient
+		client := s.HTTPClient
 		if client == nil {
 			client = &http.Client{Timeout: 10 * time.Second}
 		}
-		if err := NotifyCallbacks(cbCtx, client, job, run, r.sleep); err != nil {
-			r.logger().Warn("callbacks", "job", job.Name, "run", run.ID, "err", err)
+		if err := NotifyCallbacks(cbCtx, client, job, run, s.sleep); err != nil {
+			s.logger().Warn("callbacks", "job", job.Name, "run", run.ID, "err", err)
 		}
 	}
 	return run, runErr
 }
 
-func (r *Runner) logRetry(job *Job, step string) func(error) {
-	return func(err error) { r.logger().Warn("retrying", "job", job.Name, "step", step, "err", err) }
+func (s *Steps) logRetry(job *Job, step string) func(error) {
+	return func(err error) { s.logger().Warn("retrying", "job", job.Name, "step", step, "err", err) }
 }
 
-func (r *Runner) logger() *slog.Logger {
-	if r.Log == nil {
+func (s *Steps) logger() *slog.Logger {
+	if s.Log == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	return r.Log
+	return s.Log
 }
 
 func (r *Runner) owner() string {
@@ -541,16 +593,16 @@ func (r *Runner) owner() string {
 	return r.Owner
 }
 
-func (r *Runner) sleep(ctx context.Context, d time.Duration) error {
-	if r.Sleep != nil {
-		return r.Sleep(ctx, d)
+func (s *Steps) sleep(ctx context.Context, d time.Duration) error {
+	if s.Sleep != nil {
+		return s.Sleep(ctx, d)
 	}
 	return sleepCtx(ctx, d)
 }
 
-func (r *Runner) now() time.Time {
-	if r.Now != nil {
-		return r.Now().UTC()
+func (s *Steps) now() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC()
 	}
 	return time.Now().UTC()
 }
