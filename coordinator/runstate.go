@@ -32,6 +32,20 @@ const (
 // standalone run and ZooKeeper in a cluster.
 type RunState struct {
 	S store.ReadWriter
+	// Fence, when set, is put before every write of the run's leader (not
+	// the lease holders' checkpoint saves) in one Multi: a cluster's leader
+	// passes the Check of its election node, so that once it has lost its
+	// leadership none of its writes lands.
+	Fence []store.Op
+}
+
+// multi applies ops behind the fence.
+func (s *RunState) multi(ctx context.Context, ops ...store.Op) ([]store.OpResult, error) {
+	res, err := s.S.Multi(ctx, append(append([]store.Op(nil), s.Fence...), ops...)...)
+	if err != nil {
+		return nil, err
+	}
+	return res[len(s.Fence):], nil
 }
 
 var _ engine.State = (*RunState)(nil)
@@ -76,9 +90,22 @@ func (s *RunState) CreateRun(ctx context.Context, run *engine.RunRecord, parts [
 	if _, err := store.CreateAll(ctx, s.S, store.Join(runsPath, run.Job), nil, 0); err != nil && !errors.Is(err, store.ErrNodeExists) {
 		return err
 	}
-	data, err := json.Marshal(run)
+	ops, err := CreateRunOps(run, parts)
 	if err != nil {
 		return err
+	}
+	// One Multi: a run is never seen with half its partitions.
+	_, err = s.multi(ctx, ops...)
+	return err
+}
+
+// CreateRunOps are the ops that store a new run with its partitions, for a
+// caller that needs more in the same Multi (a leader deleting the queue
+// entry the run came from). The parent /runs/JOB must exist.
+func CreateRunOps(run *engine.RunRecord, parts []engine.PartitionRecord) ([]store.Op, error) {
+	data, err := json.Marshal(run)
+	if err != nil {
+		return nil, err
 	}
 	ops := []store.Op{
 		store.CreateOp(runPath(run.Job, run.ID), data, 0),
@@ -88,18 +115,16 @@ func (s *RunState) CreateRun(ctx context.Context, run *engine.RunRecord, parts [
 	for _, p := range parts {
 		pd, err := json.Marshal(p)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cd, err := json.Marshal(p.Checkpoint)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		ops = append(ops, store.CreateOp(partPath(run.Job, run.ID, p.ID), pd, 0),
 			store.CreateOp(progressPath(run.Job, run.ID, p.ID), cd, 0))
 	}
-	// One Multi: a run is never seen with half its partitions.
-	_, err = s.S.Multi(ctx, ops...)
-	return err
+	return ops, nil
 }
 
 func (s *RunState) UpdateRun(ctx context.Context, run *engine.RunRecord) error {
@@ -165,6 +190,14 @@ func (s *RunState) AssignPartition(ctx context.Context, job, run, id, owner stri
 // worker it was assigned to does; ErrLeaseLost if the partition has been
 // given another lease since.
 func (s *RunState) OpenLease(ctx context.Context, job, run, id string, epoch int64) (engine.Lease, engine.PartitionRecord, error) {
+	l, p, err := s.openLease(ctx, job, run, id, epoch)
+	if err != nil {
+		return nil, p, err
+	}
+	return l, p, nil
+}
+
+func (s *RunState) openLease(ctx context.Context, job, run, id string, epoch int64) (*lease, engine.PartitionRecord, error) {
 	p, st, err := s.partition(ctx, job, run, id)
 	if err != nil {
 		return nil, p, err
@@ -196,6 +229,12 @@ func (s *RunState) EndPartition(ctx context.Context, job, run, id string, epoch 
 // updatePartition is a read-modify-write of a partition's record at the
 // version read, retried when someone wrote in between.
 func (s *RunState) updatePartition(ctx context.Context, job, run, id string, change func(*engine.PartitionRecord) error) (engine.PartitionRecord, error) {
+	return s.updatePartitionWith(ctx, job, run, id, change, nil)
+}
+
+// updatePartitionWith is updatePartition with more ops, made from the
+// changed record, in the same Multi.
+func (s *RunState) updatePartitionWith(ctx context.Context, job, run, id string, change func(*engine.PartitionRecord) error, also func(engine.PartitionRecord) []store.Op) (engine.PartitionRecord, error) {
 	path := partPath(job, run, id)
 	for {
 		var p engine.PartitionRecord
@@ -213,8 +252,13 @@ func (s *RunState) updatePartition(ctx context.Context, job, run, id string, cha
 		if err != nil {
 			return p, err
 		}
-		_, err = s.S.Set(ctx, path, data, st.Version)
-		if errors.Is(err, store.ErrBadVersion) {
+		ops := []store.Op{store.SetOp(path, data, st.Version)}
+		if also != nil {
+			ops = append(ops, also(p)...)
+		}
+		_, err = s.multi(ctx, ops...)
+		var me *store.MultiError
+		if errors.Is(err, store.ErrBadVersion) && errors.As(err, &me) && me.Index == len(s.Fence) {
 			continue
 		}
 		return p, err
@@ -287,26 +331,17 @@ func (s *RunState) FinishRun(ctx context.Context, run *engine.RunRecord) error {
 	if err != nil {
 		return err
 	}
-	if _, err := store.CreateAll(ctx, s.S, store.Join(historyPath, run.Job), nil, 0); err != nil && !errors.Is(err, store.ErrNodeExists) {
-		return err
-	}
 	if _, err := store.CreateAll(ctx, s.S, jobStatePath, nil, 0); err != nil && !errors.Is(err, store.ErrNodeExists) {
 		return err
 	}
 	// The run's final state, its history entry and the new high-water mark
 	// land together, so a crash here cannot move the mark without the run
 	// being recorded as done (or the reverse).
-	ops := []store.Op{store.SetOp(runPath(run.Job, run.ID), data, store.AnyVersion)}
-	// A failed run continued later ends again under the same id: its
-	// history entry is overwritten with the latest outcome.
-	hist := store.Join(historyPath, run.Job, run.ID)
-	if ok, _, err := s.S.Exists(ctx, hist); err != nil {
+	hist, err := s.historyOps(ctx, run)
+	if err != nil {
 		return err
-	} else if ok {
-		ops = append(ops, store.SetOp(hist, data, store.AnyVersion))
-	} else {
-		ops = append(ops, store.CreateOp(hist, data, 0))
 	}
+	ops := append([]store.Op{store.SetOp(runPath(run.Job, run.ID), data, store.AnyVersion)}, hist...)
 	if run.State == engine.RunSucceeded && run.CursorUpTo != nil {
 		js, err := json.Marshal(jobState{HighWater: run.CursorUpTo})
 		if err != nil {
@@ -323,7 +358,7 @@ func (s *RunState) FinishRun(ctx context.Context, run *engine.RunRecord) error {
 			ops = append(ops, store.CreateOp(p, js, 0))
 		}
 	}
-	if _, err := s.S.Multi(ctx, ops...); err != nil {
+	if _, err := s.multi(ctx, ops...); err != nil {
 		return err
 	}
 	if run.State != engine.RunFailed {
@@ -332,6 +367,28 @@ func (s *RunState) FinishRun(ctx context.Context, run *engine.RunRecord) error {
 		}
 	}
 	return s.pruneHistory(ctx, run.Job)
+}
+
+// historyOps are the ops that record run in the job's history. A failed
+// run continued later ends again under the same id: its entry is
+// overwritten with the latest outcome.
+func (s *RunState) historyOps(ctx context.Context, run *engine.RunRecord) ([]store.Op, error) {
+	data, err := json.Marshal(run)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.CreateAll(ctx, s.S, store.Join(historyPath, run.Job), nil, 0); err != nil && !errors.Is(err, store.ErrNodeExists) {
+		return nil, err
+	}
+	hist := store.Join(historyPath, run.Job, run.ID)
+	ok, _, err := s.S.Exists(ctx, hist)
+	switch {
+	case err != nil:
+		return nil, err
+	case ok:
+		return []store.Op{store.SetOp(hist, data, store.AnyVersion)}, nil
+	}
+	return []store.Op{store.CreateOp(hist, data, 0)}, nil
 }
 
 func (s *RunState) pruneHistory(ctx context.Context, job string) error {
@@ -393,6 +450,6 @@ func (s *RunState) set(ctx context.Context, path string, v any) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.S.Set(ctx, path, data, store.AnyVersion)
+	_, err = s.multi(ctx, store.SetOp(path, data, store.AnyVersion))
 	return err
 }

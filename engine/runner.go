@@ -141,8 +141,11 @@ func (r *Runner) Run(ctx context.Context, job *Job) (*RunRecord, error) {
 	err := retry(ctx, job.Retries, st.sleep, st.logRetry(job, "plan"), func() error {
 		var fresh bool
 		var err error
-		if run, parts, fresh, err = st.Plan(ctx, job, r.Restart); err != nil || !fresh {
+		if run, parts, fresh, err = st.Plan(ctx, job, r.Restart); err != nil {
 			return err
+		}
+		if !fresh {
+			return r.State.UpdateRun(ctx, run)
 		}
 		if err := r.State.CreateRun(ctx, run, parts); err != nil {
 			return fmt.Errorf("job %q: create run: %w", job.Name, err)
@@ -216,9 +219,10 @@ func NewExecutor(job *Job, parts []PartitionRecord) (exec *Executor, close func(
 }
 
 // Plan is the plan step: it continues the job's unfinished run (after
-// checking that it still fits the job), or with restart abandons it, or
-// plans a new one. A new run (fresh) is not stored: the caller stores it
-// with CreateRun, together with whatever must happen in the same step.
+// checking that it still fits the job; a failed one comes back running),
+// or with restart abandons it, or plans a new one. Plan stores neither: the
+// caller stores a new run (fresh) with CreateRun and a continued one with
+// UpdateRun, together with whatever must happen in the same step.
 func (s *Steps) Plan(ctx context.Context, job *Job, restart bool) (run *RunRecord, parts []PartitionRecord, fresh bool, err error) {
 	run, err = s.State.ActiveRun(ctx, job.Name)
 	switch {
@@ -334,9 +338,6 @@ func (s *Steps) resume(ctx context.Context, job *Job, run *RunRecord) (*RunRecor
 		// from what their sink committed.
 		s.logger().Info("continuing the failed run", "job", job.Name, "run", run.ID, "error", run.Error)
 		run.State, run.Error, run.Finished = RunRunning, "", time.Time{}
-		if err := s.State.UpdateRun(ctx, run); err != nil {
-			return nil, nil, err
-		}
 	}
 	return run, parts, nil
 }

@@ -48,7 +48,10 @@ type Checkpoint struct {
 	// on the sink may hold rows of this partition.
 	Started bool `json:"started,omitempty"`
 	// Done is set once the partition's last commit is in.
-	Done    bool      `json:"done,omitempty"`
+	Done bool `json:"done,omitempty"`
+	// Error is why the partition's last attempt failed, as its worker
+	// reports it to the leader that records the outcome.
+	Error   string    `json:"error,omitempty"`
 	Updated time.Time `json:"updated,omitzero"`
 }
 

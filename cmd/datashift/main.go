@@ -45,6 +45,6 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), planCmd(), checkCmd(), demoCmd())
+	root.AddCommand(runCmd(), planCmd(), checkCmd(), demoCmd(), nodeCmd())
 	return root
 }

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/datashift/datashift/coordinator"
+	"github.com/datashift/datashift/engine"
+)
+
+// maxBody caps a request body: a job spec is a few kilobytes.
+const maxBody = 1 << 20
+
+// api is the JSON API every node serves. Reads are open; writes need the
+// bearer token when one is configured.
+type api struct {
+	node  *coordinator.Node
+	token string
+	// check reaches a submitted job's stores before it is filed, as
+	// datashift check does.
+	check func(ctx context.Context, job *engine.Job) error
+}
+
+func (a *api) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/jobs", a.write(a.submit))
+	mux.HandleFunc("GET /api/jobs", a.jobs)
+	mux.HandleFunc("GET /api/jobs/{name}", a.job)
+	mux.HandleFunc("PUT /api/jobs/{name}", a.write(a.update))
+	mux.HandleFunc("DELETE /api/jobs/{name}", a.write(a.delete))
+	mux.HandleFunc("POST /api/jobs/{name}/trigger", a.write(a.trigger))
+	mux.HandleFunc("GET /api/jobs/{name}/runs", a.runs)
+	mux.HandleFunc("GET /api/runs/{job}/{run}", a.run)
+	mux.HandleFunc("GET /api/nodes", a.nodes)
+	return mux
+}
+
+// write wraps a handler that changes the cluster: the token is checked and
+// the body capped.
+func (a *api) write(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.token != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="datashift"`)
+				fail(w, http.StatusUnauthorized, errors.New("this node needs a bearer token for changes (Authorization: Bearer …)"))
+				return
+			}
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		h(w, r)
+	}
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+func fail(w http.ResponseWriter, code int, err error) {
+	body := errorBody{Error: err.Error()}
+	var se *engine.SpecError
+	if errors.As(err, &se) {
+		body.Field = se.Field
+	}
+	reply(w, code, body)
+}
+
+func reply(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// failFor answers err with the status that says whose mistake it is.
+func failFor(w http.ResponseWriter, err error) {
+	var se *engine.SpecError
+	var ses engine.SpecErrors
+	switch {
+	case errors.As(err, &ses), errors.As(err, &se):
+		fail(w, http.StatusBadRequest, err)
+	case errors.Is(err, coordinator.ErrNoJob), errors.Is(err, engine.ErrNotFound):
+		fail(w, http.StatusNotFound, err)
+	case errors.Is(err, coordinator.ErrJobExists):
+		fail(w, http.StatusConflict, err)
+	default:
+		fail(w, http.StatusInternalServerError, err)
+	}
+}
+
+// readJob decodes a job spec body (YAML or JSON) and checks it.
+func (a *api) readJob(w http.ResponseWriter, r *http.Request) (*engine.Job, bool) {
+	body, err := io.ReadAll(r.Body)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		fail(w, http.StatusRequestEntityTooLarge, fmt.Errorf("the request body is over %d bytes", maxBody))
+		return nil, false
+	}
+	if err != nil {
+		fail(w, http.StatusBadRequest, err)
+		return nil, false
+	}
+	job, err := engine.ParseJob(body)
+	if err != nil {
+		fail(w, http.StatusBadRequest, err)
+		return nil, false
+	}
+	if a.check != nil {
+		if err := a.check(r.Context(), job); err != nil {
+			failFor(w, err)
+			return nil, false
+		}
+	}
+	return job, true
+}
+
+type jobBody struct {
+	Name  string      `json:"name"`
+	Owner string      `json:"owner"`
+	Spec  *engine.Job `json:"spec,omitempty"`
+}
+
+func (a *api) submit(w http.ResponseWriter, r *http.Request) {
+	job, ok := a.readJob(w, r)
+	if !ok {
+		return
+	}
+	owner, err := a.node.Cluster().SubmitJob(r.Context(), job)
+	if err != nil {
+		failFor(w, err)
+		return
+	}
+	reply(w, http.StatusCreated, jobBody{Name: job.Name, Owner: owner, Spec: job.Redacted()})
+}
+
+func (a *api) update(w http.ResponseWriter, r *http.Request) {
+	job, ok := a.readJob(w, r)
+	if !ok {
+		return
+	}
+	if name := r.PathValue("name"); job.Name != name {
+		fail(w, http.StatusBadRequest, &engine.SpecError{Job: job.Name, Field: "name", Reason: fmt.Sprintf("the spec names job %q, the path %q", job.Name, name)})
+		return
+	}
+	if err := a.node.Cluster().UpdateJob(r.Context(), job); err != nil {
+		failFor(w, err)
+		return
+	}
+	_, owner, err := a.node.Cluster().Job(r.Context(), job.Name)
+	if err != nil {
+		failFor(w, err)
+		return
+	}
+	reply(w, http.StatusOK, jobBody{Name: job.Name, Owner: owner, Spec: job.Redacted()})
+}
+
+func (a *api) jobs(w http.ResponseWriter, r *http.Request) {
+	list, err := a.node.Cluster().Jobs(r.Context())
+	if err != nil {
+		failFor(w, err)
+		return
+	}
+	out := make([]jobBody, 0, len(list))
+	for _, j := range list {
+		out = append(out, jobBody{Name: j.Job.Name, Owner: j.Owner, Spec: j.Job.Redacted()})
+	}
+	reply(w, http.StatusOK, out)
+}
+
+func (a *api) job(w http.ResponseWriter, r *http.Request) {
+	job, owner, err := a.node.Cluster().Job(r.Context(), r.PathValue("name"))
+	if err != nil {
+		failFor(w, err)
+		return
+	}
+	reply(w, http.StatusOK, jobBody{Name: job.Name, Owner: owner, Spec: job.Redacted()})
+}
+
+func (a *api) delete(w http.ResponseWriter, r *http.Request) {
+	if err := a.node.Cluster().DeleteJob(r.Context(), r.PathValue("name")); err != nil {
+		failFor(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *api) trigger(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	entry, err := a.node.Cluster().Trigger(r.Context(), name, "manual")
+	if err != nil {
+		failFor(w, err)
+		return
+	}
+	reply(w, http.StatusAccepted, map[string]string{"job": name, "queued": entry})
+}
+
+func (a *api) runs(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, _, err := a.node.Cluster().Job(r.Context(), name); err != nil {
+		failFor(w, err)
+		return
+	}
+	runs, err := a.node.Cluster().Runs(r.Context(), name)
+	if err != nil {
+		failFor(w, err)
+		return
+	}
+	if runs == nil {
+		runs = []engine.RunRecord{}
+	}
+	reply(w, http.StatusOK, runs)
+}
+
+// partitionBody is a partition as the run API shows it.
+type partitionBody struct {
+	ID         string            `json:"id"`
+	Range      string            `json:"range"`
+	State      string            `json:"state"`
+	Owner      string            `json:"owner,omitempty"`
+	Attempts   int               `json:"attempts"`
+	Lease      int64             `json:"lease"`
+	EstRows    int64             `json:"est_rows"`
+	Error      string            `json:"error,omitempty"`
+	Waiting    string            `json:"waiting,omitempty"`
+	Checkpoint engine.Checkpoint `json:"checkpoint"`
+}
+
+type runBody struct {
+	engine.RunRecord
+	Partitions []partitionBody `json:"partitions"`
+}
+
+func (a *api) run(w http.ResponseWriter, r *http.Request) {
+	st, err := a.node.Cluster().Run(r.Context(), r.PathValue("job"), r.PathValue("run"))
+	if err != nil {
+		failFor(w, err)
+		return
+	}
+	body := runBody{RunRecord: st.Run, Partitions: []partitionBody{}}
+	for _, p := range st.Partitions {
+		body.Partitions = append(body.Partitions, partitionBody{
+			ID: p.ID, Range: p.Range.String(), State: p.State, Owner: p.Owner, Attempts: p.Attempts, Lease: p.Lease,
+			EstRows: p.EstRows, Error: p.Error, Waiting: st.Waiting[p.ID], Checkpoint: p.Checkpoint,
+		})
+	}
+	reply(w, http.StatusOK, body)
+}
+
+type nodeBody struct {
+	ID        string                 `json:"id"`
+	Leader    bool                   `json:"leader"`
+	Info      coordinator.NodeInfo   `json:"info"`
+	Resources *coordinator.Resources `json:"resources,omitempty"`
+}
+
+type nodesBody struct {
+	Leader string     `json:"leader"`
+	Self   string     `json:"self"`
+	Nodes  []nodeBody `json:"nodes"`
+	Time   time.Time  `json:"time"`
+}
+
+func (a *api) nodes(w http.ResponseWriter, r *http.Request) {
+	c := a.node.Cluster()
+	members, infos, res, err := c.Members(r.Context())
+	if err != nil {
+		failFor(w, err)
+		return
+	}
+	leader, err := c.Leader(r.Context())
+	if err != nil {
+		failFor(w, err)
+		return
+	}
+	out := nodesBody{Leader: leader, Self: a.node.ID(), Nodes: []nodeBody{}, Time: time.Now().UTC()}
+	for _, m := range members {
+		nb := nodeBody{ID: m.ID, Leader: m.ID == leader, Info: infos[m.ID]}
+		if rr, ok := res[m.ID]; ok {
+			nb.Resources = &rr
+		}
+		out.Nodes = append(out.Nodes, nb)
+	}
+	sort.Slice(out.Nodes, func(i, j int) bool { return out.Nodes[i].ID < out.Nodes[j].ID })
+	reply(w, http.StatusOK, out)
+}

@@ -1,0 +1,413 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/datashift/datashift/coordinator/store"
+	"github.com/datashift/datashift/engine"
+)
+
+// The cluster's tree (../shared/DESIGN.md, "Cluster"), under the store's
+// root; the run state's paths are in runstate.go.
+//
+//	/nodes/node-N          ephemeral sequential: a live node (NodeInfo); N is its id
+//	/resources/node-N      ephemeral: what it has free (Resources)
+//	/election/n-N          ephemeral sequential: candidates; the lowest leads
+//	/names/JOB             the job's name, taken once in the cluster; data: its owner
+//	/jobs/node-N/JOB       the job's spec (engine.Job, JSON), filed under its owner
+//	/queue/run-N           persistent sequential: a triggered run waiting for the leader
+//	/assign/node-N/KEY     a partition given to node N (Assignment)
+//	/runs/JOB/RUN/job      the spec the run executes with, written with the run
+const (
+	nodesPath     = "/nodes"
+	resourcesPath = "/resources"
+	electionPath  = "/election"
+	namesPath     = "/names"
+	jobsPath      = "/jobs"
+	queuePath     = "/queue"
+	assignPath    = "/assign"
+)
+
+// basePaths are made once, by whichever node starts first.
+var basePaths = []string{nodesPath, resourcesPath, electionPath, namesPath, jobsPath, queuePath, assignPath, runsPath}
+
+// NodeInfo is what a node says about itself in /nodes/node-N.
+type NodeInfo struct {
+	Addr    string    `json:"addr"` // its API, host:port
+	Host    string    `json:"host"`
+	PID     int       `json:"pid"`
+	Slots   int       `json:"slots"`
+	Started time.Time `json:"started"`
+}
+
+// Resources is what a node publishes in /resources/node-N, on change and
+// every few seconds.
+type Resources struct {
+	Slots   int      `json:"slots"`
+	Free    int      `json:"free"`
+	Running []string `json:"running,omitempty"` // the partitions it executes, JOB/RUN/P
+	// MemAvailable is the host's available memory in bytes (0: unknown),
+	// Heap this process's Go heap, Load the 1-minute load per core.
+	MemAvailable int64     `json:"mem_available"`
+	Heap         int64     `json:"heap"`
+	Load         float64   `json:"load"`
+	Draining     bool      `json:"draining,omitempty"`
+	Updated      time.Time `json:"updated"`
+}
+
+// QueueEntry is a triggered run waiting in /queue.
+type QueueEntry struct {
+	Job       string    `json:"job"`
+	Trigger   string    `json:"trigger"` // "manual"; cron and dependencies come later
+	Requested time.Time `json:"requested"`
+}
+
+// Assignment is a partition given to a node: /assign/node-N/KEY. Lease is
+// the partition's lease epoch the node executes under; Leader the epoch of
+// the leader that gave it.
+type Assignment struct {
+	Job       string    `json:"job"`
+	Run       string    `json:"run"`
+	Partition string    `json:"partition"`
+	Lease     int64     `json:"lease"`
+	Leader    int64     `json:"leader"`
+	Assigned  time.Time `json:"assigned"`
+}
+
+func (a Assignment) key() PartitionKey { return PartitionKey{a.Job, a.Run, a.Partition} }
+
+// assignName names an assignment's node: job names and run ids hold no '~'.
+func assignName(k PartitionKey) string { return k.Job + "~" + k.Run + "~" + k.Partition }
+
+func parseAssignName(name string) (PartitionKey, bool) {
+	parts := strings.Split(name, "~")
+	if len(parts) != 3 {
+		return PartitionKey{}, false
+	}
+	return PartitionKey{parts[0], parts[1], parts[2]}, true
+}
+
+func assignNodePath(node string, k PartitionKey) string {
+	return store.Join(assignPath, node, assignName(k))
+}
+
+func runJobPath(job, run string) string { return store.Join(runPath(job, run), "job") }
+
+// ErrJobExists refuses a job whose name another job holds in the cluster.
+var ErrJobExists = errors.New("a job of that name exists")
+
+// ErrNoJob is returned for a job that is not in the cluster.
+var ErrNoJob = errors.New("no such job")
+
+// Cluster is what any node can do on the cluster's tree, leader or not:
+// file, read, update, delete and trigger jobs, and read runs and nodes.
+type Cluster struct {
+	S store.Store
+	// Now is the clock; nil: the real one.
+	Now func() time.Time
+}
+
+func (c *Cluster) now() time.Time {
+	if c.Now != nil {
+		return c.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (c *Cluster) runs() *RunState { return &RunState{S: c.S} }
+
+// ensureBase makes the cluster's top-level paths.
+func (c *Cluster) ensureBase(ctx context.Context) error {
+	for _, p := range basePaths {
+		if _, err := store.CreateAll(ctx, c.S, p, nil, 0); err != nil && !errors.Is(err, store.ErrNodeExists) {
+			return fmt.Errorf("create %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// Members reads the live nodes with what they publish and the jobs filed
+// under each, sorted by id.
+func (c *Cluster) Members(ctx context.Context) ([]Member, map[string]NodeInfo, map[string]Resources, error) {
+	ids, err := c.S.Children(ctx, nodesPath)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	infos, res := map[string]NodeInfo{}, map[string]Resources{}
+	var out []Member
+	for _, id := range ids {
+		var info NodeInfo
+		if err := getJSON(ctx, c.S, store.Join(nodesPath, id), &info); err != nil {
+			if errors.Is(err, store.ErrNoNode) {
+				continue // gone since the listing
+			}
+			return nil, nil, nil, err
+		}
+		m := Member{ID: id, Slots: info.Slots}
+		var r Resources
+		if err := getJSON(ctx, c.S, store.Join(resourcesPath, id), &r); err == nil {
+			m.Draining, m.FreeMemory, m.Load = r.Draining, r.MemAvailable, r.Load
+			res[id] = r
+		} else if !errors.Is(err, store.ErrNoNode) {
+			return nil, nil, nil, err
+		}
+		jobs, err := c.S.Children(ctx, store.Join(jobsPath, id))
+		if err != nil && !errors.Is(err, store.ErrNoNode) {
+			return nil, nil, nil, err
+		}
+		m.Jobs = len(jobs)
+		infos[id] = info
+		out = append(out, m)
+	}
+	return out, infos, res, nil
+}
+
+// SubmitJob files a new job under the live node with the fewest jobs. A
+// name taken anywhere in the cluster is refused with ErrJobExists.
+func (c *Cluster) SubmitJob(ctx context.Context, job *engine.Job) (owner string, err error) {
+	members, _, _, err := c.Members(ctx)
+	if err != nil {
+		return "", err
+	}
+	owner, ok := FileJob(members)
+	if !ok {
+		return "", errors.New("no live node takes jobs")
+	}
+	spec, err := json.Marshal(job)
+	if err != nil {
+		return "", err
+	}
+	if _, err := store.CreateAll(ctx, c.S, store.Join(jobsPath, owner), nil, 0); err != nil && !errors.Is(err, store.ErrNodeExists) {
+		return "", err
+	}
+	_, err = c.S.Multi(ctx,
+		store.CreateOp(store.Join(namesPath, job.Name), []byte(owner), 0),
+		store.CreateOp(store.Join(jobsPath, owner, job.Name), spec, 0))
+	var me *store.MultiError
+	if errors.As(err, &me) && me.Index == 0 && errors.Is(err, store.ErrNodeExists) {
+		return "", fmt.Errorf("job %q: %w", job.Name, ErrJobExists)
+	}
+	return owner, err
+}
+
+// UpdateJob replaces an existing job's spec, where it is filed.
+func (c *Cluster) UpdateJob(ctx context.Context, job *engine.Job) error {
+	spec, err := json.Marshal(job)
+	if err != nil {
+		return err
+	}
+	for {
+		owner, st, err := c.owner(ctx, job.Name)
+		if err != nil {
+			return err
+		}
+		_, err = c.S.Multi(ctx, store.CheckOp(store.Join(namesPath, job.Name), st.Version),
+			store.SetOp(store.Join(jobsPath, owner, job.Name), spec, store.AnyVersion))
+		if errors.Is(err, store.ErrBadVersion) || errors.Is(err, store.ErrNoNode) {
+			continue // moved meanwhile: look again
+		}
+		return err
+	}
+}
+
+// owner returns the node a job is filed under, and the version of its name.
+func (c *Cluster) owner(ctx context.Context, name string) (string, store.Stat, error) {
+	data, st, err := c.S.Get(ctx, store.Join(namesPath, name))
+	if errors.Is(err, store.ErrNoNode) {
+		return "", st, fmt.Errorf("job %q: %w", name, ErrNoJob)
+	}
+	return string(data), st, err
+}
+
+// Job returns a job's spec and its owner.
+func (c *Cluster) Job(ctx context.Context, name string) (*engine.Job, string, error) {
+	for attempt := 0; ; attempt++ {
+		owner, _, err := c.owner(ctx, name)
+		if err != nil {
+			return nil, "", err
+		}
+		var job engine.Job
+		err = getJSON(ctx, c.S, store.Join(jobsPath, owner, name), &job)
+		if errors.Is(err, store.ErrNoNode) && attempt < 5 {
+			continue // moving between owners
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		return &job, owner, nil
+	}
+}
+
+// JobInfo is a job as a listing shows it.
+type JobInfo struct {
+	Job   *engine.Job
+	Owner string
+}
+
+// Jobs lists every job, by name.
+func (c *Cluster) Jobs(ctx context.Context) ([]JobInfo, error) {
+	names, err := c.S.Children(ctx, namesPath)
+	if err != nil {
+		return nil, err
+	}
+	var out []JobInfo
+	for _, name := range names {
+		job, owner, err := c.Job(ctx, name)
+		if errors.Is(err, ErrNoJob) {
+			continue // deleted since the listing
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, JobInfo{Job: job, Owner: owner})
+	}
+	return out, nil
+}
+
+// DeleteJob removes a job. A run of it that is going goes on to its end
+// with the spec it was started with.
+func (c *Cluster) DeleteJob(ctx context.Context, name string) error {
+	for {
+		owner, st, err := c.owner(ctx, name)
+		if err != nil {
+			return err
+		}
+		_, err = c.S.Multi(ctx, store.DeleteOp(store.Join(namesPath, name), st.Version),
+			store.DeleteOp(store.Join(jobsPath, owner, name), store.AnyVersion))
+		if errors.Is(err, store.ErrBadVersion) {
+			continue
+		}
+		return err
+	}
+}
+
+// Trigger puts a run of the job on the queue and returns the entry's name.
+func (c *Cluster) Trigger(ctx context.Context, name, trigger string) (string, error) {
+	if _, _, err := c.owner(ctx, name); err != nil {
+		return "", err
+	}
+	data, err := json.Marshal(QueueEntry{Job: name, Trigger: trigger, Requested: c.now()})
+	if err != nil {
+		return "", err
+	}
+	made, err := c.S.Create(ctx, store.Join(queuePath, "run-"), data, store.Sequential)
+	if err != nil {
+		return "", err
+	}
+	return store.Base(made), nil
+}
+
+// Runs lists a job's runs, newest first: those going or failed (from the
+// run state) and the finished ones of its history.
+func (c *Cluster) Runs(ctx context.Context, job string) ([]engine.RunRecord, error) {
+	rs := c.runs()
+	var out []engine.RunRecord
+	ids, err := c.S.Children(ctx, store.Join(runsPath, job))
+	if err != nil && !errors.Is(err, store.ErrNoNode) {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		var rec engine.RunRecord
+		if _, err := rs.get(ctx, runPath(job, id), &rec); err != nil {
+			if errors.Is(err, store.ErrNoNode) {
+				continue
+			}
+			return nil, err
+		}
+		out = append(out, rec)
+		seen[id] = true
+	}
+	hist, err := rs.History(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range hist {
+		if !seen[h.ID] {
+			out = append(out, h)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
+	return out, nil
+}
+
+// RunStatus is a run with its partitions, for people.
+type RunStatus struct {
+	Run        engine.RunRecord
+	Partitions []engine.PartitionRecord
+	// Waiting says why pending partitions wait, by partition id, as the
+	// leader last placed.
+	Waiting map[string]string
+}
+
+// Run returns one run with its partitions while it is in the run state,
+// or its history entry (no partitions) once it is over.
+func (c *Cluster) Run(ctx context.Context, job, run string) (*RunStatus, error) {
+	rs := c.runs()
+	var rec engine.RunRecord
+	_, err := rs.get(ctx, runPath(job, run), &rec)
+	if errors.Is(err, store.ErrNoNode) {
+		hist, herr := rs.History(ctx, job)
+		if herr != nil {
+			return nil, herr
+		}
+		for _, h := range hist {
+			if h.ID == run {
+				return &RunStatus{Run: h}, nil
+			}
+		}
+		return nil, fmt.Errorf("run %s of job %q: %w", run, job, engine.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	parts, err := rs.Partitions(ctx, job, run)
+	if err != nil {
+		return nil, err
+	}
+	st := &RunStatus{Run: rec, Partitions: parts}
+	var waiting map[string]string
+	if err := getJSON(ctx, c.S, store.Join(runPath(job, run), "waiting"), &waiting); err == nil {
+		st.Waiting = waiting
+	}
+	return st, nil
+}
+
+// Leader returns the id of the node leading now ("" when none).
+func (c *Cluster) Leader(ctx context.Context) (string, error) {
+	kids, err := c.S.Children(ctx, electionPath)
+	if err != nil || len(kids) == 0 {
+		return "", err
+	}
+	sortBySequence(kids)
+	data, _, err := c.S.Get(ctx, store.Join(electionPath, kids[0]))
+	if errors.Is(err, store.ErrNoNode) {
+		return "", nil
+	}
+	return string(data), err
+}
+
+func sortBySequence(names []string) {
+	sort.Slice(names, func(i, j int) bool {
+		a, _ := store.Sequence(names[i])
+		b, _ := store.Sequence(names[j])
+		return a < b
+	})
+}
+
+func getJSON(ctx context.Context, r store.Reader, path string, v any) error {
+	data, _, err := r.Get(ctx, path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	return nil
+}

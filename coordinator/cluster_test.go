@@ -1,0 +1,301 @@
+package coordinator_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/datashift/datashift/connectors"
+	mem "github.com/datashift/datashift/connectors/memory"
+	"github.com/datashift/datashift/coordinator"
+	"github.com/datashift/datashift/coordinator/store"
+	"github.com/datashift/datashift/coordinator/store/embedded"
+	"github.com/datashift/datashift/coordinator/store/zkstore"
+	"github.com/datashift/datashift/coordinator/store/zkstore/zktest"
+	"github.com/datashift/datashift/engine"
+)
+
+// A backend opens sessions on one cluster's tree: each is a node.
+type backend struct {
+	name string
+	open func(t *testing.T) store.Store
+}
+
+func clusterBackends(t *testing.T) []backend {
+	db := embedded.Memory()
+	t.Cleanup(func() { db.Close() })
+	servers, root := zktest.Root(t)
+	return []backend{
+		{"embedded", func(t *testing.T) store.Store {
+			s, err := db.Session()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}},
+		{"zookeeper", func(t *testing.T) store.Store {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			s, err := zkstore.Open(ctx, zkstore.Config{Servers: servers, Root: root, SessionTimeout: zktest.SessionTimeout})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}},
+	}
+}
+
+// node is a started node with the session it runs on.
+type node struct {
+	*coordinator.Node
+	s store.Store
+}
+
+// kill ends the node as a crash would: its session goes (its ephemeral
+// znodes with it) and then the node stops, writing nothing on the way.
+func (n *node) kill() {
+	n.s.Close()
+	<-n.Done()
+}
+
+func startNode(t *testing.T, b backend, slots int) *node {
+	t.Helper()
+	s := b.open(t)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, err := coordinator.Start(ctx, coordinator.Config{Store: s, Slots: slots, Log: log, Tick: 100 * time.Millisecond, ResourceEvery: 200 * time.Millisecond, SessionTimeout: zktest.SessionTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		n.Stop(ctx)
+		s.Close()
+	})
+	return &node{n, s}
+}
+
+var ordersSchema = arrow.NewSchema([]arrow.Field{
+	{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+	{Name: "name", Type: arrow.BinaryTypes.String, Nullable: true},
+}, nil)
+
+func ordersRows(n int) arrow.RecordBatch {
+	b := array.NewRecordBuilder(memory.DefaultAllocator, ordersSchema)
+	defer b.Release()
+	for i := 1; i <= n; i++ {
+		b.Field(0).(*array.Int64Builder).Append(int64(i))
+		b.Field(1).(*array.StringBuilder).Append(fmt.Sprintf("order %d ü", i))
+	}
+	return b.NewRecordBatch()
+}
+
+// copyJob copies a memory table of rows rows in partitions of 250 rows,
+// slowly enough (rowsPerSecond) for a node to be killed mid-copy.
+func copyJob(t *testing.T, name string, rows int, rowsPerSecond int64) (*engine.Job, *mem.DB, arrow.RecordBatch) {
+	db := mem.New(t.Name() + "/" + name)
+	t.Cleanup(db.Drop)
+	src := ordersRows(rows)
+	t.Cleanup(src.Release)
+	db.Put("src", src)
+	job := &engine.Job{
+		Name:        name,
+		Source:      engine.SourceSpec{Type: mem.TypeName, DSN: db.DSN(), Table: "src", Key: []string{"id"}},
+		Sink:        engine.SinkSpec{Type: mem.TypeName, DSN: db.DSN(), Table: "dst", Mode: connectors.Append, CreateTable: true},
+		Partitions:  engine.PartitionSpec{TargetRows: 250},
+		BatchRows:   25,
+		CommitRows:  50,
+		RateLimit:   engine.RateLimitSpec{RowsPerSecond: rowsPerSecond},
+		Retries:     engine.RetrySpec{Max: 3, Backoff: engine.Duration(10 * time.Millisecond)},
+		Parallelism: 1,
+	}
+	job.Normalize()
+	if err := job.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return job, db, src
+}
+
+// waitRun waits for the job's latest run to end and returns it.
+func waitRun(t *testing.T, c *coordinator.Cluster, job string, within time.Duration) engine.RunRecord {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		runs, err := c.Runs(context.Background(), job)
+		if err == nil && len(runs) > 0 && runs[0].State != engine.RunRunning {
+			return runs[0]
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("job %s: no run ended within %s", job, within)
+	return engine.RunRecord{}
+}
+
+// checkSink compares the sink with the source: the same rows, each once.
+func checkSink(t *testing.T, db *mem.DB, src arrow.RecordBatch) {
+	t.Helper()
+	got := db.Rows("dst")
+	if got == nil {
+		t.Fatal("the sink is empty")
+	}
+	defer got.Release()
+	var want, have connectors.Checksum
+	want.Add(src, nil)
+	have.Add(got, nil)
+	if have != want {
+		t.Fatalf("sink %v, source %v", have, want)
+	}
+}
+
+func ownersOf(t *testing.T, c *coordinator.Cluster, job, run string) map[string]int {
+	t.Helper()
+	st, err := c.Run(context.Background(), job, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, p := range st.Partitions {
+		out[p.Owner]++
+	}
+	return out
+}
+
+// A job submitted to any node runs on all of them; the run's partitions
+// say which node ran each.
+func TestClusterRunsAJobOnEveryNode(t *testing.T) {
+	for _, b := range clusterBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			nodes := []*node{startNode(t, b, 2), startNode(t, b, 2), startNode(t, b, 2)}
+			job, db, src := copyJob(t, "spread", 3000, 0)
+			c := nodes[1].Cluster()
+			if _, err := c.SubmitJob(context.Background(), job); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := nodes[2].Cluster().SubmitJob(context.Background(), job); !errors.Is(err, coordinator.ErrJobExists) {
+				t.Fatalf("the same name from another node: %v, want ErrJobExists", err)
+			}
+			if _, err := nodes[0].Cluster().Trigger(context.Background(), job.Name, "manual"); err != nil {
+				t.Fatal(err)
+			}
+			run := waitRun(t, c, job.Name, time.Minute)
+			if run.State != engine.RunSucceeded || run.Rows != src.NumRows() {
+				t.Fatalf("run %s: %d rows, %s", run.State, run.Rows, run.Error)
+			}
+			checkSink(t, db, src)
+		})
+	}
+}
+
+// A worker killed mid-copy: its partitions go back to pending and run
+// elsewhere from their checkpoints; the sink ends equal to the source.
+func TestClusterSurvivesAWorkerKilledMidCopy(t *testing.T) {
+	for _, b := range clusterBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			nodes := []*node{startNode(t, b, 2), startNode(t, b, 2), startNode(t, b, 2)}
+			job, db, src := copyJob(t, "worker-dies", 3000, 1500)
+			c := nodes[0].Cluster()
+			if _, err := c.SubmitJob(context.Background(), job); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Trigger(context.Background(), job.Name, "manual"); err != nil {
+				t.Fatal(err)
+			}
+			victim := waitForWorkOn(t, c, job.Name, nodes)
+			victimID := victim.ID()
+			victim.kill()
+			run := waitRun(t, liveCluster(nodes, victim), job.Name, 2*time.Minute)
+			if run.State != engine.RunSucceeded || run.Rows != src.NumRows() {
+				t.Fatalf("run %s: %d rows, %s", run.State, run.Rows, run.Error)
+			}
+			checkSink(t, db, src)
+			t.Logf("killed %s", victimID)
+		})
+	}
+}
+
+// The leader killed mid-run: the next in line carries on from the store.
+func TestClusterSurvivesTheLeaderKilledMidRun(t *testing.T) {
+	for _, b := range clusterBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			nodes := []*node{startNode(t, b, 2), startNode(t, b, 2), startNode(t, b, 2)}
+			job, db, src := copyJob(t, "leader-dies", 3000, 1500)
+			c := nodes[2].Cluster()
+			if _, err := c.SubmitJob(context.Background(), job); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Trigger(context.Background(), job.Name, "manual"); err != nil {
+				t.Fatal(err)
+			}
+			waitForWorkOn(t, c, job.Name, nodes)
+			var leader *node
+			for _, n := range nodes {
+				if n.Leading() {
+					leader = n
+				}
+			}
+			if leader == nil {
+				t.Fatal("no node leads")
+			}
+			leader.kill()
+			run := waitRun(t, liveCluster(nodes, leader), job.Name, 2*time.Minute)
+			if run.State != engine.RunSucceeded || run.Rows != src.NumRows() {
+				t.Fatalf("run %s: %d rows, %s", run.State, run.Rows, run.Error)
+			}
+			checkSink(t, db, src)
+		})
+	}
+}
+
+// waitForWorkOn waits until a node runs a partition of the job that has
+// committed rows, and returns that node.
+func waitForWorkOn(t *testing.T, c *coordinator.Cluster, job string, nodes []*node) *node {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		runs, err := c.Runs(context.Background(), job)
+		if err == nil && len(runs) > 0 {
+			st, err := c.Run(context.Background(), job, runs[0].ID)
+			if err == nil {
+				for _, p := range st.Partitions {
+					if p.State == engine.Running && p.Checkpoint.Commits > 0 {
+						for _, n := range nodes {
+							if n.ID() == p.Owner {
+								return n
+							}
+						}
+					}
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no partition of the job got to a commit")
+	return nil
+}
+
+func logLevel() slog.Level {
+	if os.Getenv("DATASHIFT_TEST_LOG") != "" {
+		return slog.LevelInfo
+	}
+	return slog.LevelWarn
+}
+
+// liveCluster is the cluster as a node other than dead sees it.
+func liveCluster(nodes []*node, dead *node) *coordinator.Cluster {
+	for _, n := range nodes {
+		if n != dead {
+			return n.Cluster()
+		}
+	}
+	return nil
+}

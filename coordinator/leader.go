@@ -1,0 +1,639 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/coordinator/store"
+	"github.com/datashift/datashift/engine"
+)
+
+// jobMovesPerStep bounds the rebalancing of jobs when a node joins; a dead
+// node's jobs all move at once.
+const jobMovesPerStep = 4
+
+// leader is a node's leadership, while its election znode is the lowest:
+// it consumes the run queue, places partitions, returns a dead node's
+// partitions and jobs, and finishes runs. Each step reads what it needs
+// from the store and decides with the pure functions of decide.go; every
+// write is fenced by a Check of the election znode, so a leader that lost
+// its place (its session gone) lands nothing. Nothing lives only in its
+// memory but the snapshots it holds, which a successor takes again.
+type leader struct {
+	n      *Node
+	id     string
+	epoch  int64
+	fence  []store.Op
+	rs     *RunState
+	steps  *engine.Steps
+	holds  map[string]func() // exported snapshots by run, released at the run's end
+	waited map[string]string // the waiting reasons last written, by run path
+}
+
+// errNotLeader ends a leadership whose fence no longer holds.
+var errNotLeader = errors.New("no longer the leader")
+
+func (n *Node) lead(ctx context.Context, id, election string, epoch int64) {
+	n.mu.Lock()
+	n.leading = true
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.leading = false
+		n.mu.Unlock()
+	}()
+	fence := []store.Op{store.CheckOp(election, 0)}
+	rs := &RunState{S: n.cfg.Store, Fence: fence}
+	l := &leader{n: n, id: id, epoch: epoch, fence: fence, rs: rs,
+		steps: &engine.Steps{State: rs, Log: n.log, Now: n.cfg.Now, Sleep: n.cfg.Sleep},
+		holds: map[string]func(){}, waited: map[string]string{}}
+	defer func() {
+		for _, release := range l.holds {
+			release()
+		}
+	}()
+	n.log.Info("leading the cluster", "node", id, "epoch", epoch)
+	for ctx.Err() == nil {
+		wctx, stopWatching := context.WithCancel(ctx)
+		wake := l.watch(wctx)
+		err := l.step(ctx)
+		switch {
+		case errors.Is(err, errNotLeader) || isFenced(err, len(fence)):
+			stopWatching()
+			n.log.Warn("lost the leadership", "node", id, "epoch", epoch)
+			return
+		case err != nil && ctx.Err() == nil:
+			n.log.Warn("leader step", "node", id, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-wake:
+		case <-time.After(n.cfg.Tick):
+		}
+		stopWatching()
+	}
+}
+
+// isFenced reports whether a Multi failed on its fence: the election
+// znode is gone (or changed), so this node no longer leads.
+func isFenced(err error, fenceOps int) bool {
+	var me *store.MultiError
+	return errors.As(err, &me) && me.Index < fenceOps && (errors.Is(err, store.ErrNoNode) || errors.Is(err, store.ErrBadVersion))
+}
+
+// watch sets a watch on everything the leader acts on (nodes, the queue,
+// every node's assignments) and returns a channel that hears from the
+// first to fire.
+func (l *leader) watch(ctx context.Context) <-chan struct{} {
+	wake := make(chan struct{}, 1)
+	s := l.n.cfg.Store
+	on := func(ch <-chan store.Event) {
+		go func() {
+			select {
+			case <-ch:
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			case <-ctx.Done():
+			}
+		}()
+	}
+	for _, p := range []string{nodesPath, queuePath, assignPath} {
+		if _, ch, err := s.ChildrenW(ctx, p); err == nil {
+			on(ch)
+		}
+	}
+	if dirs, err := s.Children(ctx, assignPath); err == nil {
+		for _, d := range dirs {
+			if _, ch, err := s.ChildrenW(ctx, store.Join(assignPath, d)); err == nil {
+				on(ch)
+			}
+		}
+	}
+	return wake
+}
+
+// step is one round of the leader's work over a fresh read of the tree.
+func (l *leader) step(ctx context.Context) error {
+	members, _, _, err := l.n.cluster.Members(ctx)
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	for _, m := range members {
+		live[m.ID] = true
+	}
+	assigned, err := l.assignments(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range Orphans(assigned, live) {
+		if err := l.release(ctx, k, assigned[k]); err != nil {
+			return err
+		}
+		delete(assigned, k)
+	}
+	if err := l.clearDeadDirs(ctx, live); err != nil {
+		return err
+	}
+	if err := l.balanceJobs(ctx, members); err != nil {
+		return err
+	}
+	if err := l.consumeQueue(ctx); err != nil {
+		return err
+	}
+	pending, err := l.reconcileRuns(ctx, assigned)
+	if err != nil {
+		return err
+	}
+	count := map[string]int{}
+	for _, node := range assigned {
+		count[node]++
+	}
+	for i := range members {
+		members[i].Assigned = count[members[i].ID]
+	}
+	return l.place(ctx, members, pending)
+}
+
+// assignments reads every node's assignments, the dead nodes' included.
+func (l *leader) assignments(ctx context.Context) (map[PartitionKey]string, error) {
+	s := l.n.cfg.Store
+	dirs, err := s.Children(ctx, assignPath)
+	if err != nil {
+		return nil, err
+	}
+	out := map[PartitionKey]string{}
+	for _, d := range dirs {
+		kids, err := s.Children(ctx, store.Join(assignPath, d))
+		if errors.Is(err, store.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range kids {
+			if key, ok := parseAssignName(k); ok {
+				out[key] = d
+			}
+		}
+	}
+	return out, nil
+}
+
+// release gives a dead node's partition back to pending (its checkpoint
+// stays) and drops the assignment, in one fenced Multi. Its next holder
+// takes a new lease, so whatever the dead node still tries lands nothing.
+func (l *leader) release(ctx context.Context, k PartitionKey, node string) error {
+	del := store.DeleteOp(assignNodePath(node, k), store.AnyVersion)
+	_, err := l.rs.updatePartitionWith(ctx, k.Job, k.Run, k.Partition, func(p *engine.PartitionRecord) error {
+		if p.State == engine.Running && p.Owner == node {
+			p.State, p.Error = engine.Pending, fmt.Sprintf("its node %s left; continues elsewhere from its checkpoint", node)
+		}
+		return nil
+	}, func(engine.PartitionRecord) []store.Op { return []store.Op{del} })
+	if errors.Is(err, engine.ErrNotFound) {
+		_, err = l.rs.multi(ctx, del) // the run is gone: only the assignment is left
+	}
+	if err == nil {
+		l.n.log.Info("partition given back from a node that left", "partition", k.String(), "node", node)
+	}
+	return ignoreNoNode(err)
+}
+
+// clearDeadDirs removes the assignment folders of nodes that left once
+// they are empty.
+func (l *leader) clearDeadDirs(ctx context.Context, live map[string]bool) error {
+	dirs, err := l.n.cfg.Store.Children(ctx, assignPath)
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		if live[d] {
+			continue
+		}
+		_, err := l.rs.multi(ctx, store.DeleteOp(store.Join(assignPath, d), store.AnyVersion))
+		if err := ignoreNoNode(err); err != nil && !errors.Is(err, store.ErrNotEmpty) {
+			return err
+		}
+	}
+	return nil
+}
+
+// balanceJobs moves the jobs of nodes that left to live ones, and evens
+// out the rest a few moves at a time.
+func (l *leader) balanceJobs(ctx context.Context, members []Member) error {
+	s := l.n.cfg.Store
+	names, err := s.Children(ctx, namesPath)
+	if err != nil {
+		return err
+	}
+	owners := map[string]string{}
+	for _, name := range names {
+		data, _, err := s.Get(ctx, store.Join(namesPath, name))
+		if errors.Is(err, store.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		owners[name] = string(data)
+	}
+	for _, mv := range BalanceJobs(owners, members, jobMovesPerStep) {
+		if err := l.moveJob(ctx, mv); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *leader) moveJob(ctx context.Context, mv JobMove) error {
+	s := l.n.cfg.Store
+	from := store.Join(jobsPath, mv.From, mv.Job)
+	spec, st, err := s.Get(ctx, from)
+	if err != nil {
+		return ignoreNoNode(err)
+	}
+	name, nst, err := s.Get(ctx, store.Join(namesPath, mv.Job))
+	if err != nil || string(name) != mv.From {
+		return ignoreNoNode(err) // moved or deleted meanwhile
+	}
+	if _, err := store.CreateAll(ctx, s, store.Join(jobsPath, mv.To), nil, 0); err != nil && !errors.Is(err, store.ErrNodeExists) {
+		return err
+	}
+	_, err = l.rs.multi(ctx,
+		store.DeleteOp(from, st.Version),
+		store.CreateOp(store.Join(jobsPath, mv.To, mv.Job), spec, 0),
+		store.SetOp(store.Join(namesPath, mv.Job), []byte(mv.To), nst.Version))
+	if err == nil {
+		l.n.log.Info("job moved", "job", mv.Job, "from", mv.From, "to", mv.To)
+	}
+	if errors.Is(err, store.ErrBadVersion) || errors.Is(err, store.ErrNodeExists) {
+		return nil // changed meanwhile: the next step decides again
+	}
+	return ignoreNoNode(err)
+}
+
+// consumeQueue turns queued triggers into runs, in order. A trigger for a
+// job whose run is still going waits for it to end.
+func (l *leader) consumeQueue(ctx context.Context) error {
+	s := l.n.cfg.Store
+	entries, err := s.Children(ctx, queuePath)
+	if err != nil {
+		return err
+	}
+	sortBySequence(entries)
+	for _, e := range entries {
+		path := store.Join(queuePath, e)
+		var q QueueEntry
+		if err := getJSON(ctx, s, path, &q); err != nil {
+			if errors.Is(err, store.ErrNoNode) {
+				continue
+			}
+			l.n.log.Warn("dropping an unreadable queue entry", "entry", e, "err", err)
+			if _, err := l.rs.multi(ctx, store.DeleteOp(path, store.AnyVersion)); err != nil {
+				return ignoreNoNode(err)
+			}
+			continue
+		}
+		if err := l.startRun(ctx, path, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startRun makes the run a queue entry asks for: the job's unfinished
+// (failed) run continued, or a new run planned and its sink prepared. The
+// run, the spec it runs with and the entry's deletion are one fenced
+// Multi: an entry is consumed exactly once, whenever the leader dies.
+func (l *leader) startRun(ctx context.Context, entry string, q QueueEntry) error {
+	job, _, err := l.n.cluster.Job(ctx, q.Job)
+	if errors.Is(err, ErrNoJob) {
+		l.n.log.Warn("dropping a trigger of a job that is gone", "job", q.Job)
+		_, err := l.rs.multi(ctx, store.DeleteOp(entry, store.AnyVersion))
+		return ignoreNoNode(err)
+	}
+	if err != nil {
+		return err
+	}
+	if active, err := l.rs.ActiveRun(ctx, job.Name); err == nil && active.State == engine.RunRunning {
+		return nil // its run is going: the trigger waits
+	} else if err != nil && !errors.Is(err, engine.ErrNotFound) {
+		return err
+	}
+	run, parts, fresh, err := l.steps.Plan(ctx, job, false)
+	if err == nil && fresh {
+		if err = l.steps.Prepare(ctx, job); err == nil {
+			run.Prepared = true
+		}
+	}
+	if err != nil {
+		if connectors.IsTransient(err) {
+			return fmt.Errorf("job %q: %w (the trigger waits)", job.Name, err)
+		}
+		return l.refuse(ctx, entry, job, run, err)
+	}
+	spec, err := json.Marshal(job)
+	if err != nil {
+		return err
+	}
+	var ops []store.Op
+	if fresh {
+		if _, err := store.CreateAll(ctx, l.n.cfg.Store, store.Join(runsPath, job.Name), nil, 0); err != nil && !errors.Is(err, store.ErrNodeExists) {
+			return err
+		}
+		if ops, err = CreateRunOps(run, parts); err != nil {
+			return err
+		}
+		ops = append(ops, store.CreateOp(runJobPath(job.Name, run.ID), spec, 0))
+	} else {
+		data, err := json.Marshal(run)
+		if err != nil {
+			return err
+		}
+		ops = []store.Op{store.SetOp(runPath(job.Name, run.ID), data, store.AnyVersion), store.SetOp(runJobPath(job.Name, run.ID), spec, store.AnyVersion)}
+	}
+	ops = append(ops, store.DeleteOp(entry, store.AnyVersion))
+	if _, err := l.rs.multi(ctx, ops...); err != nil {
+		return err
+	}
+	l.n.log.Info("run started", "job", job.Name, "run", run.ID, "partitions", len(parts), "continued", !fresh, "trigger", q.Trigger)
+	return nil
+}
+
+// refuse drops a trigger that cannot start a run, and says why where the
+// job's runs are read: on its unfinished run, or as a failed run of its
+// own in the history.
+func (l *leader) refuse(ctx context.Context, entry string, job *engine.Job, run *engine.RunRecord, cause error) error {
+	l.n.log.Warn("trigger refused", "job", job.Name, "err", cause)
+	now := l.n.cluster.now()
+	if active, err := l.rs.ActiveRun(ctx, job.Name); err == nil {
+		active.Error = cause.Error()
+		data, err := json.Marshal(active)
+		if err != nil {
+			return err
+		}
+		_, err = l.rs.multi(ctx, store.SetOp(runPath(job.Name, active.ID), data, store.AnyVersion), store.DeleteOp(entry, store.AnyVersion))
+		return ignoreNoNode(err)
+	}
+	if run == nil {
+		run = &engine.RunRecord{Job: job.Name, ID: engine.NewRunID(now), Started: now}
+	}
+	run.State, run.Finished, run.Error = engine.RunFailed, now, cause.Error()
+	ops, err := l.rs.historyOps(ctx, run)
+	if err != nil {
+		return err
+	}
+	_, err = l.rs.multi(ctx, append(ops, store.DeleteOp(entry, store.AnyVersion))...)
+	return ignoreNoNode(err)
+}
+
+// reconcileRuns records what became of the partitions whose assignment
+// has gone, finishes the runs that are over, and returns the partitions
+// waiting for a node, oldest run first.
+func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]string) ([]PartitionKey, error) {
+	s := l.n.cfg.Store
+	jobs, err := s.Children(ctx, runsPath)
+	if err != nil {
+		return nil, err
+	}
+	var pending []PartitionKey
+	type active struct {
+		job string
+		run engine.RunRecord
+	}
+	var runs []active
+	for _, job := range jobs {
+		ids, err := s.Children(ctx, store.Join(runsPath, job))
+		if err != nil {
+			if errors.Is(err, store.ErrNoNode) {
+				continue
+			}
+			return nil, err
+		}
+		for _, id := range ids {
+			var rec engine.RunRecord
+			if _, err := l.rs.get(ctx, runPath(job, id), &rec); err != nil {
+				if errors.Is(err, store.ErrNoNode) {
+					continue
+				}
+				return nil, err
+			}
+			if rec.State == engine.RunRunning {
+				runs = append(runs, active{job, rec})
+			}
+		}
+	}
+	sort.Slice(runs, func(i, j int) bool { return runs[i].run.ID < runs[j].run.ID })
+	for _, a := range runs {
+		run := a.run
+		parts, err := l.rs.Partitions(ctx, a.job, run.ID)
+		if err != nil {
+			return nil, err
+		}
+		for i := range parts {
+			p := &parts[i]
+			k := PartitionKey{a.job, run.ID, p.ID}
+			if p.State != engine.Running {
+				continue
+			}
+			if _, ok := assigned[k]; ok {
+				continue
+			}
+			state, reason := engine.Pending, "given back by its node; continues from its checkpoint"
+			switch {
+			case p.Checkpoint.Done:
+				state, reason = engine.Done, ""
+			case p.Checkpoint.Error != "":
+				state, reason = engine.Failed, p.Checkpoint.Error
+			}
+			if err := l.rs.EndPartition(ctx, a.job, run.ID, p.ID, p.Lease, state, reason); err != nil {
+				return nil, err
+			}
+			p.State, p.Error = state, reason
+		}
+		switch outcome, why := RunOutcome(parts); outcome {
+		case Succeeded:
+			if err := l.finish(ctx, &run, parts, nil); err != nil {
+				return nil, err
+			}
+		case FailedNow:
+			if err := l.finish(ctx, &run, parts, errors.New(why)); err != nil {
+				return nil, err
+			}
+		case Going:
+			for _, p := range parts {
+				if p.State == engine.Pending {
+					pending = append(pending, PartitionKey{a.job, run.ID, p.ID})
+				}
+			}
+		}
+	}
+	return pending, nil
+}
+
+// finish ends a run whose partitions are all done, or one of which failed
+// (runErr): the engine's finish step (outcome, high-water mark, history,
+// the sink's records, callbacks), then the history outside the store.
+func (l *leader) finish(ctx context.Context, run *engine.RunRecord, parts []engine.PartitionRecord, runErr error) error {
+	job, err := l.runJob(ctx, run.Job, run.ID)
+	if err != nil {
+		return err
+	}
+	if release, ok := l.holds[run.ID]; ok {
+		release()
+		delete(l.holds, run.ID)
+	}
+	done, err := l.steps.Finish(job, run, runErr)
+	if isFenced(err, len(l.fence)) {
+		return errNotLeader
+	}
+	if done != nil && done.State != engine.RunRunning && l.n.cfg.History != nil {
+		if herr := l.n.cfg.History.Put(ctx, done, parts); herr != nil {
+			l.n.log.Warn("cannot keep the run's history", "job", run.Job, "run", run.ID, "err", herr)
+		}
+	}
+	l.n.log.Info("run finished", "job", run.Job, "run", run.ID, "state", done.State, "rows", done.Rows, "err", runErr)
+	return nil
+}
+
+// runJob reads the spec a run executes with.
+func (l *leader) runJob(ctx context.Context, job, run string) (*engine.Job, error) {
+	var spec engine.Job
+	if err := getJSON(ctx, l.n.cfg.Store, runJobPath(job, run), &spec); err != nil {
+		return nil, fmt.Errorf("job %q run %s: read its spec: %w", job, run, err)
+	}
+	return &spec, nil
+}
+
+// place gives pending partitions to nodes, and records why the others
+// wait.
+func (l *leader) place(ctx context.Context, members []Member, pending []PartitionKey) error {
+	if len(pending) == 0 {
+		return nil
+	}
+	if err := l.holdSnapshots(ctx, pending); err != nil {
+		return err
+	}
+	placed, waiting := Place(members, pending)
+	for _, p := range placed {
+		if err := l.assign(ctx, p.PartitionKey, p.Node); err != nil {
+			return err
+		}
+	}
+	byRun := map[string]map[string]string{}
+	for _, w := range waiting {
+		path := runPath(w.Job, w.Run)
+		if byRun[path] == nil {
+			byRun[path] = map[string]string{}
+		}
+		byRun[path][w.Partition] = w.Reason
+	}
+	for _, p := range placed {
+		path := runPath(p.Job, p.Run)
+		if _, ok := byRun[path]; !ok {
+			byRun[path] = map[string]string{}
+		}
+	}
+	for path, reasons := range byRun {
+		if err := l.noteWaiting(ctx, path, reasons); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// assign gives partition k to node under the next lease: its record
+// (Running, owner, attempts, lease) and the node's assignment in one fenced
+// Multi.
+func (l *leader) assign(ctx context.Context, k PartitionKey, node string) error {
+	now := l.n.cluster.now()
+	_, err := l.rs.updatePartitionWith(ctx, k.Job, k.Run, k.Partition, func(p *engine.PartitionRecord) error {
+		if p.State != engine.Pending {
+			return errSkip
+		}
+		p.State, p.Owner, p.Error = engine.Running, node, ""
+		p.Attempts++
+		p.Lease++
+		return nil
+	}, func(p engine.PartitionRecord) []store.Op {
+		data, _ := json.Marshal(Assignment{Job: k.Job, Run: k.Run, Partition: k.Partition, Lease: p.Lease, Leader: l.epoch, Assigned: now})
+		return []store.Op{store.CreateOp(assignNodePath(node, k), data, 0)}
+	})
+	switch {
+	case errors.Is(err, errSkip):
+		return nil
+	case isFenced(err, len(l.fence)):
+		return errNotLeader
+	case errors.Is(err, store.ErrNoNode), errors.Is(err, store.ErrNodeExists):
+		return nil // the node left, or the step raced itself: the next step decides again
+	case err != nil:
+		return err
+	}
+	l.n.log.Info("partition placed", "partition", k.String(), "node", node)
+	return nil
+}
+
+var errSkip = errors.New("skip")
+
+// noteWaiting writes a run's waiting reasons when they changed.
+func (l *leader) noteWaiting(ctx context.Context, run string, reasons map[string]string) error {
+	data, _ := json.Marshal(reasons)
+	if l.waited[run] == string(data) {
+		return nil
+	}
+	path := store.Join(run, "waiting")
+	_, err := l.rs.multi(ctx, store.SetOp(path, data, store.AnyVersion))
+	if errors.Is(err, store.ErrNoNode) {
+		_, err = l.rs.multi(ctx, store.CreateOp(path, data, 0))
+	}
+	if err == nil {
+		l.waited[run] = string(data)
+	}
+	return ignoreNoNode(err)
+}
+
+// holdSnapshots exports and holds the snapshot of each run with snapshot:
+// true before its first partition is placed. A new leader takes a new
+// one for a run its predecessor held: the partitions done before saw the
+// old one, said in the log.
+func (l *leader) holdSnapshots(ctx context.Context, pending []PartitionKey) error {
+	seen := map[string]bool{}
+	for _, k := range pending {
+		if seen[k.Run] || l.holds[k.Run] != nil {
+			continue
+		}
+		seen[k.Run] = true
+		job, err := l.runJob(ctx, k.Job, k.Run)
+		if err != nil {
+			return err
+		}
+		if !job.Snapshot {
+			continue
+		}
+		var run engine.RunRecord
+		if _, err := l.rs.get(ctx, runPath(k.Job, k.Run), &run); err != nil {
+			return ignoreNoNode(err)
+		}
+		release, err := l.steps.ExportSnapshot(ctx, job, &run)
+		if err != nil {
+			return err
+		}
+		l.holds[k.Run] = release
+	}
+	return nil
+}
+
+func ignoreNoNode(err error) error {
+	if errors.Is(err, store.ErrNoNode) {
+		return nil
+	}
+	return err
+}

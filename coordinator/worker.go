@@ -1,0 +1,204 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/datashift/datashift/coordinator/store"
+	"github.com/datashift/datashift/engine"
+)
+
+// work is the node's worker for one membership: it watches its assignment
+// folder and executes each partition given to it under the assignment's
+// lease, with the engine's Executor, as a standalone run does. When it
+// ends, the partition's outcome goes to the store in one Multi fenced by the
+// lease: the final checkpoint (done, or the error) and the assignment's
+// deletion, which the leader hears. A partition stopped by a drain is
+// given back (the assignment deleted, the checkpoint as last saved); one
+// stopped by the loss of the session writes nothing: the leader gives it
+// back when the node's znode goes.
+func (n *Node) work(ctx context.Context, id string) {
+	s := n.cfg.Store
+	dir := store.Join(assignPath, id)
+	execs := &executors{byRun: map[string]*sharedExecutor{}, sleep: n.cfg.Sleep, now: n.cfg.Now}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for ctx.Err() == nil {
+		kids, changed, err := s.ChildrenW(ctx, dir)
+		if err != nil {
+			if ctx.Err() == nil {
+				n.log.Warn("worker: read assignments", "node", id, "err", err)
+				_ = n.sleep(ctx, time.Second)
+			}
+			continue
+		}
+		for _, kid := range kids {
+			k, ok := parseAssignName(kid)
+			if !ok {
+				continue
+			}
+			n.mu.Lock()
+			_, busy := n.running[k]
+			draining := n.draining
+			if busy || draining {
+				n.mu.Unlock()
+				continue
+			}
+			pctx, cancel := context.WithCancel(ctx)
+			n.running[k] = cancel
+			n.mu.Unlock()
+			n.republish()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() {
+					cancel()
+					n.mu.Lock()
+					delete(n.running, k)
+					n.mu.Unlock()
+					n.republish()
+				}()
+				n.execute(ctx, pctx, id, k, execs)
+			}()
+		}
+		// Look again now and then even without a change: an assignment
+		// whose start failed on a passing error (a lost connection) is
+		// taken up again, and one whose end could not be reported is run
+		// once more, to its sink's record.
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		case <-time.After(n.cfg.Tick):
+		}
+	}
+}
+
+// execute runs one assignment. ctx is the membership's, pctx the
+// partition's own (cancelled by a drain).
+func (n *Node) execute(ctx, pctx context.Context, id string, k PartitionKey, execs *executors) {
+	s := n.cfg.Store
+	log := n.log.With("node", id, "partition", k.String())
+	apath := assignNodePath(id, k)
+	var a Assignment
+	if err := getJSON(ctx, s, apath, &a); err != nil {
+		if !errors.Is(err, store.ErrNoNode) {
+			log.Warn("cannot read the assignment", "err", err)
+		}
+		return
+	}
+	rs := &RunState{S: s}
+	var job engine.Job
+	if err := getJSON(ctx, s, runJobPath(k.Job, k.Run), &job); err != nil {
+		log.Warn("cannot read the run's spec", "err", err)
+		return
+	}
+	var run engine.RunRecord
+	if _, err := rs.get(ctx, runPath(k.Job, k.Run), &run); err != nil {
+		log.Warn("cannot read the run", "err", err)
+		return
+	}
+	l, part, err := rs.openLease(ctx, k.Job, k.Run, k.Partition, a.Lease)
+	if err != nil {
+		if errors.Is(err, engine.ErrLeaseLost) {
+			// Reassigned before this node got to it: the assignment is stale.
+			_, _ = s.Multi(ctx, store.DeleteOp(apath, store.AnyVersion))
+		}
+		log.Warn("cannot open the lease", "lease", a.Lease, "err", err)
+		return
+	}
+	exec, release, err := execs.get(&job, &run, part)
+	if err != nil {
+		cp := part.Checkpoint
+		cp.Error = err.Error()
+		n.endPartition(ctx, log, l, cp, apath)
+		return
+	}
+	defer release()
+	log.Info("partition started", "lease", a.Lease, "leader", a.Leader)
+	cp, err := exec.Execute(pctx, engine.Task{Job: &job, Run: &run, Partition: part, Lease: l})
+	switch {
+	case errors.Is(err, engine.ErrLeaseLost):
+		log.Warn("partition taken over; stopped", "err", err)
+	case pctx.Err() != nil && ctx.Err() == nil:
+		// Drained: give it back at once, from its last checkpoint.
+		if _, err := s.Multi(ctx, store.CheckOp(l.part, l.partVersion), store.DeleteOp(apath, store.AnyVersion)); err != nil {
+			log.Warn("cannot give the partition back", "err", err)
+		} else {
+			log.Info("partition given back", "rows", cp.Rows)
+		}
+	case ctx.Err() != nil:
+		// The membership ended (session lost, node stopped): the leader
+		// gives the partition back when this node's znode goes.
+	case err != nil:
+		cp.Error = err.Error()
+		n.endPartition(ctx, log, l, cp, apath)
+	default:
+		n.endPartition(ctx, log, l, cp, apath)
+	}
+}
+
+// endPartition reports the partition's outcome under its lease: the final
+// checkpoint and the assignment's deletion, together.
+func (n *Node) endPartition(ctx context.Context, log interface {
+	Info(string, ...any)
+	Warn(string, ...any)
+}, l *lease, cp engine.Checkpoint, apath string) {
+	cp.Updated = n.cluster.now()
+	data, err := json.Marshal(cp)
+	if err != nil {
+		log.Warn("cannot encode the checkpoint", "err", err)
+		return
+	}
+	l.mu.Lock()
+	_, err = n.cfg.Store.Multi(ctx, store.CheckOp(l.part, l.partVersion), store.SetOp(l.progress, data, l.progressVersion), store.DeleteOp(apath, store.AnyVersion))
+	l.mu.Unlock()
+	if err != nil {
+		log.Warn("cannot report the partition's end", "err", err)
+		return
+	}
+	log.Info("partition ended", "done", cp.Done, "rows", cp.Rows, "error", cp.Error)
+}
+
+// executors share one Executor (its rate limit, bad-row budget and
+// reject file) among a node's partitions of one run, as a standalone run
+// shares one among its partitions.
+type executors struct {
+	mu    sync.Mutex
+	byRun map[string]*sharedExecutor
+	sleep func(context.Context, time.Duration) error
+	now   func() time.Time
+}
+
+type sharedExecutor struct {
+	exec  *engine.Executor
+	close func()
+	users int
+}
+
+func (e *executors) get(job *engine.Job, run *engine.RunRecord, part engine.PartitionRecord) (*engine.Executor, func(), error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	key := run.Job + "/" + run.ID
+	se := e.byRun[key]
+	if se == nil {
+		exec, close, err := engine.NewExecutor(job, []engine.PartitionRecord{part})
+		if err != nil {
+			return nil, nil, err
+		}
+		exec.Sleep, exec.Now = e.sleep, e.now
+		se = &sharedExecutor{exec: exec, close: close}
+		e.byRun[key] = se
+	}
+	se.users++
+	return se.exec, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if se.users--; se.users == 0 {
+			se.close()
+			delete(e.byRun, key)
+		}
+	}, nil
+}
