@@ -144,4 +144,3 @@ func validateKeys(p Plan, bad func(string, ...any) error) error {
 	}
 	return nil
 }
-

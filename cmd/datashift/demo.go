@@ -49,7 +49,6 @@ func runDemo(ctx context.Context, cmd *cobra.Command, rows int64, dir string, qu
 	}
 	fmt.Fprintf(w, "demo: generated %s with %d rows in %s\n", source, rows, time.Since(start).Round(time.Millisecond))
 
-
 	target := rows / 8
 	jobs := []*engine.Job{
 		{

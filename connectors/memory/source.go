@@ -56,7 +56,7 @@ func openSource(cfg connectors.SourceConfig) (*source, error) {
 }
 
 func (s *source) Schema(context.Context) (*arrow.Schema, error) { return s.schema, nil }
-func (s *source) Close() error                                   { return nil }
+func (s *source) Close() error                                  { return nil }
 
 // keyed is a row with its key (nil for a keyless source).
 type keyed struct {
