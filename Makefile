@@ -22,6 +22,7 @@ services:
 	scripts/services.sh
 
 vet:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 
 # -v lists every test's result (CI counts them); the RUN/PAUSE/CONT chatter is dropped.
