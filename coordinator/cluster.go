@@ -152,7 +152,8 @@ func (c *Cluster) Members(ctx context.Context) ([]Member, map[string]NodeInfo, m
 		m := Member{ID: id, Slots: info.Slots}
 		var r Resources
 		if err := getJSON(ctx, c.S, store.Join(resourcesPath, id), &r); err == nil {
-			m.Draining, m.FreeMemory, m.Load = r.Draining, r.MemAvailable, r.Load
+			// The published slots follow the cluster's config.
+			m.Slots, m.Draining, m.FreeMemory, m.Load = r.Slots, r.Draining, r.MemAvailable, r.Load
 			res[id] = r
 		} else if !errors.Is(err, store.ErrNoNode) {
 			return nil, nil, nil, err
@@ -349,6 +350,20 @@ type RunStatus struct {
 // Run returns one run with its partitions while it is in the run state,
 // or its history entry (no partitions) once it is over.
 func (c *Cluster) Run(ctx context.Context, job, run string) (*RunStatus, error) {
+	for {
+		st, err := c.readRun(ctx, job, run)
+		// A run that ends while it is read is deleted partition by
+		// partition after its history entry is written: read it again.
+		if (errors.Is(err, store.ErrNoNode) || errors.Is(err, engine.ErrNotFound)) && st != nil {
+			continue
+		}
+		return st, err
+	}
+}
+
+// readRun is one read of Run; a non-nil status with a not-found error means
+// the run went while it was read.
+func (c *Cluster) readRun(ctx context.Context, job, run string) (*RunStatus, error) {
 	rs := c.runs()
 	var rec engine.RunRecord
 	_, err := rs.get(ctx, runPath(job, run), &rec)
@@ -369,7 +384,7 @@ func (c *Cluster) Run(ctx context.Context, job, run string) (*RunStatus, error) 
 	}
 	parts, err := rs.Partitions(ctx, job, run)
 	if err != nil {
-		return nil, err
+		return &RunStatus{Run: rec}, err
 	}
 	st := &RunStatus{Run: rec, Partitions: parts}
 	var waiting map[string]string

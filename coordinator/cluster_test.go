@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -298,4 +299,45 @@ func liveCluster(nodes []*node, dead *node) *coordinator.Cluster {
 		}
 	}
 	return nil
+}
+
+// The cluster's config reaches every node without a restart: slots set
+// there replace each node's own, and a bad value is refused by name.
+func TestClusterConfigIsAppliedLive(t *testing.T) {
+	for _, b := range clusterBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			nodes := []*node{startNode(t, b, 4), startNode(t, b, 4)}
+			c := nodes[0].Cluster()
+			ctx := context.Background()
+			if err := c.SetConfig(ctx, coordinator.ClusterConfig{Slots: -3, LogLevel: "loud"}); err == nil ||
+				!strings.Contains(err.Error(), "slots: must be between") || !strings.Contains(err.Error(), `log_level: must be debug, info, warn or error (got "loud")`) {
+				t.Fatalf("a bad config: %v", err)
+			}
+			if err := c.SetConfig(ctx, coordinator.ClusterConfig{Slots: 1, BatchRows: 77}); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				members, _, _, err := nodes[1].Cluster().Members(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				all := len(members) == 2
+				for _, m := range members {
+					all = all && m.Slots == 1
+				}
+				if all {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("members after the config changed: %+v", members)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			got, err := nodes[1].Cluster().Config(ctx)
+			if err != nil || got.Slots != 1 || got.BatchRows != 77 {
+				t.Fatalf("config read back: %+v, %v", got, err)
+			}
+		})
+	}
 }

@@ -30,8 +30,11 @@ type Config struct {
 	// store does not disconnect).
 	SessionTimeout time.Duration
 	Addr           string // the node's API address, published for others
-	Slots          int    // partitions it runs at once
-	Log            *slog.Logger
+	Slots          int    // partitions it runs at once, unless the cluster's config says
+	// LogLevel, if set, is the level of Log, which the cluster's config
+	// may change.
+	LogLevel *slog.LevelVar
+	Log      *slog.Logger
 	// ResourceEvery is how often the node republishes its resources
 	// (default 3s); Tick how often the leader looks again without a watch
 	// firing (default 2s).
@@ -39,6 +42,9 @@ type Config struct {
 	Tick          time.Duration
 	// History, if set, also keeps finished runs (Redis in a cluster).
 	History History
+	// Progress, if set, hears the progress of every partition the node
+	// executes (the progress bars of `datashift run`).
+	Progress func(engine.Progress)
 	// Now and Sleep are the clock; nil: the real one.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -60,6 +66,7 @@ type Node struct {
 
 	mu       sync.Mutex
 	id       string // the current member id ("" between sessions)
+	slots    int    // as configured now
 	leading  bool
 	draining bool
 	running  map[PartitionKey]context.CancelFunc
@@ -87,7 +94,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{cfg: cfg, log: log, cluster: &Cluster{S: cfg.Store, Now: cfg.Now},
-		running: map[PartitionKey]context.CancelFunc{}, changed: make(chan struct{}, 1),
+		running: map[PartitionKey]context.CancelFunc{}, changed: make(chan struct{}, 1), slots: cfg.Slots,
 		registered: make(chan struct{}), done: make(chan struct{})}
 	if err := n.cluster.ensureBase(ctx); err != nil {
 		return nil, err
@@ -257,7 +264,8 @@ func (n *Node) member(ctx context.Context) {
 		close(n.registered)
 	}
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); n.watchConfig(ctx) }()
 	go func() { defer wg.Done(); n.publish(ctx, id) }()
 	go func() { defer wg.Done(); n.work(ctx, id) }()
 	go func() { defer wg.Done(); n.stand(ctx, id) }()
@@ -296,7 +304,7 @@ func (n *Node) republish() {
 
 func (n *Node) resources() Resources {
 	n.mu.Lock()
-	r := Resources{Slots: n.cfg.Slots, Draining: n.draining, Updated: n.cluster.now()}
+	r := Resources{Slots: n.slots, Draining: n.draining, Updated: n.cluster.now()}
 	for k := range n.running {
 		r.Running = append(r.Running, k.String())
 	}

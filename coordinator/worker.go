@@ -23,7 +23,7 @@ import (
 func (n *Node) work(ctx context.Context, id string) {
 	s := n.cfg.Store
 	dir := store.Join(assignPath, id)
-	execs := &executors{byRun: map[string]*sharedExecutor{}, sleep: n.cfg.Sleep, now: n.cfg.Now}
+	execs := &executors{byRun: map[string]*sharedExecutor{}, sleep: n.cfg.Sleep, now: n.cfg.Now, progress: n.cfg.Progress}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for ctx.Err() == nil {
@@ -109,7 +109,12 @@ func (n *Node) execute(ctx, pctx context.Context, id string, k PartitionKey, exe
 		log.Warn("cannot open the lease", "lease", a.Lease, "err", err)
 		return
 	}
-	exec, release, err := execs.get(&job, &run, part)
+	parts, err := rs.Partitions(ctx, k.Job, k.Run)
+	if err != nil {
+		log.Warn("cannot read the run's partitions", "err", err)
+		return
+	}
+	exec, release, err := execs.get(&job, &run, parts)
 	if err != nil {
 		cp := part.Checkpoint
 		cp.Error = err.Error()
@@ -166,10 +171,11 @@ func (n *Node) endPartition(ctx context.Context, log interface {
 // reject file) among a node's partitions of one run, as a standalone run
 // shares one among its partitions.
 type executors struct {
-	mu    sync.Mutex
-	byRun map[string]*sharedExecutor
-	sleep func(context.Context, time.Duration) error
-	now   func() time.Time
+	mu       sync.Mutex
+	byRun    map[string]*sharedExecutor
+	sleep    func(context.Context, time.Duration) error
+	now      func() time.Time
+	progress func(engine.Progress)
 }
 
 type sharedExecutor struct {
@@ -178,17 +184,21 @@ type sharedExecutor struct {
 	users int
 }
 
-func (e *executors) get(job *engine.Job, run *engine.RunRecord, part engine.PartitionRecord) (*engine.Executor, func(), error) {
+// get returns the executor of run on this node, made the first time from
+// the run's partitions (parts): its bad-row budget starts from what all of
+// them have set aside. Each node keeps its own count from there, so in a
+// cluster of several nodes the budget holds per node, not across them.
+func (e *executors) get(job *engine.Job, run *engine.RunRecord, parts []engine.PartitionRecord) (*engine.Executor, func(), error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	key := run.Job + "/" + run.ID
 	se := e.byRun[key]
 	if se == nil {
-		exec, close, err := engine.NewExecutor(job, []engine.PartitionRecord{part})
+		exec, close, err := engine.NewExecutor(job, parts)
 		if err != nil {
 			return nil, nil, err
 		}
-		exec.Sleep, exec.Now = e.sleep, e.now
+		exec.Sleep, exec.Now, exec.Progress = e.sleep, e.now, e.progress
 		se = &sharedExecutor{exec: exec, close: close}
 		e.byRun[key] = se
 	}

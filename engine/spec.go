@@ -320,7 +320,7 @@ func (j *Job) Validate() error {
 	}
 	for i, cb := range j.Callbacks {
 		if !strings.HasPrefix(cb.URL, "http://") && !strings.HasPrefix(cb.URL, "https://") {
-			bad(fmt.Sprintf("callbacks[%d].url", i), "must be an http:// or https:// URL (got %q)", cb.URL)
+			bad(fmt.Sprintf("callbacks[%d].url", i), "must be an http:// or https:// URL (got %q)", connectors.Redacted(cb.URL))
 		}
 		for _, on := range cb.On {
 			if on != "success" && on != "failure" {
@@ -427,11 +427,30 @@ func findCycle(jobs []*Job) []string {
 // ParseJob decodes a job from YAML or JSON (JSON is YAML), refusing unknown
 // fields, fills in defaults and validates it.
 func ParseJob(data []byte) (*Job, error) {
+	return ParseJobWith(data, JobDefaults{})
+}
+
+// JobDefaults are defaults a cluster's config gives the jobs submitted to
+// it, for the fields their spec leaves out; zero fields leave the engine's.
+type JobDefaults struct {
+	BatchRows  int
+	CommitRows int64
+}
+
+// ParseJobWith is ParseJob with d filling what the spec leaves out, before
+// the engine's defaults.
+func ParseJobWith(data []byte, d JobDefaults) (*Job, error) {
 	var j Job
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&j); err != nil {
 		return nil, fmt.Errorf("job spec: %w", err)
+	}
+	if j.BatchRows == 0 {
+		j.BatchRows = d.BatchRows
+	}
+	if j.CommitRows == 0 {
+		j.CommitRows = d.CommitRows
 	}
 	j.Normalize()
 	if err := j.Validate(); err != nil {

@@ -9,9 +9,13 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
+	"github.com/datashift/datashift/connectors"
 	"github.com/datashift/datashift/coordinator"
 	"github.com/datashift/datashift/engine"
 )
@@ -40,6 +44,8 @@ func (a *api) routes() http.Handler {
 	mux.HandleFunc("GET /api/jobs/{name}/runs", a.runs)
 	mux.HandleFunc("GET /api/runs/{job}/{run}", a.run)
 	mux.HandleFunc("GET /api/nodes", a.nodes)
+	mux.HandleFunc("GET /api/config", a.getConfig)
+	mux.HandleFunc("PUT /api/config", a.write(a.putConfig))
 	return mux
 }
 
@@ -60,16 +66,26 @@ func (a *api) write(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// errorBody is every error answer. Field is the spec field at fault (the
+// first, when several are); Fields lists them all.
 type errorBody struct {
-	Error string `json:"error"`
-	Field string `json:"field,omitempty"`
+	Error  string   `json:"error"`
+	Field  string   `json:"field,omitempty"`
+	Fields []string `json:"fields,omitempty"`
 }
 
 func fail(w http.ResponseWriter, code int, err error) {
 	body := errorBody{Error: err.Error()}
+	var ses engine.SpecErrors
 	var se *engine.SpecError
-	if errors.As(err, &se) {
-		body.Field = se.Field
+	switch {
+	case errors.As(err, &ses) && len(ses) > 0:
+		body.Field = ses[0].Field
+		for _, e := range ses {
+			body.Fields = append(body.Fields, e.Field)
+		}
+	case errors.As(err, &se):
+		body.Field, body.Fields = se.Field, []string{se.Field}
 	}
 	reply(w, code, body)
 }
@@ -110,19 +126,80 @@ func (a *api) readJob(w http.ResponseWriter, r *http.Request) (*engine.Job, bool
 		fail(w, http.StatusBadRequest, err)
 		return nil, false
 	}
-	job, err := engine.ParseJob(body)
+	cfg, err := a.node.Cluster().Config(r.Context())
 	if err != nil {
-		fail(w, http.StatusBadRequest, err)
+		fail(w, http.StatusInternalServerError, err)
+		return nil, false
+	}
+	job, err := engine.ParseJobWith(body, cfg.JobDefaults())
+	if err != nil {
+		fail(w, http.StatusBadRequest, hideSecrets(err, body))
 		return nil, false
 	}
 	if a.check != nil {
 		if err := a.check(r.Context(), job); err != nil {
-			failFor(w, err)
+			failFor(w, hideSecrets(err, body))
 			return nil, false
 		}
 	}
 	return job, true
 }
+
+// hideSecrets takes out of err's message every password of the spec in
+// body: a refusal may quote the value it refuses (a callback URL that is
+// not http, a DSN in the wrong field), and no answer shows a password.
+// Every string of the body that the redactor changes is replaced by its
+// redacted form, as written and as %q writes it.
+func hideSecrets(err error, body []byte) error {
+	var tree any
+	_ = yaml.Unmarshal(body, &tree) // what it can: a spec refused for its syntax quotes no values
+	var pairs []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, c := range v {
+				walk(k)
+				walk(c)
+			}
+		case map[any]any: // a mapping with keys that are not all strings
+			for k, c := range v {
+				walk(k)
+				walk(c)
+			}
+		case []any:
+			for _, c := range v {
+				walk(c)
+			}
+		case string:
+			if red := connectors.Redacted(v); red != v {
+				pairs = append(pairs, v, red)
+				if q, rq := strconv.Quote(v), strconv.Quote(red); q[1:len(q)-1] != v {
+					pairs = append(pairs, q[1:len(q)-1], rq[1:len(rq)-1])
+				}
+			}
+		}
+	}
+	walk(tree)
+	if len(pairs) == 0 {
+		return err
+	}
+	msg := strings.NewReplacer(pairs...).Replace(err.Error())
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{err: err, msg: msg}
+}
+
+// redactedError is an error shown with its passwords replaced; errors.As
+// still finds what it wraps (the spec errors and their fields).
+type redactedError struct {
+	err error
+	msg string
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
 
 type jobBody struct {
 	Name  string      `json:"name"`
@@ -292,4 +369,35 @@ func (a *api) nodes(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(out.Nodes, func(i, j int) bool { return out.Nodes[i].ID < out.Nodes[j].ID })
 	reply(w, http.StatusOK, out)
+}
+
+func (a *api) getConfig(w http.ResponseWriter, r *http.Request) {
+	cfg, err := a.node.Cluster().Config(r.Context())
+	if err != nil {
+		failFor(w, err)
+		return
+	}
+	reply(w, http.StatusOK, cfg)
+}
+
+// putConfig replaces the cluster's settings; every node applies them as it
+// hears of the change.
+func (a *api) putConfig(w http.ResponseWriter, r *http.Request) {
+	var cfg coordinator.ClusterConfig
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			fail(w, http.StatusRequestEntityTooLarge, fmt.Errorf("the request body is over %d bytes", maxBody))
+			return
+		}
+		fail(w, http.StatusBadRequest, fmt.Errorf("config: %w", err))
+		return
+	}
+	if err := a.node.Cluster().SetConfig(r.Context(), cfg); err != nil {
+		failFor(w, err)
+		return
+	}
+	reply(w, http.StatusOK, cfg)
 }

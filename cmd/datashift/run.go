@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/datashift/datashift/coordinator"
+	"github.com/datashift/datashift/coordinator/store"
 	"github.com/datashift/datashift/coordinator/store/embedded"
 	"github.com/datashift/datashift/engine"
 )
@@ -77,11 +78,12 @@ what the sink committed, with no row lost or written twice.`,
 }
 
 // runJob runs job with progress bars on w and prints its summary.
-func runJob(ctx context.Context, job *engine.Job, state engine.State, w io.Writer, quiet, restart bool) (*engine.RunRecord, error) {
+// It runs the job on a cluster of one over the job's state: the same
+// leader and worker as `datashift node`.
+func runJob(ctx context.Context, job *engine.Job, state store.Store, w io.Writer, quiet, restart bool) (*engine.RunRecord, error) {
 	ui := newProgressUI(w, quiet)
-	r := &engine.Runner{State: state, Progress: ui.Update, OnPlan: ui.Plan, Restart: restart}
 	start := time.Now()
-	run, err := r.Run(ctx, job)
+	run, err := coordinator.RunJob(ctx, state, job, coordinator.RunOptions{Restart: restart, Progress: ui.Update, OnPlan: ui.Plan})
 	ui.Wait()
 	if run == nil {
 		return nil, err
@@ -113,7 +115,7 @@ func runJob(ctx context.Context, job *engine.Job, state engine.State, w io.Write
 // openJobState opens the job's state file in dir (creating the folder).
 // The file is locked while open, so the same job started twice waits for
 // nothing: the second is refused.
-func openJobState(dir, job string) (engine.State, func(), error) {
+func openJobState(dir, job string) (store.Store, func(), error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("state folder: %w", err)
 	}
@@ -130,7 +132,7 @@ func openJobState(dir, job string) (engine.State, func(), error) {
 		db.Close()
 		return nil, nil, err
 	}
-	return &coordinator.RunState{S: s}, func() { s.Close(); db.Close() }, nil
+	return s, func() { s.Close(); db.Close() }, nil
 }
 
 func planCmd() *cobra.Command {

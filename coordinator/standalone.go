@@ -1,0 +1,165 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/datashift/datashift/coordinator/store"
+	"github.com/datashift/datashift/engine"
+)
+
+// RunOptions tune RunJob.
+type RunOptions struct {
+	// Restart abandons the job's unfinished or failed run (its rows stay in
+	// the sink) and starts a new one.
+	Restart bool
+	// Progress hears every partition's progress; OnPlan the run's
+	// partitions once they are known.
+	Progress func(engine.Progress)
+	OnPlan   func(run *engine.RunRecord, parts []engine.PartitionRecord)
+	Log      *slog.Logger
+	// Now and Sleep are the clock; nil: the real one.
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// RunJob runs one job to its end on a cluster of one: a node on s (the
+// embedded store of a standalone run) that leads and works, with
+// job.Parallelism slots. It is how `datashift run` runs: the same leader
+// and worker as a cluster's, so a standalone run and a cluster run are the
+// same code. The job is filed (or its spec updated), its unfinished run
+// continued (a failed one by a trigger, as in a cluster) or a new run
+// triggered, and RunJob returns the finished run; the error is the run's
+// failure. When ctx ends first the node drains: its partitions stop at
+// their last checkpoint, the run stays to be continued by the next call,
+// and the context's error is returned.
+func RunJob(ctx context.Context, s store.Store, job *engine.Job, opts RunOptions) (*engine.RunRecord, error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	node, err := Start(startCtx, Config{Store: s, Slots: max(1, job.Parallelism), Log: log, Tick: 500 * time.Millisecond,
+		Progress: opts.Progress, Now: opts.Now, Sleep: opts.Sleep})
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = node.Stop(stopCtx)
+	}()
+	c := node.Cluster()
+	rs := c.runs()
+	if _, _, err := c.Job(ctx, job.Name); errors.Is(err, ErrNoJob) {
+		_, err = c.SubmitJob(ctx, job)
+		if err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	} else if err := c.UpdateJob(ctx, job); err != nil {
+		return nil, err
+	}
+
+	active, err := rs.ActiveRun(ctx, job.Name)
+	switch {
+	case err == nil && opts.Restart:
+		steps := &engine.Steps{State: rs, Log: log, Now: opts.Now, Sleep: opts.Sleep}
+		if err := steps.Abandon(ctx, job, active); err != nil {
+			return nil, err
+		}
+		active = nil
+	case errors.Is(err, engine.ErrNotFound):
+		active = nil
+	case err != nil:
+		return nil, err
+	}
+	since := c.now()
+	if active == nil || active.State == engine.RunFailed {
+		entry, err := c.Trigger(ctx, job.Name, "run")
+		if err != nil {
+			return nil, err
+		}
+		if active, err = waitStarted(ctx, c, job.Name, entry, since); err != nil {
+			return nil, err
+		}
+	}
+	if opts.OnPlan != nil {
+		if st, err := c.Run(ctx, job.Name, active.ID); err == nil {
+			opts.OnPlan(&st.Run, st.Partitions)
+		}
+	}
+	return waitEnded(ctx, c, job.Name, active.ID)
+}
+
+// waitStarted waits for the leader to take the queue entry and returns the
+// run it started, or the reason it refused the trigger.
+func waitStarted(ctx context.Context, c *Cluster, job, entry string, since time.Time) (*engine.RunRecord, error) {
+	rs := c.runs()
+	for {
+		ok, _, err := c.S.Exists(ctx, store.Join(queuePath, entry))
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			run, err := rs.ActiveRun(ctx, job)
+			switch {
+			case err == nil && run.State == engine.RunRunning:
+				return run, nil
+			case err == nil:
+				return nil, fmt.Errorf("job %q: %s", job, run.Error)
+			case !errors.Is(err, engine.ErrNotFound):
+				return nil, err
+			}
+			hist, err := rs.History(ctx, job)
+			if err != nil {
+				return nil, err
+			}
+			for _, h := range hist {
+				if !h.Finished.Before(since) {
+					if h.State == engine.RunFailed {
+						return nil, fmt.Errorf("job %q: %s", job, h.Error)
+					}
+					return &h, nil
+				}
+			}
+			return nil, fmt.Errorf("job %q: the trigger was taken but no run came of it", job)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// waitEnded waits for run to end and returns its final record.
+func waitEnded(ctx context.Context, c *Cluster, job, run string) (*engine.RunRecord, error) {
+	var last *engine.RunRecord
+	for {
+		st, err := c.Run(ctx, job, run)
+		switch {
+		case ctx.Err() != nil:
+			return last, ctx.Err()
+		case err != nil:
+			return last, err
+		case st.Run.State != engine.RunRunning:
+			rec := st.Run
+			if rec.State != engine.RunSucceeded {
+				return &rec, fmt.Errorf("job %q run %s %s: %s", job, run, rec.State, rec.Error)
+			}
+			return &rec, nil
+		}
+		last = &st.Run
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
