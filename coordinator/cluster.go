@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/datashift/datashift/coordinator/history"
 	"github.com/datashift/datashift/coordinator/store"
 	"github.com/datashift/datashift/engine"
 )
@@ -109,6 +110,9 @@ var ErrNoJob = errors.New("no such job")
 // file, read, update, delete and trigger jobs, and read runs and nodes.
 type Cluster struct {
 	S store.Store
+	// History, if set, holds the finished runs (Redis); else the store's
+	// own history of the last few runs serves.
+	History history.Reader
 	// Now is the clock; nil: the real one.
 	Now func() time.Time
 }
@@ -325,23 +329,50 @@ func (c *Cluster) Runs(ctx context.Context, job string) ([]engine.RunRecord, err
 		out = append(out, rec)
 		seen[id] = true
 	}
-	hist, err := rs.History(ctx, job)
+	hist, err := c.history(ctx, job)
 	if err != nil {
 		return nil, err
 	}
 	for _, h := range hist {
 		if !seen[h.ID] {
 			out = append(out, h)
+			seen[h.ID] = true
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
 	return out, nil
 }
 
+// history lists the job's finished runs: from History when there is one
+// (with the store's few as a fallback for runs it missed), else the store's.
+func (c *Cluster) history(ctx context.Context, job string) ([]engine.RunRecord, error) {
+	kept, err := c.runs().History(ctx, job)
+	if err != nil || c.History == nil {
+		return kept, err
+	}
+	long, err := c.History.List(ctx, job, 0)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, r := range long {
+		seen[r.ID] = true
+	}
+	for _, r := range kept {
+		if !seen[r.ID] {
+			long = append(long, r)
+		}
+	}
+	return long, nil
+}
+
 // RunStatus is a run with its partitions, for people.
 type RunStatus struct {
 	Run        engine.RunRecord
 	Partitions []engine.PartitionRecord
+	// Finished is the partitions' summary of a run that is over, from the
+	// History (the store keeps none once a run is done).
+	Finished []history.Partition
 	// Waiting says why pending partitions wait, by partition id, as the
 	// leader last placed.
 	Waiting map[string]string
@@ -368,6 +399,15 @@ func (c *Cluster) readRun(ctx context.Context, job, run string) (*RunStatus, err
 	var rec engine.RunRecord
 	_, err := rs.get(ctx, runPath(job, run), &rec)
 	if errors.Is(err, store.ErrNoNode) {
+		if c.History != nil {
+			e, herr := c.History.Get(ctx, job, run)
+			if herr == nil {
+				return &RunStatus{Run: e.Run, Finished: e.Partitions}, nil
+			}
+			if !errors.Is(herr, engine.ErrNotFound) {
+				return nil, herr
+			}
+		}
 		hist, herr := rs.History(ctx, job)
 		if herr != nil {
 			return nil, herr

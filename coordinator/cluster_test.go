@@ -17,11 +17,13 @@ import (
 	"github.com/datashift/datashift/connectors"
 	mem "github.com/datashift/datashift/connectors/memory"
 	"github.com/datashift/datashift/coordinator"
+	"github.com/datashift/datashift/coordinator/history"
 	"github.com/datashift/datashift/coordinator/store"
 	"github.com/datashift/datashift/coordinator/store/embedded"
 	"github.com/datashift/datashift/coordinator/store/zkstore"
 	"github.com/datashift/datashift/coordinator/store/zkstore/zktest"
 	"github.com/datashift/datashift/engine"
+	"github.com/datashift/datashift/internal/testenv"
 )
 
 // A backend opens sessions on one cluster's tree: each is a node.
@@ -69,11 +71,16 @@ func (n *node) kill() {
 
 func startNode(t *testing.T, b backend, slots int) *node {
 	t.Helper()
+	return startNodeWith(t, b, slots, nil)
+}
+
+func startNodeWith(t *testing.T, b backend, slots int, h coordinator.History) *node {
+	t.Helper()
 	s := b.open(t)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	n, err := coordinator.Start(ctx, coordinator.Config{Store: s, Slots: slots, Log: log, Tick: 100 * time.Millisecond, ResourceEvery: 200 * time.Millisecond, SessionTimeout: zktest.SessionTimeout})
+	n, err := coordinator.Start(ctx, coordinator.Config{Store: s, Slots: slots, Log: log, Tick: 100 * time.Millisecond, ResourceEvery: 200 * time.Millisecond, SessionTimeout: zktest.SessionTimeout, History: h})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,5 +346,56 @@ func TestClusterConfigIsAppliedLive(t *testing.T) {
 				t.Fatalf("config read back: %+v, %v", got, err)
 			}
 		})
+	}
+}
+
+// Finished runs go to Redis with their partitions' summary; the store
+// keeps none of their partitions, and the runs API reads Redis back.
+func TestClusterKeepsHistoryInRedis(t *testing.T) {
+	addr, prefix := testenv.RedisPrefix(t)
+	h, err := history.OpenRedis(context.Background(), "redis://"+addr+"/0", prefix, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	b := clusterBackends(t)[1]
+	nodes := []*node{startNodeWith(t, b, 2, h), startNodeWith(t, b, 2, h)}
+	job, db, src := copyJob(t, "with-history", 1000, 0)
+	c := nodes[0].Cluster()
+	if _, err := c.SubmitJob(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Trigger(context.Background(), job.Name, "manual"); err != nil {
+		t.Fatal(err)
+	}
+	run := waitRun(t, c, job.Name, time.Minute)
+	if run.State != engine.RunSucceeded {
+		t.Fatalf("run %s: %s", run.State, run.Error)
+	}
+	checkSink(t, db, src)
+	// The leader puts the run in Redis right after recording its end.
+	var e *history.Entry
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if e, err = h.Get(context.Background(), job.Name, run.ID); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run is not in Redis: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var rows int64
+	for _, p := range e.Partitions {
+		rows += p.Rows
+		if p.State != engine.Done || p.Owner == "" {
+			t.Fatalf("partition summary %+v", p)
+		}
+	}
+	if len(e.Partitions) != 4 || rows != src.NumRows() {
+		t.Fatalf("Redis holds %d partitions with %d rows", len(e.Partitions), rows)
+	}
+	st, err := nodes[1].Cluster().Run(context.Background(), job.Name, run.ID)
+	if err != nil || len(st.Finished) != 4 || st.Run.Rows != src.NumRows() {
+		t.Fatalf("the runs API on another node: %+v, %v", st, err)
 	}
 }

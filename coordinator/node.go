@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/datashift/datashift/coordinator/history"
 	"github.com/datashift/datashift/coordinator/store"
 	"github.com/datashift/datashift/engine"
 )
@@ -50,9 +51,12 @@ type Config struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-// History keeps finished runs outside the coordinator store.
+// History keeps finished runs outside the coordinator store (Redis, see
+// package history): the leader puts each run as it ends, with a summary
+// of its partitions, and every node's API reads them back.
 type History interface {
-	Put(ctx context.Context, run *engine.RunRecord, parts []engine.PartitionRecord) error
+	history.Writer
+	history.Reader
 }
 
 // A Node is one member of a cluster: it registers itself, publishes its
@@ -93,7 +97,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: log, cluster: &Cluster{S: cfg.Store, Now: cfg.Now},
+	n := &Node{cfg: cfg, log: log, cluster: &Cluster{S: cfg.Store, Now: cfg.Now, History: cfg.History},
 		running: map[PartitionKey]context.CancelFunc{}, changed: make(chan struct{}, 1), slots: cfg.Slots,
 		registered: make(chan struct{}), done: make(chan struct{})}
 	if err := n.cluster.ensureBase(ctx); err != nil {

@@ -324,6 +324,12 @@ func (a *api) run(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := runBody{RunRecord: st.Run, Partitions: []partitionBody{}}
+	for _, p := range st.Finished {
+		body.Partitions = append(body.Partitions, partitionBody{
+			ID: p.ID, Range: p.Range, State: p.State, Owner: p.Owner, Attempts: p.Attempts, Error: p.Error,
+			Checkpoint: engine.Checkpoint{Rows: p.Rows, Bytes: p.Bytes, BadRows: p.BadRows, Done: p.State == engine.Done},
+		})
+	}
 	for _, p := range st.Partitions {
 		body.Partitions = append(body.Partitions, partitionBody{
 			ID: p.ID, Range: p.Range.String(), State: p.State, Owner: p.Owner, Attempts: p.Attempts, Lease: p.Lease,

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/datashift/datashift/coordinator"
+	"github.com/datashift/datashift/coordinator/history"
 	"github.com/datashift/datashift/coordinator/store"
 	"github.com/datashift/datashift/coordinator/store/embedded"
 	"github.com/datashift/datashift/coordinator/store/zkstore"
@@ -24,9 +25,9 @@ import (
 
 func nodeCmd() *cobra.Command {
 	var (
-		zk, root, listen, stateDir, token, logLevel string
-		slots                                       int
-		sessionTimeout, drainTimeout                time.Duration
+		zk, root, listen, stateDir, token, logLevel, redisURL string
+		slots                                                 int
+		sessionTimeout, drainTimeout                          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -63,8 +64,17 @@ at once, and leaves.`,
 				return err
 			}
 			defer closeStore()
+			cfg := coordinator.Config{Store: s, SessionTimeout: timeout, Addr: ln.Addr().String(), Slots: slots, Log: log, LogLevel: level}
+			if redisURL != "" {
+				h, err := history.OpenRedis(ctx, redisURL, "", 0)
+				if err != nil {
+					return fmt.Errorf("--redis: %w", err)
+				}
+				defer h.Close()
+				cfg.History = h
+			}
 			startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			node, err := coordinator.Start(startCtx, coordinator.Config{Store: s, SessionTimeout: timeout, Addr: ln.Addr().String(), Slots: slots, Log: log})
+			node, err := coordinator.Start(startCtx, cfg)
 			cancel()
 			if err != nil {
 				return err
@@ -102,6 +112,7 @@ at once, and leaves.`,
 	f.StringVar(&stateDir, "state", envOr("DATASHIFT_STATE", defaultStateDir()), "folder of the embedded store (without --zk)")
 	f.DurationVar(&sessionTimeout, "session-timeout", 10*time.Second, "ZooKeeper session timeout: a node silent this long is taken for dead")
 	f.DurationVar(&drainTimeout, "drain-timeout", 30*time.Second, "how long a drain may take on SIGTERM")
+	f.StringVar(&redisURL, "redis", os.Getenv("DATASHIFT_REDIS"), "Redis URL (redis://host:port/db) that keeps finished runs; empty: the store keeps the last few")
 	f.StringVar(&token, "token", os.Getenv("DATASHIFT_TOKEN"), "bearer token the API requires for changes (empty: none)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
