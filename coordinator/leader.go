@@ -33,6 +33,15 @@ type leader struct {
 	steps  *engine.Steps
 	holds  map[string]func() // exported snapshots by run, released at the run's end
 	waited map[string]string // the waiting reasons last written, by run path
+	// retries counts the transient failures of starting a queue entry's
+	// run: it is retried as the job's retries say, then refused. A new
+	// leader counts afresh, which only grants a few more tries.
+	retries map[string]startRetry
+}
+
+type startRetry struct {
+	failures int
+	next     time.Time
 }
 
 // errNotLeader ends a leadership whose fence no longer holds.
@@ -51,7 +60,7 @@ func (n *Node) lead(ctx context.Context, id, election string, epoch int64) {
 	rs := &RunState{S: n.cfg.Store, Fence: fence}
 	l := &leader{n: n, id: id, epoch: epoch, fence: fence, rs: rs,
 		steps: &engine.Steps{State: rs, Log: n.log, Now: n.cfg.Now, Sleep: n.cfg.Sleep},
-		holds: map[string]func(){}, waited: map[string]string{}}
+		holds: map[string]func(){}, waited: map[string]string{}, retries: map[string]startRetry{}}
 	defer func() {
 		for _, release := range l.holds {
 			release()
@@ -139,7 +148,7 @@ func (l *leader) step(ctx context.Context) error {
 		}
 		delete(assigned, k)
 	}
-	if err := l.clearDeadDirs(ctx, live); err != nil {
+	if err := l.clearDeadDirs(ctx); err != nil {
 		return err
 	}
 	if err := l.balanceJobs(ctx, members); err != nil {
@@ -208,11 +217,21 @@ func (l *leader) release(ctx context.Context, k PartitionKey, node string) error
 }
 
 // clearDeadDirs removes the assignment folders of nodes that left once
-// they are empty.
-func (l *leader) clearDeadDirs(ctx context.Context, live map[string]bool) error {
+// they are empty. The nodes are listed after the folders: a node registers
+// before it makes its folder, so one that joined since the step's list of
+// members is seen live, and its folder stays.
+func (l *leader) clearDeadDirs(ctx context.Context) error {
 	dirs, err := l.n.cfg.Store.Children(ctx, assignPath)
 	if err != nil {
 		return err
+	}
+	nodes, err := l.n.cfg.Store.Children(ctx, nodesPath)
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	for _, id := range nodes {
+		live[id] = true
 	}
 	for _, d := range dirs {
 		if live[d] {
@@ -328,15 +347,29 @@ func (l *leader) startRun(ctx context.Context, entry string, q QueueEntry) error
 	} else if err != nil && !errors.Is(err, engine.ErrNotFound) {
 		return err
 	}
+	now := l.n.cluster.now()
+	if r, ok := l.retries[entry]; ok && now.Before(r.next) {
+		return nil
+	}
 	run, parts, fresh, err := l.steps.Plan(ctx, job, false)
 	if err == nil && fresh {
 		if err = l.steps.Prepare(ctx, job); err == nil {
 			run.Prepared = true
 		}
 	}
+	if err != nil && connectors.IsTransient(err) && ctx.Err() == nil {
+		r := l.retries[entry]
+		if r.failures < job.Retries.Max {
+			wait := job.Retries.Wait(r.failures)
+			l.retries[entry] = startRetry{failures: r.failures + 1, next: now.Add(wait)}
+			l.n.log.Warn("cannot start the run yet; retrying", "job", job.Name, "in", wait, "err", err)
+			return nil
+		}
+	}
+	delete(l.retries, entry)
 	if err != nil {
-		if connectors.IsTransient(err) {
-			return fmt.Errorf("job %q: %w (the trigger waits)", job.Name, err)
+		if ctx.Err() != nil {
+			return err
 		}
 		return l.refuse(ctx, entry, job, run, err)
 	}
@@ -359,6 +392,20 @@ func (l *leader) startRun(ctx context.Context, entry string, q QueueEntry) error
 			return err
 		}
 		ops = []store.Op{store.SetOp(runPath(job.Name, run.ID), data, store.AnyVersion), store.SetOp(runJobPath(job.Name, run.ID), spec, store.AnyVersion)}
+		// Its failed partitions are tried again, from what their sink
+		// committed, with the job's retries afresh. Nothing else writes
+		// them: a failed run has no partition running.
+		for _, p := range parts {
+			if p.State != engine.Failed {
+				continue
+			}
+			p.State, p.Error, p.Attempts = engine.Pending, "", 0
+			data, err := json.Marshal(p)
+			if err != nil {
+				return err
+			}
+			ops = append(ops, store.SetOp(partPath(job.Name, run.ID, p.ID), data, store.AnyVersion))
+		}
 	}
 	ops = append(ops, store.DeleteOp(entry, store.AnyVersion))
 	if _, err := l.rs.multi(ctx, ops...); err != nil {
@@ -449,10 +496,12 @@ func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]st
 			}
 			state, reason := engine.Pending, "given back by its node; continues from its checkpoint"
 			switch {
+			case p.Checkpoint.Error != "":
+				// Before Done: a partition that was done and failed the
+				// check against its sink's commit record is not done.
+				state, reason = engine.Failed, p.Checkpoint.Error
 			case p.Checkpoint.Done:
 				state, reason = engine.Done, ""
-			case p.Checkpoint.Error != "":
-				state, reason = engine.Failed, p.Checkpoint.Error
 			}
 			if err := l.rs.EndPartition(ctx, a.job, run.ID, p.ID, p.Lease, state, reason); err != nil {
 				return nil, err
@@ -499,6 +548,17 @@ func (l *leader) finish(ctx context.Context, run *engine.RunRecord, parts []engi
 		if herr := l.n.cfg.History.Put(ctx, done, parts); herr != nil {
 			l.n.log.Warn("cannot keep the run's history", "job", run.Job, "run", run.ID, "err", herr)
 		}
+	}
+	if done != nil && done.State != engine.RunRunning && len(job.Callbacks) > 0 {
+		// Posted beside the leader's steps, which go on meanwhile; the
+		// node's Stop waits for them. A leader that dies while posting
+		// loses the rest of its callbacks: they are at most once.
+		rec := *done
+		l.n.wg.Add(1)
+		go func() {
+			defer l.n.wg.Done()
+			l.steps.Notify(job, &rec)
+		}()
 	}
 	l.n.log.Info("run finished", "job", run.Job, "run", run.ID, "state", done.State, "rows", done.Rows, "err", runErr)
 	return nil

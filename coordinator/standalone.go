@@ -41,6 +41,48 @@ func RunJob(ctx context.Context, s store.Store, job *engine.Job, opts RunOptions
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// What the last process left is read before the node starts: once it
+	// does, its leader acts on it at once (finishes a run whose partitions
+	// are all done, consumes a trigger), and what is read later could be
+	// its doing, not the last process's.
+	c := &Cluster{S: s, Now: opts.Now}
+	rs := c.runs()
+	filed := true
+	if _, _, err := c.Job(ctx, job.Name); errors.Is(err, ErrNoJob) {
+		filed = false
+	} else if err != nil {
+		return nil, err
+	} else if err := c.UpdateJob(ctx, job); err != nil {
+		return nil, err
+	}
+	active, err := rs.ActiveRun(ctx, job.Name)
+	switch {
+	case err == nil && opts.Restart:
+		steps := &engine.Steps{State: rs, Log: log, Now: opts.Now, Sleep: opts.Sleep}
+		if err := steps.Abandon(ctx, job, active); err != nil {
+			return nil, err
+		}
+		active = nil
+	case err == nil && active.State == engine.RunRunning:
+		// An interrupted run continues only as it was planned: the checks
+		// of a trigger's (the pinned spec and inputs, the plan), which a
+		// run that is going never meets.
+		steps := &engine.Steps{State: rs, Log: log, Now: opts.Now, Sleep: opts.Sleep}
+		if _, _, _, err := steps.Plan(ctx, job, false); err != nil {
+			return nil, err
+		}
+	case errors.Is(err, engine.ErrNotFound):
+		active = nil
+	case err != nil:
+		return nil, err
+	}
+	// A trigger the last process made and did not see taken is this run's.
+	entry, err := pendingTrigger(ctx, c, job.Name)
+	if err != nil {
+		return nil, err
+	}
+	since := c.now()
+
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	node, err := Start(startCtx, Config{Store: s, Slots: max(1, job.Parallelism), Log: log, Tick: 500 * time.Millisecond,
 		Progress: opts.Progress, Now: opts.Now, Sleep: opts.Sleep})
@@ -53,38 +95,18 @@ func RunJob(ctx context.Context, s store.Store, job *engine.Job, opts RunOptions
 		defer cancel()
 		_ = node.Stop(stopCtx)
 	}()
-	c := node.Cluster()
-	rs := c.runs()
-	if _, _, err := c.Job(ctx, job.Name); errors.Is(err, ErrNoJob) {
-		_, err = c.SubmitJob(ctx, job)
-		if err != nil {
+	c = node.Cluster()
+	if !filed {
+		if _, err := c.SubmitJob(ctx, job); err != nil {
 			return nil, err
 		}
-	} else if err != nil {
-		return nil, err
-	} else if err := c.UpdateJob(ctx, job); err != nil {
-		return nil, err
 	}
-
-	active, err := rs.ActiveRun(ctx, job.Name)
-	switch {
-	case err == nil && opts.Restart:
-		steps := &engine.Steps{State: rs, Log: log, Now: opts.Now, Sleep: opts.Sleep}
-		if err := steps.Abandon(ctx, job, active); err != nil {
+	if entry == "" && (active == nil || active.State == engine.RunFailed) {
+		if entry, err = c.Trigger(ctx, job.Name, "run"); err != nil {
 			return nil, err
 		}
-		active = nil
-	case errors.Is(err, engine.ErrNotFound):
-		active = nil
-	case err != nil:
-		return nil, err
 	}
-	since := c.now()
-	if active == nil || active.State == engine.RunFailed {
-		entry, err := c.Trigger(ctx, job.Name, "run")
-		if err != nil {
-			return nil, err
-		}
+	if entry != "" {
 		if active, err = waitStarted(ctx, c, job.Name, entry, since); err != nil {
 			return nil, err
 		}
@@ -95,6 +117,27 @@ func RunJob(ctx context.Context, s store.Store, job *engine.Job, opts RunOptions
 		}
 	}
 	return waitEnded(ctx, c, job.Name, active.ID)
+}
+
+// pendingTrigger returns the job's entry in the run queue, "" if none.
+func pendingTrigger(ctx context.Context, c *Cluster, job string) (string, error) {
+	entries, err := c.S.Children(ctx, queuePath)
+	if errors.Is(err, store.ErrNoNode) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	sortBySequence(entries)
+	for _, e := range entries {
+		var q QueueEntry
+		if err := getJSON(ctx, c.S, store.Join(queuePath, e), &q); err == nil && q.Job == job {
+			return e, nil
+		} else if err != nil && !errors.Is(err, store.ErrNoNode) {
+			return "", err
+		}
+	}
+	return "", nil
 }
 
 // waitStarted waits for the leader to take the queue entry and returns the

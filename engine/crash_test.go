@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,8 +17,7 @@ import (
 
 	"github.com/datashift/datashift/connectors"
 	mem "github.com/datashift/datashift/connectors/memory"
-	"github.com/datashift/datashift/coordinator"
-	"github.com/datashift/datashift/coordinator/store/embedded"
+	"github.com/datashift/datashift/coordinator/store"
 	"github.com/datashift/datashift/engine"
 )
 
@@ -64,55 +65,165 @@ func (c *crasher) dead() bool {
 	return c.crashed
 }
 
-// crashingState is the run state as a crashing process sees it.
-type crashingState struct {
-	engine.State
+func (c *crasher) failed() error {
+	if c.dead() {
+		return errCrash
+	}
+	return nil
+}
+
+// crashingStore is a process's session on the coordinator store as the
+// process sees it when it crashes: every call goes to the real session
+// until the crash point, and fails with errCrash from there on (those the
+// node makes while it stops included), so nothing more lands. The crash
+// points are the store's writes that matter, recognised by what they do:
+//
+//	take    the leader's assignment of a partition (a Multi creating /assign/…)
+//	save    a worker's fenced checkpoint save (a Check of …/partitions/P
+//	        and a Set of …/progress/P), before it lands
+//	saved   just after such a save landed
+//	end     a worker's final report (a progress Set with the deletion of
+//	        its /assign/… node), before it lands
+//	finish  the finish step (a Multi writing /history/…), before it lands
+//	start   the leader's start of a run (a Multi consuming a /queue/…
+//	        trigger), before it lands
+type crashingStore struct {
+	store.Store
 	c *crasher
 }
 
-type crashingLease struct {
-	engine.Lease
-	c *crasher
+// storeStep names what a Multi does, "" for none of the crash points.
+func storeStep(ops []store.Op) string {
+	var partCheck, progressSet, assignCreate, assignDelete, history, queue bool
+	for _, op := range ops {
+		switch {
+		case strings.HasPrefix(op.Path, "/history/") && (op.Kind == store.OpCreate || op.Kind == store.OpSet):
+			history = true
+		case strings.HasPrefix(op.Path, "/queue/") && op.Kind == store.OpDelete:
+			queue = true
+		case strings.HasPrefix(op.Path, "/assign/") && op.Kind == store.OpCreate:
+			assignCreate = true
+		case strings.HasPrefix(op.Path, "/assign/") && op.Kind == store.OpDelete:
+			assignDelete = true
+		case strings.HasPrefix(op.Path, "/runs/") && strings.Contains(op.Path, "/partitions/") && op.Kind == store.OpCheck:
+			partCheck = true
+		case strings.HasPrefix(op.Path, "/runs/") && strings.Contains(op.Path, "/progress/") && op.Kind == store.OpSet:
+			progressSet = true
+		}
+	}
+	switch {
+	case history:
+		return "finish"
+	case queue:
+		return "start"
+	case assignCreate:
+		return "take"
+	case progressSet && assignDelete:
+		return "end"
+	case len(ops) == 2 && partCheck && progressSet:
+		return "save"
+	}
+	return ""
 }
 
-func (s crashingState) TakePartition(ctx context.Context, job, run, id, owner string) (engine.Lease, engine.PartitionRecord, error) {
-	if err := s.c.at("take"); err != nil {
-		return nil, engine.PartitionRecord{}, err
+func (s crashingStore) Multi(ctx context.Context, ops ...store.Op) ([]store.OpResult, error) {
+	if err := s.c.failed(); err != nil {
+		return nil, err
 	}
-	l, p, err := s.State.TakePartition(ctx, job, run, id, owner)
-	return crashingLease{l, s.c}, p, err
+	step := storeStep(ops)
+	if step != "" {
+		if err := s.c.at(step); err != nil {
+			return nil, err
+		}
+	}
+	res, err := s.Store.Multi(ctx, ops...)
+	if err == nil && step == "save" {
+		if err := s.c.at("saved"); err != nil {
+			return nil, err
+		}
+	}
+	return res, err
 }
 
-// Save crashes before ("save") or just after ("saved") the checkpoint lands.
-func (l crashingLease) Save(ctx context.Context, cp engine.Checkpoint) error {
-	if err := l.c.at("save"); err != nil {
-		return err
+func (s crashingStore) Get(ctx context.Context, path string) ([]byte, store.Stat, error) {
+	if err := s.c.failed(); err != nil {
+		return nil, store.Stat{}, err
 	}
-	if err := l.Lease.Save(ctx, cp); err != nil {
-		return err
-	}
-	return l.c.at("saved")
+	return s.Store.Get(ctx, path)
 }
 
-func (s crashingState) EndPartition(ctx context.Context, job, run, id string, epoch int64, state, reason string) error {
-	if err := s.c.at("end"); err != nil {
-		return err
+func (s crashingStore) Exists(ctx context.Context, path string) (bool, store.Stat, error) {
+	if err := s.c.failed(); err != nil {
+		return false, store.Stat{}, err
 	}
-	return s.State.EndPartition(ctx, job, run, id, epoch, state, reason)
+	return s.Store.Exists(ctx, path)
 }
 
-func (s crashingState) UpdateRun(ctx context.Context, run *engine.RunRecord) error {
-	if err := s.c.at("update"); err != nil {
-		return err
+func (s crashingStore) Children(ctx context.Context, path string) ([]string, error) {
+	if err := s.c.failed(); err != nil {
+		return nil, err
 	}
-	return s.State.UpdateRun(ctx, run)
+	return s.Store.Children(ctx, path)
 }
 
-func (s crashingState) FinishRun(ctx context.Context, run *engine.RunRecord) error {
-	if err := s.c.at("finish"); err != nil {
+func (s crashingStore) Create(ctx context.Context, path string, data []byte, flags store.Flags) (string, error) {
+	if err := s.c.failed(); err != nil {
+		return "", err
+	}
+	return s.Store.Create(ctx, path, data, flags)
+}
+
+func (s crashingStore) Set(ctx context.Context, path string, data []byte, version int32) (store.Stat, error) {
+	if err := s.c.failed(); err != nil {
+		return store.Stat{}, err
+	}
+	return s.Store.Set(ctx, path, data, version)
+}
+
+func (s crashingStore) Delete(ctx context.Context, path string, version int32) error {
+	if err := s.c.failed(); err != nil {
 		return err
 	}
-	return s.State.FinishRun(ctx, run)
+	return s.Store.Delete(ctx, path, version)
+}
+
+func (s crashingStore) GetW(ctx context.Context, path string) ([]byte, store.Stat, <-chan store.Event, error) {
+	if err := s.c.failed(); err != nil {
+		return nil, store.Stat{}, nil, err
+	}
+	return s.Store.GetW(ctx, path)
+}
+
+func (s crashingStore) ExistsW(ctx context.Context, path string) (bool, store.Stat, <-chan store.Event, error) {
+	if err := s.c.failed(); err != nil {
+		return false, store.Stat{}, nil, err
+	}
+	return s.Store.ExistsW(ctx, path)
+}
+
+func (s crashingStore) ChildrenW(ctx context.Context, path string) ([]string, <-chan store.Event, error) {
+	if err := s.c.failed(); err != nil {
+		return nil, nil, err
+	}
+	return s.Store.ChildrenW(ctx, path)
+}
+
+// crashing is a process that crashes as c says: its store calls through a
+// crashingStore, its memory connector's faults (read, write, commit,
+// record, committed) from c, and its context cancelled at the crash.
+// db may be nil (a job on other connectors).
+func crashing(c *crasher, db *mem.DB) (proc, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel, c.counts, c.crashed = cancel, map[string]int{}, false
+	if db != nil {
+		db.SetFaults(func(step mem.Step, _, _ string, _ int) error { return c.at(string(step)) })
+	}
+	return proc{ctx: ctx, wrap: func(s store.Store) store.Store { return crashingStore{s, c} }}, func() {
+		if db != nil {
+			db.SetFaults(nil)
+		}
+		cancel()
+	}
 }
 
 // world is a memory store with a source table and a target table, and the
@@ -120,7 +231,7 @@ func (s crashingState) FinishRun(ctx context.Context, run *engine.RunRecord) err
 type world struct {
 	t      *testing.T
 	db     *mem.DB
-	state  *embedded.DB
+	home   *home
 	src    arrow.RecordBatch // every source row
 	others arrow.RecordBatch // rows in the target before the job, nil for none
 }
@@ -165,8 +276,8 @@ func othersRows(schema *arrow.Schema) arrow.RecordBatch {
 }
 
 func newWorld(t *testing.T, rows, nullEvery int64, withOthers bool) *world {
-	w := &world{t: t, db: mem.New(t.Name()), state: embedded.Memory(), src: orders(1, rows+1, "row", nullEvery)}
-	t.Cleanup(func() { w.src.Release(); w.db.Drop(); w.state.Close() })
+	w := &world{t: t, db: mem.New(t.Name()), home: newHome(t), src: orders(1, rows+1, "row", nullEvery)}
+	t.Cleanup(func() { w.src.Release(); w.db.Drop() })
 	w.db.Put("src", w.src)
 	if withOthers {
 		w.others = othersRows(w.src.Schema())
@@ -195,23 +306,28 @@ func (w *world) job(key []string, mode connectors.WriteMode) *engine.Job {
 // faults from c (nil: none).
 func (w *world) run(job *engine.Job, c *crasher) (*engine.RunRecord, error) {
 	w.t.Helper()
-	s, err := w.state.Session()
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	defer s.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var state engine.State = &coordinator.RunState{S: s}
-	w.db.SetFaults(nil)
+	p := proc{}
 	if c != nil {
-		c.cancel, c.counts = cancel, map[string]int{}
-		state = crashingState{state, c}
-		w.db.SetFaults(func(step mem.Step, _, _ string, _ int) error { return c.at(string(step)) })
-		defer w.db.SetFaults(nil)
+		var done func()
+		p, done = crashing(c, w.db)
+		defer done()
 	}
-	noSleep := func(ctx context.Context, d time.Duration) error { return ctx.Err() }
-	return (&engine.Runner{State: state, Sleep: noSleep}).Run(ctx, job)
+	p.Sleep = shortSleep
+	if os.Getenv("DEBUGLOG") != "" {
+		p.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return w.home.run(job, p)
+}
+
+// shortSleep is the clock of the crash tests: every wait (retry backoffs,
+// the node's pauses after a failed store call) cut to a millisecond.
+func shortSleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-time.After(min(d, time.Millisecond)):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // check compares the target with the source rows plus, unless truncated,
@@ -268,6 +384,8 @@ func TestCrashBetweenEverySteps(t *testing.T) {
 		{string(mem.StepCommit), []int{1, 4}},
 		{string(mem.StepRecord), []int{2, 5}},
 		{string(mem.StepCommitted), []int{1, 3, 6}},
+		{"start", []int{1}},
+		{"take", []int{1, 3}},
 		{"save", []int{2, 5}},
 		{"saved", []int{1, 4, 8}},
 		{"end", []int{1, 3}},
@@ -315,8 +433,10 @@ func TestCrashWhileResuming(t *testing.T) {
 }
 
 // A sink that keeps no commit record cannot say what an interrupted
-// partition wrote: the resume is refused, naming the job and the
-// partition, before anything more is written.
+// partition wrote: its resume is refused, naming the job and the
+// partition, before anything more of it is written. (The partitions that
+// had not started go on: they are safe to copy, and the cluster lets the
+// others of a failing run end.)
 func TestResumeRefusedWithoutCommitRecords(t *testing.T) {
 	w := newWorld(t, 600, 0, false)
 	job := w.job([]string{"id"}, connectors.Append)
@@ -324,54 +444,78 @@ func TestResumeRefusedWithoutCommitRecords(t *testing.T) {
 	if _, err := w.run(job, &crasher{step: string(mem.StepCommitted), n: 3}); err == nil {
 		t.Fatal("the crash did not happen")
 	}
-	before := w.db.Rows("dst")
-	defer before.Release()
-	_, err := w.run(job, nil)
+	run := w.home.activeRun(job)
+	parts, err := w.home.state().Partitions(context.Background(), job.Name, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started []engine.PartitionRecord
+	for _, p := range parts {
+		if p.Checkpoint.Started {
+			started = append(started, p)
+		}
+	}
+	if len(started) == 0 {
+		t.Fatal("no partition had started before the crash: the test proves nothing")
+	}
+	before := w.rowsIn(started)
+	_, err = w.run(job, nil)
 	if err == nil || !strings.Contains(err.Error(), `job "crash" partition p00`) || !strings.Contains(err.Error(), "keeps no commit record") {
 		t.Fatalf("resume into a sink without commit records: %v", err)
 	}
-	after := w.db.Rows("dst")
-	defer after.Release()
-	if after.NumRows() != before.NumRows() {
-		t.Fatalf("the refused resume wrote %d rows", after.NumRows()-before.NumRows())
+	if after := w.rowsIn(started); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("the refused resume wrote into the started partitions: rows by partition %v, before %v", after, before)
 	}
+}
+
+// rowsIn counts the target's rows in each partition's range.
+func (w *world) rowsIn(parts []engine.PartitionRecord) []int {
+	got := w.db.Rows("dst")
+	if got == nil {
+		return make([]int, len(parts))
+	}
+	defer got.Release()
+	out := make([]int, len(parts))
+	ids := got.Column(0).(*array.Int64)
+	for i := 0; i < ids.Len(); i++ {
+		for j, p := range parts {
+			if !ids.IsNull(i) && p.Range.Contains(connectors.Key{ids.Value(i)}) {
+				out[j]++
+			}
+		}
+	}
+	return out
 }
 
 // When the sink holds fewer commits than the checkpoints say (its commit
 // records dropped), the resume is refused: guessing would lose or double
-// rows.
+// rows. So it is for a partition stopped halfway (its checkpoint after its
+// first commit) and for one whose last checkpoint says done but whose end
+// was never reported (the crash between the two). One partition at a
+// time, so the crash falls on the first partition's steps.
 func TestResumeRefusedWhenTheSinkLostCommits(t *testing.T) {
-	w := newWorld(t, 600, 0, false)
-	job := w.job([]string{"id"}, connectors.Append)
-	c := &crasher{step: "saved", n: 6}
-	if _, err := w.run(job, c); err == nil || !c.dead() {
-		t.Fatal("the crash did not happen")
+	for _, c := range []*crasher{{step: "saved", n: 2}, {step: "end", n: 1}} {
+		t.Run(c.step, func(t *testing.T) {
+			w := newWorld(t, 600, 0, false)
+			job := w.job([]string{"id"}, connectors.Append)
+			job.Parallelism = 1
+			if _, err := w.run(job, c); err == nil || !c.dead() {
+				t.Fatal("the crash did not happen")
+			}
+			run := w.home.activeRun(job)
+			sink, err := connectors.OpenSink(context.Background(), mem.TypeName, connectors.SinkConfig{DSN: w.db.DSN(), Table: "dst"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sink.Close()
+			if err := sink.(connectors.CommitLog).Forget(context.Background(), job.Name, run.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.run(job, nil); err == nil || !strings.Contains(err.Error(), "the sink lost commits") {
+				t.Fatalf("resume after the sink lost its records: %v", err)
+			}
+		})
 	}
-	runs := activeRun(t, w, job)
-	sink, err := connectors.OpenSink(context.Background(), mem.TypeName, connectors.SinkConfig{DSN: w.db.DSN(), Table: "dst"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sink.(connectors.CommitLog).Forget(context.Background(), job.Name, runs.ID); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.run(job, nil); err == nil || !strings.Contains(err.Error(), "the sink lost commits") {
-		t.Fatalf("resume after the sink lost its records: %v", err)
-	}
-}
-
-func activeRun(t *testing.T, w *world, job *engine.Job) *engine.RunRecord {
-	t.Helper()
-	s, err := w.state.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	run, err := (&coordinator.RunState{S: s}).ActiveRun(context.Background(), job.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return run
 }
 
 // A run continues only under the spec it was planned with; what only tunes
@@ -386,9 +530,9 @@ func TestResumeRefusedUnderAnotherSpec(t *testing.T) {
 	other := *job
 	other.Sink.Table = "elsewhere"
 	other.Source.Key = nil
+	// The refusal is recorded on the run and comes back as its text.
 	_, err := w.run(&other, nil)
-	var pe *engine.PinError
-	if !errors.As(err, &pe) || !strings.Contains(err.Error(), `sink.table: "dst" → "elsewhere"`) || !strings.Contains(err.Error(), "source.key") {
+	if err == nil || !strings.Contains(err.Error(), "was planned with another spec") || !strings.Contains(err.Error(), `sink.table: "dst" → "elsewhere"`) || !strings.Contains(err.Error(), "source.key") {
 		t.Fatalf("resume under another sink table: %v", err)
 	}
 	tuned := *job

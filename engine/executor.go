@@ -75,6 +75,7 @@ var ErrBudgetExceeded = errors.New("bad rows exceed the budget")
 // Recording the outcome (done, failed, given back) is the caller's.
 func (e *Executor) Execute(ctx context.Context, t Task) (Checkpoint, error) {
 	cp := t.Partition.Checkpoint
+	cp.Error = "" // an earlier attempt's failure, now being retried
 	err := retry(ctx, t.Job.Retries, e.sleep, func(err error) {
 		e.report(t, Progress{State: Pending, Rows: cp.Rows, Bytes: cp.Bytes, EstRows: t.Partition.EstRows, Err: err})
 	}, func() error { return e.attempt(ctx, t, &cp) })
@@ -98,7 +99,6 @@ func (e *Executor) Execute(ctx context.Context, t Task) (Checkpoint, error) {
 // backoff that doubles up to spec.MaxBackoff. onRetry, if set, hears each
 // error that is retried.
 func retry(ctx context.Context, spec RetrySpec, sleep func(context.Context, time.Duration) error, onRetry func(error), fn func() error) error {
-	backoff := time.Duration(spec.Backoff)
 	for attempt := 0; ; attempt++ {
 		err := fn()
 		if err == nil || ctx.Err() != nil || !connectors.IsTransient(err) || attempt >= spec.Max {
@@ -107,11 +107,20 @@ func retry(ctx context.Context, spec RetrySpec, sleep func(context.Context, time
 		if onRetry != nil {
 			onRetry(err)
 		}
-		if err := sleep(ctx, backoff); err != nil {
+		if err := sleep(ctx, spec.Wait(attempt)); err != nil {
 			return err
 		}
-		backoff = min(backoff*2, time.Duration(spec.MaxBackoff))
 	}
+}
+
+// Wait is the wait before retry number attempt+1 (attempt counts from
+// 0): retries.backoff, doubled each time up to retries.max_backoff.
+func (r RetrySpec) Wait(attempt int) time.Duration {
+	d := time.Duration(r.Backoff)
+	for i := 0; i < attempt && d < time.Duration(r.MaxBackoff); i++ {
+		d *= 2
+	}
+	return min(d, max(time.Duration(r.MaxBackoff), time.Duration(r.Backoff)))
 }
 
 func (e *Executor) sleep(ctx context.Context, d time.Duration) error {

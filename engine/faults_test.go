@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/coordinator"
 	"github.com/datashift/datashift/engine"
 )
 
@@ -48,11 +49,11 @@ func TestDroppedConnectionsRetryFromCheckpoint(t *testing.T) {
 			}
 		}
 	}()
-	run, err := (&engine.Runner{State: newState(t), Progress: func(p engine.Progress) {
+	run, err := newHome(t).run(job, proc{ctx: ctx, RunOptions: coordinator.RunOptions{Progress: func(p engine.Progress) {
 		if p.State == engine.Pending && p.Err != nil {
 			retries.Add(1)
 		}
-	}}).Run(ctx, job)
+	}}})
 	cancel()
 	killerDone.Wait()
 	if err != nil {
@@ -98,8 +99,13 @@ func TestUnreachableSourceFailsWithReason(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("Check of an unreachable source: %v", err)
 	}
-	if _, err := (&engine.Runner{State: newState(t)}).Run(context.Background(), job); err == nil || strings.Contains(err.Error(), "hunter2") {
-		t.Fatalf("run of an unreachable source: %v", err)
+	// The run fails once the plan step has used the job's retries (a few
+	// milliseconds of backoff); a minute is far more than it needs.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = newHome(t).run(job, proc{ctx: ctx})
+	if err == nil || ctx.Err() != nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("run of an unreachable source: %v (want it failed with the reason, before the deadline)", err)
 	}
 }
 
@@ -119,7 +125,7 @@ func TestSnapshotIsolatesTheRun(t *testing.T) {
 			job.Parallelism = 1 // the partitions run in key order, one after another
 			var once sync.Once
 			partitions := 0
-			r := &engine.Runner{State: newState(t), OnPlan: func(_ *engine.RunRecord, parts []engine.PartitionRecord) { partitions = len(parts) }, Progress: func(p engine.Progress) {
+			opts := coordinator.RunOptions{OnPlan: func(_ *engine.RunRecord, parts []engine.PartitionRecord) { partitions = len(parts) }, Progress: func(p engine.Progress) {
 				if p.Rows > 0 {
 					once.Do(func() {
 						src.exec(t, `INSERT INTO orders (id, name, amount, created, flag) SELECT g, 'late', 1, now(), true FROM generate_series(100001, 100100) g`,
@@ -128,7 +134,7 @@ func TestSnapshotIsolatesTheRun(t *testing.T) {
 					})
 				}
 			}}
-			run, err := r.Run(context.Background(), job)
+			run, err := runOnce(t, job, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,7 +180,7 @@ func TestCallbacksReportTheOutcome(t *testing.T) {
 	src.fill(t, 1000)
 	job := copyJob(src, dst, connectors.Append)
 	job.Callbacks = []engine.CallbackSpec{{URL: srv.URL + "/done"}, {URL: srv.URL + "/failed-only", On: []string{"failure"}}}
-	run, err := (&engine.Runner{State: newState(t)}).Run(context.Background(), job)
+	run, err := runOnce(t, job, coordinator.RunOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

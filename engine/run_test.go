@@ -21,7 +21,6 @@ import (
 	_ "github.com/datashift/datashift/connectors/mysql"
 	_ "github.com/datashift/datashift/connectors/postgres"
 	"github.com/datashift/datashift/coordinator"
-	"github.com/datashift/datashift/coordinator/store/embedded"
 	"github.com/datashift/datashift/engine"
 	"github.com/datashift/datashift/internal/testenv"
 )
@@ -126,16 +125,6 @@ func (e endpoint) checksum(t *testing.T) connectors.Checksum {
 	return sum
 }
 
-func newState(t *testing.T) *coordinator.RunState {
-	db := embedded.Memory()
-	s, err := db.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(); db.Close() })
-	return &coordinator.RunState{S: s}
-}
-
 func copyJob(src, dst endpoint, mode connectors.WriteMode) *engine.Job {
 	j := &engine.Job{
 		Name:        "copy-" + src.typ + "-" + dst.typ,
@@ -154,14 +143,14 @@ func copyJob(src, dst endpoint, mode connectors.WriteMode) *engine.Job {
 // runInterrupted runs job, cancelling it once about rowsBeforeCancel rows
 // have been written (anywhere in a batch, commit or checkpoint), and reports
 // whether the cancel landed before the run ended.
-func runInterrupted(t *testing.T, state engine.State, job *engine.Job, rowsBeforeCancel int64) bool {
+func runInterrupted(t *testing.T, h *home, job *engine.Job, rowsBeforeCancel int64) bool {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
 	seen := map[string]int64{}
 	var written int64
-	r := &engine.Runner{State: state, Progress: func(p engine.Progress) {
+	_, err := h.run(job, proc{ctx: ctx, RunOptions: coordinator.RunOptions{Progress: func(p engine.Progress) {
 		mu.Lock()
 		defer mu.Unlock()
 		written += max(p.Rows-seen[p.Partition], 0)
@@ -169,8 +158,7 @@ func runInterrupted(t *testing.T, state engine.State, job *engine.Job, rowsBefor
 		if written >= rowsBeforeCancel {
 			cancel()
 		}
-	}}
-	_, err := r.Run(ctx, job)
+	}}})
 	if err == nil {
 		return false
 	}
@@ -195,7 +183,7 @@ func testResume(t *testing.T, src, dst endpoint, mode connectors.WriteMode) {
 		t.Fatalf("source has %d rows", want.Rows)
 	}
 	job := copyJob(src, dst, mode)
-	state := newState(t)
+	h := newHome(t)
 	switch mode {
 	case connectors.Truncate:
 		// Rows the truncate must remove, ids the source does not have.
@@ -209,13 +197,12 @@ func testResume(t *testing.T, src, dst endpoint, mode connectors.WriteMode) {
 	// append); the second as soon as its resumed partitions write.
 	interrupted := 0
 	for _, after := range []int64{int64(1 + rng.Intn(fixtureRows*6/10)), 1} {
-		if !runInterrupted(t, state, job, after) {
+		if !runInterrupted(t, h, job, after) {
 			t.Fatal("the run finished before it was interrupted")
 		}
 		interrupted++
 	}
-	r := &engine.Runner{State: state}
-	run, err := r.Run(context.Background(), job)
+	run, err := h.run(job, proc{})
 	if err != nil {
 		t.Fatalf("resumed run: %v", err)
 	}
@@ -236,7 +223,7 @@ func prefill(t *testing.T, dst endpoint, offset int) {
 	fake.exec(t, fmt.Sprintf(`UPDATE orders SET id = id + %d, name = 'stale', amount = 0`, offset*1000))
 	pre := copyJob(fake, dst, connectors.Append)
 	pre.Name = "prefill"
-	if _, err := (&engine.Runner{State: newState(t)}).Run(context.Background(), pre); err != nil {
+	if _, err := runOnce(t, pre, coordinator.RunOptions{}); err != nil {
 		t.Fatalf("prefill: %v", err)
 	}
 }
@@ -267,7 +254,7 @@ func TestResumeSQLiteToParquet(t *testing.T) {
 				// An earlier run's parts that the truncate must remove.
 				old := sqliteEndpoint(t)
 				old.fill(t, 500)
-				if _, err := (&engine.Runner{State: newState(t)}).Run(context.Background(), copyJob(old, dst, connectors.Append)); err != nil {
+				if _, err := runOnce(t, copyJob(old, dst, connectors.Append), coordinator.RunOptions{}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -280,13 +267,13 @@ func TestResumeSQLiteToSQLite(t *testing.T) {
 	testResume(t, sqliteEndpoint(t), sqliteEndpoint(t), connectors.Upsert)
 }
 
-// crashAt wraps state so that the run dies the n-th time a partition
-// reaches step ("save": a sink commit is in, its checkpoint not saved yet;
-// "saved", "end", "finish"), and returns the context to run it in.
-func crashAt(state engine.State, step string, n int) (engine.State, context.Context, *crasher) {
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &crasher{step: step, n: n, cancel: cancel, counts: map[string]int{}}
-	return crashingState{state, c}, ctx, c
+// crashAt is a process that dies the n-th time its node reaches the store
+// step ("save": a sink commit is in, its checkpoint not saved yet; "saved",
+// "take", "end", "finish"; see crashingStore). done ends it.
+func crashAt(step string, n int) (p proc, c *crasher, done func()) {
+	c = &crasher{step: step, n: n}
+	p, done = crashing(c, nil)
+	return p, c, done
 }
 
 func TestResumeAfterCommitWithoutCheckpoint(t *testing.T) {
@@ -296,12 +283,14 @@ func TestResumeAfterCommitWithoutCheckpoint(t *testing.T) {
 			src := pgEndpoint(t)
 			src.fill(t, fixtureRows)
 			job := copyJob(src, d, connectors.Append)
-			state := newState(t)
-			crashing, ctx, c := crashAt(state, "save", 5)
-			if _, err := (&engine.Runner{State: crashing}).Run(ctx, job); !errors.Is(err, context.Canceled) || !c.dead() {
+			h := newHome(t)
+			crash, c, done := crashAt("save", 5)
+			_, err := h.run(job, crash)
+			done()
+			if err == nil || !c.dead() {
 				t.Fatalf("crashed run: %v", err)
 			}
-			if _, err := (&engine.Runner{State: state}).Run(context.Background(), job); err != nil {
+			if _, err := h.run(job, proc{}); err != nil {
 				t.Fatalf("resumed run: %v", err)
 			}
 			if got, want := d.checksum(t), src.checksum(t); got != want {
@@ -317,11 +306,11 @@ func TestIncrementalSync(t *testing.T) {
 	src.exec(t, `UPDATE orders SET updated_at = id`)
 	job := copyJob(src, dst, connectors.Upsert)
 	job.Incremental = &engine.IncrementalSpec{Cursor: "updated_at"}
-	state := newState(t)
+	h := newHome(t)
 	var moved []int64
 	run := func() {
 		t.Helper()
-		r, err := (&engine.Runner{State: state}).Run(context.Background(), job)
+		r, err := h.run(job, proc{})
 		if err != nil {
 			t.Fatalf("incremental run: %v", err)
 		}
@@ -352,7 +341,7 @@ func TestBadRowsBudget(t *testing.T) {
 
 	job := copyJob(src, dst, connectors.Append)
 	job.Sink.CreateTable = false
-	_, err := (&engine.Runner{State: newState(t)}).Run(context.Background(), job)
+	_, err := runOnce(t, job, coordinator.RunOptions{})
 	if err == nil || !strings.Contains(err.Error(), `column "name"`) || !strings.Contains(err.Error(), "key 7") {
 		t.Fatalf("run with an oversized value: %v; want a failure naming column name and key 7", err)
 	}
@@ -360,7 +349,7 @@ func TestBadRowsBudget(t *testing.T) {
 	dst.exec(t, `TRUNCATE TABLE orders`)
 	rejects := filepath.Join(t.TempDir(), "rejects.jsonl")
 	job.BadRows = engine.BadRowsSpec{Max: 5, RejectFile: rejects}
-	run, err := (&engine.Runner{State: newState(t)}).Run(context.Background(), job)
+	run, err := runOnce(t, job, coordinator.RunOptions{})
 	if err != nil {
 		t.Fatalf("run within budget: %v", err)
 	}
@@ -384,7 +373,8 @@ func TestBadRowsBudget(t *testing.T) {
 
 	job.BadRows = engine.BadRowsSpec{Max: 2, RejectFile: rejects}
 	dst.exec(t, `TRUNCATE TABLE orders`)
-	if _, err := (&engine.Runner{State: newState(t)}).Run(context.Background(), job); !errors.Is(err, engine.ErrBudgetExceeded) {
+	// The run's failure comes back as its text.
+	if _, err := runOnce(t, job, coordinator.RunOptions{}); err == nil || !strings.Contains(err.Error(), engine.ErrBudgetExceeded.Error()) {
 		t.Fatalf("3 bad rows with a budget of 2: %v", err)
 	}
 }
@@ -395,7 +385,7 @@ func parquetDataset(t *testing.T) (src, files endpoint) {
 	src, files = sqliteEndpoint(t), parquetEndpoint(t)
 	src.fill(t, fixtureRows)
 	toFiles := copyJob(src, files, connectors.Append) // 7 partitions: 7+ part files
-	if _, err := (&engine.Runner{State: newState(t)}).Run(context.Background(), toFiles); err != nil {
+	if _, err := runOnce(t, toFiles, coordinator.RunOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return src, files
@@ -416,18 +406,20 @@ func TestResumeKeylessFileRanges(t *testing.T) {
 		Parallelism: 2,
 	}
 	job.Normalize()
-	state := newState(t)
+	h := newHome(t)
 	// A partition commits a part file, then "dies" before its checkpoint
 	// says so.
 	job.CommitRows = 1000
-	crashing, ctx, c := crashAt(state, "save", 4)
-	if _, err := (&engine.Runner{State: crashing}).Run(ctx, job); !errors.Is(err, context.Canceled) || !c.dead() {
+	crash, c, done := crashAt("save", 4)
+	_, err := h.run(job, crash)
+	done()
+	if err == nil || !c.dead() {
 		t.Fatalf("crashed run: %v", err)
 	}
 	if committed := dst.checksum(t); committed.Rows == 0 {
 		t.Fatal("no part was committed before the crash: the test proves nothing")
 	}
-	run, err := (&engine.Runner{State: state}).Run(context.Background(), job)
+	run, err := h.run(job, proc{})
 	if err != nil {
 		t.Fatalf("resumed run: %v", err)
 	}
@@ -454,9 +446,11 @@ func TestResumeRefusedWhenInputFilesChanged(t *testing.T) {
 		CommitRows: 1000,
 	}
 	job.Normalize()
-	state := newState(t)
-	crashing, ctx, c := crashAt(state, "save", 4)
-	if _, err := (&engine.Runner{State: crashing}).Run(ctx, job); !errors.Is(err, context.Canceled) || !c.dead() {
+	h := newHome(t)
+	crash, c, done := crashAt("save", 4)
+	_, err := h.run(job, crash)
+	done()
+	if err == nil || !c.dead() {
 		t.Fatalf("crashed run: %v", err)
 	}
 	parts, err := filepath.Glob(filepath.Join(files.dsn, "*.parquet"))
@@ -471,9 +465,9 @@ func TestResumeRefusedWhenInputFilesChanged(t *testing.T) {
 	if err := os.WriteFile(added, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = (&engine.Runner{State: state}).Run(context.Background(), job)
-	var pe *engine.PinError
-	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "input "+added+" is new") {
+	// The refusal is recorded on the run and comes back as its text.
+	_, err = h.run(job, proc{})
+	if err == nil || !strings.Contains(err.Error(), "was planned with another spec or input") || !strings.Contains(err.Error(), "input "+added+" is new") {
 		t.Fatalf("resume after a file was added: %v", err)
 	}
 	if err := os.Remove(added); err != nil {
@@ -483,10 +477,10 @@ func TestResumeRefusedWhenInputFilesChanged(t *testing.T) {
 	if err := os.Chtimes(parts[1], later, later); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := (&engine.Runner{State: state}).Run(context.Background(), job); !errors.As(err, &pe) || !strings.Contains(err.Error(), "input "+parts[1]+" was modified") {
+	if _, err := h.run(job, proc{}); err == nil || !strings.Contains(err.Error(), "input "+parts[1]+" was modified") {
 		t.Fatalf("resume after a file was modified: %v", err)
 	}
-	if _, err := (&engine.Runner{State: state, Restart: true}).Run(context.Background(), job); err != nil {
+	if _, err := h.run(job, proc{RunOptions: coordinator.RunOptions{Restart: true}}); err != nil {
 		t.Fatalf("restart: %v", err)
 	}
 	if got, want := dst.checksum(t), src.checksum(t); got != want {
@@ -505,8 +499,8 @@ func TestFailedRunContinuesAfterTheFix(t *testing.T) {
 	job := copyJob(src, dst, connectors.Append)
 	job.Sink.CreateTable = false
 	job.Parallelism = 1
-	state := newState(t)
-	run, err := (&engine.Runner{State: state}).Run(context.Background(), job)
+	h := newHome(t)
+	run, err := h.run(job, proc{})
 	if err == nil || !strings.Contains(err.Error(), "key 15000") {
 		t.Fatalf("first run: %v; want a failure naming key 15000", err)
 	}
@@ -514,7 +508,7 @@ func TestFailedRunContinuesAfterTheFix(t *testing.T) {
 		t.Fatalf("the failed run committed %d rows; the test needs some but not all", run.Rows)
 	}
 	dst.exec(t, `ALTER TABLE orders MODIFY name LONGTEXT`)
-	again, err := (&engine.Runner{State: state}).Run(context.Background(), job)
+	again, err := h.run(job, proc{})
 	if err != nil {
 		t.Fatalf("continued run: %v", err)
 	}
@@ -532,22 +526,19 @@ func TestRestartAbandonsTheUnfinishedRun(t *testing.T) {
 	src, dst := sqliteEndpoint(t), sqliteEndpoint(t)
 	src.fill(t, fixtureRows)
 	job := copyJob(src, dst, connectors.Truncate)
-	state := newState(t)
-	if !runInterrupted(t, state, job, fixtureRows/4) {
+	h := newHome(t)
+	if !runInterrupted(t, h, job, fixtureRows/4) {
 		t.Fatal("the run finished before it was interrupted")
 	}
-	old, err := state.ActiveRun(context.Background(), job.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run, err := (&engine.Runner{State: state, Restart: true}).Run(context.Background(), job)
+	old := h.activeRun(job)
+	run, err := h.run(job, proc{RunOptions: coordinator.RunOptions{Restart: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if run.ID == old.ID || run.Rows != fixtureRows {
 		t.Fatalf("restart continued run %s (old %s) with %d rows", run.ID, old.ID, run.Rows)
 	}
-	hist, err := state.History(context.Background(), job.Name)
+	hist, err := h.state().History(context.Background(), job.Name)
 	if err != nil || len(hist) != 2 || hist[1].ID != old.ID || hist[1].State != engine.RunAbandoned {
 		t.Fatalf("history %+v, %v", hist, err)
 	}
@@ -568,13 +559,13 @@ func TestResumedRunKeepsItsBadRowBudget(t *testing.T) {
 	job.Sink.CreateTable = false
 	job.Parallelism = 1
 	job.BadRows = engine.BadRowsSpec{Max: 5, RejectFile: filepath.Join(t.TempDir(), "rejects.jsonl")}
-	state := newState(t)
+	h := newHome(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
 	bad := map[string]int64{}
-	r := &engine.Runner{State: state, Progress: func(p engine.Progress) {
+	progress := func(p engine.Progress) {
 		mu.Lock()
 		defer mu.Unlock()
 		bad[p.Partition] = max(bad[p.Partition], p.BadRows)
@@ -585,12 +576,12 @@ func TestResumedRunKeepsItsBadRowBudget(t *testing.T) {
 		if total >= 3 {
 			cancel()
 		}
-	}}
-	if _, err := r.Run(ctx, job); !errors.Is(err, context.Canceled) {
+	}
+	if _, err := h.run(job, proc{ctx: ctx, RunOptions: coordinator.RunOptions{Progress: progress}}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("first run: %v; want it interrupted after 3 bad rows", err)
 	}
-	run, err := (&engine.Runner{State: state}).Run(context.Background(), job)
-	if !errors.Is(err, engine.ErrBudgetExceeded) {
+	run, err := h.run(job, proc{})
+	if err == nil || !strings.Contains(err.Error(), engine.ErrBudgetExceeded.Error()) {
 		t.Fatalf("resumed run: %v; want the budget of 5 exceeded by the 6 bad rows of both attempts", err)
 	}
 	if run.BadRows != 5 {

@@ -67,14 +67,19 @@ func pgExec(t *testing.T, dsn string, stmts ...string) {
 func killAndResume(t *testing.T, job string, kills int) int {
 	t.Helper()
 	state := filepath.Join(t.TempDir(), "state")
-	return killAndResumeWith(t, kills, func(int) *exec.Cmd {
+	return killAndResumeWith(t, kills, state, func(int) *exec.Cmd {
 		return exec.Command(binary(t), "run", job, "--state", state, "-q")
 	})
 }
 
 // killAndResumeWith is killAndResume with the i-th start made by start
-// (the last, i == kills, runs to its end).
-func killAndResumeWith(t *testing.T, kills int, start func(i int) *exec.Cmd) int {
+// (the last, i == kills, runs to its end) and the state in stateDir.
+//
+// A kill can land after the run ended but before the process exited; the
+// job is then copied, and starting it again would start a new run (in
+// append mode, a second copy). So after each kill the job's state is read,
+// and a run that succeeded ends the test's runs, that kill not counted.
+func killAndResumeWith(t *testing.T, kills int, stateDir string, start func(i int) *exec.Cmd) int {
 	t.Helper()
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
@@ -99,6 +104,10 @@ func killAndResumeWith(t *testing.T, kills int, start func(i int) *exec.Cmd) int
 		case <-time.After(time.Duration(300+rng.Intn(1500)) * time.Millisecond):
 			_ = cmd.Process.Kill()
 			<-done
+			if succeededRuns(t, stateDir) > 0 {
+				t.Logf("run %d was killed after its run had succeeded", i)
+				return landed
+			}
 			landed++
 		}
 	}
@@ -109,6 +118,38 @@ func killAndResumeWith(t *testing.T, kills int, start func(i int) *exec.Cmd) int
 	}
 	t.Logf("final run:\n%s", out)
 	return landed
+}
+
+// succeededRuns counts the succeeded runs in the state files of stateDir.
+func succeededRuns(t *testing.T, stateDir string) int {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(stateDir, "*.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range files {
+		db, err := embedded.Open(f)
+		if err != nil {
+			t.Fatalf("state %s: %v", f, err)
+		}
+		s, err := db.Session()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hist, err := (&coordinator.RunState{S: s}).History(context.Background(), strings.TrimSuffix(filepath.Base(f), ".db"))
+		s.Close()
+		db.Close()
+		if err != nil {
+			t.Fatalf("state %s: %v", f, err)
+		}
+		for _, h := range hist {
+			if h.State == engine.RunSucceeded {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func writeJob(t *testing.T, spec string) string {
@@ -352,7 +393,7 @@ rate_limit: {rows_per_second: 60000}
 		{dir, "project/jobs/job.yaml"},
 		{"/", filepath.Join(jobs, "job.yaml")},
 	}
-	landed := killAndResumeWith(t, len(starts)-1, func(i int) *exec.Cmd {
+	landed := killAndResumeWith(t, len(starts)-1, filepath.Join(home, "datashift"), func(i int) *exec.Cmd {
 		cmd := exec.Command(binary(t), "run", starts[i].job, "-q")
 		cmd.Dir = starts[i].dir
 		cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+home, "DATASHIFT_STATE=")
@@ -389,7 +430,7 @@ func runInProcess(t *testing.T, job *engine.Job) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := (&engine.Runner{State: &coordinator.RunState{S: s}}).Run(context.Background(), job); err != nil {
+	if _, err := coordinator.RunJob(context.Background(), s, job, coordinator.RunOptions{}); err != nil {
 		t.Fatalf("%s: %v", job.Name, err)
 	}
 }

@@ -30,6 +30,7 @@ func TestSQLiteToRedisHashes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	defer s.Close()
 	job := &engine.Job{
 		Name:       "sqlite-redis",
 		Source:     engine.SourceSpec{Type: "sqlite", DSN: src, Table: "orders", Key: []string{"id"}},
@@ -40,7 +41,7 @@ func TestSQLiteToRedisHashes(t *testing.T) {
 	if err := job.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	run, err := (&engine.Runner{State: &coordinator.RunState{S: s}}).Run(context.Background(), job)
+	run, err := coordinator.RunJob(context.Background(), s, job, coordinator.RunOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -160,7 +160,7 @@ func copyTable(t *testing.T, src, dst store) {
 		Sink:   engine.SinkSpec{Type: dst.typ, DSN: dst.dsn, Table: "types", Mode: connectors.Append, CreateTable: true},
 	}
 	job.Normalize()
-	if _, err := (&engine.Runner{State: &coordinator.RunState{S: s}}).Run(context.Background(), job); err != nil {
+	if _, err := coordinator.RunJob(context.Background(), s, job, coordinator.RunOptions{}); err != nil {
 		t.Fatalf("copy %s → %s: %v", src.typ, dst.typ, err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -19,8 +18,9 @@ import (
 
 // Steps are the steps of a run that concern the whole run — plan (or
 // resume), prepare the sink, finish — each taken through State. A cluster's
-// leader takes them for the runs it places on its workers; a Runner takes
-// them, and executes the partitions too, in one process.
+// leader takes them for the runs it places on its workers (a standalone
+// `datashift run` is a cluster of one: coordinator.RunJob); the partitions
+// in between are the workers', each executed by an Executor.
 type Steps struct {
 	State State
 	Log   *slog.Logger
@@ -29,33 +29,6 @@ type Steps struct {
 	MaxPartitions int
 	// HTTPClient posts callbacks; nil: a client with a 10s timeout.
 	HTTPClient *http.Client
-	// Sleep and Now are the clock; nil: the real one.
-	Sleep func(ctx context.Context, d time.Duration) error
-	Now   func() time.Time
-}
-
-// Runner runs whole jobs on one process: it takes the run's Steps and, in
-// between, each partition under a lease. A run that was interrupted
-// (killed, crashed) is found in State and continues from what its sink
-// committed, with the same plan.
-type Runner struct {
-	State State
-	// Progress, if set, receives every partition's progress.
-	Progress func(Progress)
-	// OnPlan, if set, is called once the run's partitions are known.
-	OnPlan func(run *RunRecord, parts []PartitionRecord)
-	Log    *slog.Logger
-	// MaxPartitions caps the plan below the job's partitions.max; 0: no
-	// extra cap.
-	MaxPartitions int
-	// HTTPClient posts callbacks; nil: a client with a 10s timeout.
-	HTTPClient *http.Client
-	// Restart abandons the job's unfinished or failed run and starts a new
-	// one, instead of continuing it.
-	Restart bool
-	// Owner names this process as the holder of the partitions it takes;
-	// "" is "local".
-	Owner string
 	// Sleep and Now are the clock; nil: the real one.
 	Sleep func(ctx context.Context, d time.Duration) error
 	Now   func() time.Time
@@ -124,71 +97,6 @@ func NewRunID(now time.Time) string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	return now.UTC().Format("20060102T150405.000000Z") + "-" + hex.EncodeToString(b)
-}
-
-// steps are the Runner's run-level steps.
-func (r *Runner) steps() *Steps {
-	return &Steps{State: r.State, Log: r.Log, MaxPartitions: r.MaxPartitions, HTTPClient: r.HTTPClient, Sleep: r.Sleep, Now: r.Now}
-}
-
-// Run runs a job to its end, continuing its unfinished run if there is one.
-// It returns the finished run record; the error is the run's failure.
-func (r *Runner) Run(ctx context.Context, job *Job) (*RunRecord, error) {
-	st := r.steps()
-	log := st.logger()
-	var run *RunRecord
-	var parts []PartitionRecord
-	err := retry(ctx, job.Retries, st.sleep, st.logRetry(job, "plan"), func() error {
-		var fresh bool
-		var err error
-		if run, parts, fresh, err = st.Plan(ctx, job, r.Restart); err != nil {
-			return err
-		}
-		if !fresh {
-			return r.State.UpdateRun(ctx, run)
-		}
-		if err := r.State.CreateRun(ctx, run, parts); err != nil {
-			return fmt.Errorf("job %q: create run: %w", job.Name, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	log.Info("run", "job", job.Name, "run", run.ID, "partitions", len(parts), "scheme", run.Scheme, "reason", run.Reason)
-	if r.OnPlan != nil {
-		r.OnPlan(run, parts)
-	}
-
-	if !run.Prepared {
-		if err := st.Prepare(ctx, job); err != nil {
-			return st.Finish(job, run, err)
-		}
-		run.Prepared = true
-		if err := r.State.UpdateRun(ctx, run); err != nil {
-			return nil, err
-		}
-	}
-	if job.Snapshot {
-		release, err := st.ExportSnapshot(ctx, job, run)
-		if err != nil {
-			return nil, err
-		}
-		defer release()
-	}
-	exec, closeExec, err := NewExecutor(job, parts)
-	if err != nil {
-		return st.Finish(job, run, err)
-	}
-	defer closeExec()
-	exec.Progress, exec.Sleep, exec.Now = r.Progress, r.Sleep, r.Now
-
-	runErr := r.runPartitions(ctx, job, run, parts, exec)
-	if ctx.Err() != nil {
-		// Interrupted: leave the run active to be resumed.
-		return run, ctx.Err()
-	}
-	return st.Finish(job, run, runErr)
 }
 
 // NewExecutor makes the executor of a job's partitions, for the run whose
@@ -450,83 +358,10 @@ func prepareSink(ctx context.Context, job *Job) error {
 	return sink.Prepare(ctx, schema, job.Sink.Mode == connectors.Truncate)
 }
 
-// runPartitions is the execute step on this process: Job.Parallelism
-// workers, each taking a partition under a lease, executing it and
-// recording its outcome, as a cluster's leader and workers do between them.
-func (r *Runner) runPartitions(ctx context.Context, job *Job, run *RunRecord, parts []PartitionRecord, exec *Executor) error {
-	todo := make(chan string)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for range max(1, job.Parallelism) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range todo {
-				err := r.runPartition(ctx, job, run, id, exec)
-				if err == nil || ctx.Err() != nil {
-					continue
-				}
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("partition %s: %w", id, err)
-				}
-				mu.Unlock()
-				if errors.Is(err, ErrBudgetExceeded) || !connectors.IsTransient(err) {
-					cancel() // the run has failed; stop the rest
-				}
-			}
-		}()
-	}
-	for _, p := range parts {
-		if p.State == Done {
-			continue
-		}
-		select {
-		case todo <- p.ID:
-		case <-ctx.Done():
-		}
-	}
-	close(todo)
-	wg.Wait()
-	return firstErr
-}
-
-func (r *Runner) runPartition(ctx context.Context, job *Job, run *RunRecord, id string, exec *Executor) error {
-	lease, part, err := r.State.TakePartition(ctx, job.Name, run.ID, id, r.owner())
-	if err != nil {
-		return connectors.Transient(fmt.Errorf("take partition: %w", err))
-	}
-	_, err = exec.Execute(ctx, Task{Job: job, Run: run, Partition: part, Lease: lease})
-	// The outcome is recorded with a context of its own: the run's may be
-	// the one that ended.
-	endCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var end error
-	switch {
-	case errors.Is(err, ErrLeaseLost):
-		// Someone else holds the partition now; what it becomes is theirs
-		// to record.
-		return err
-	case ctx.Err() != nil:
-		end = r.State.EndPartition(endCtx, job.Name, run.ID, id, lease.Epoch(), Pending, "interrupted")
-	case err != nil:
-		end = r.State.EndPartition(endCtx, job.Name, run.ID, id, lease.Epoch(), Failed, err.Error())
-	default:
-		end = r.State.EndPartition(endCtx, job.Name, run.ID, id, lease.Epoch(), Done, "")
-	}
-	if err == nil && end != nil {
-		return connectors.Transient(fmt.Errorf("record partition done: %w", end))
-	}
-	return err
-}
-
 // Finish is the finish step: it totals the partitions and records the
-// run's outcome (runErr, or the first partition not done), drops a
-// succeeded run's commit records from the sink and calls the job's
-// callbacks.
+// run's outcome (runErr, or the first partition not done) and drops a
+// succeeded run's commit records from the sink. Notify then calls the
+// job's callbacks.
 func (s *Steps) Finish(job *Job, run *RunRecord, runErr error) (*RunRecord, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -562,18 +397,25 @@ func (s *Steps) Finish(job *Job, run *RunRecord, runErr error) (*RunRecord, erro
 	} else if run.State == RunSucceeded {
 		s.forget(ctx, job, run)
 	}
-	if len(job.Callbacks) > 0 {
-		cbCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		client := s.HTTPClient
-		if client == nil {
-			client = &http.Client{Timeout: 10 * time.Second}
-		}
-		if err := NotifyCallbacks(cbCtx, client, job, run, s.sleep); err != nil {
-			s.logger().Warn("callbacks", "job", job.Name, "run", run.ID, "err", err)
-		}
-	}
 	return run, runErr
+}
+
+// Notify posts the finished run's outcome to the job's callbacks, retrying
+// each for about a minute (then logged). It is the step after Finish, taken
+// apart from it so that a slow callback holds up nobody's next step.
+func (s *Steps) Notify(job *Job, run *RunRecord) {
+	if len(job.Callbacks) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	client := s.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if err := NotifyCallbacks(ctx, client, job, run, s.sleep); err != nil {
+		s.logger().Warn("callbacks", "job", job.Name, "run", run.ID, "err", err)
+	}
 }
 
 func (s *Steps) logRetry(job *Job, step string) func(error) {
@@ -585,13 +427,6 @@ func (s *Steps) logger() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return s.Log
-}
-
-func (r *Runner) owner() string {
-	if r.Owner == "" {
-		return "local"
-	}
-	return r.Owner
 }
 
 func (s *Steps) sleep(ctx context.Context, d time.Duration) error {
