@@ -545,7 +545,12 @@ func (l *leader) finish(ctx context.Context, run *engine.RunRecord, parts []engi
 		return errNotLeader
 	}
 	if done != nil && done.State != engine.RunRunning && l.n.cfg.History != nil {
-		if herr := l.n.cfg.History.Put(ctx, done, parts); herr != nil {
+		// Kept even when the node is stopping: the run is over in the
+		// store already, and this is its only long record.
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		herr := l.n.cfg.History.Put(hctx, done, parts)
+		cancel()
+		if herr != nil {
 			l.n.log.Warn("cannot keep the run's history", "job", run.Job, "run", run.ID, "err", herr)
 		}
 	}

@@ -39,11 +39,14 @@ const sourceRows = 2_000_000
 
 // ---- nodes ----------------------------------------------------------------
 
-// testCluster is the nodes a test started on its own ZooKeeper root.
+// testCluster is the nodes a test started on its own ZooKeeper root, or,
+// without ZooKeeper, on a state folder of its own.
 type testCluster struct {
 	t       *testing.T
 	servers string
 	root    string
+	state   string   // the --state folder when there is no ZooKeeper
+	extra   []string // more flags for every node
 	nodes   []*clusterNode
 }
 
@@ -88,6 +91,53 @@ func newTestCluster(t *testing.T) *testCluster {
 	return c
 }
 
+// newLocalCluster is newTestCluster for nodes without --zk: each keeps
+// the state in the test's folder, as a cluster of one.
+func newLocalCluster(t *testing.T) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, state: t.TempDir()}
+	t.Cleanup(c.stopAll)
+	return c
+}
+
+// args are a node's command line.
+func (c *testCluster) args(addr string, slots int) []string {
+	args := []string{"node", "--listen", addr, "--slots", strconv.Itoa(slots),
+		"--session-timeout", clusterSessionTimeout.String(), "--drain-timeout", "10s"}
+	if c.servers != "" {
+		args = append(args, "--zk", c.servers, "--root", c.root)
+	} else {
+		args = append(args, "--state", c.state)
+	}
+	return append(args, c.extra...)
+}
+
+// startFails starts a node that must exit by itself, and returns its exit
+// code and output.
+func (c *testCluster) startFails(slots int) (int, string) {
+	c.t.Helper()
+	cmd := exec.Command(binary(c.t), c.args(freeAddr(c.t), slots)...)
+	dieWithTest(cmd)
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() {
+		out, err = cmd.CombinedOutput()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		c.t.Fatalf("the node did not exit within 20s:\n%s", out)
+	}
+	if err == nil {
+		return 0, string(out)
+	}
+	return cmd.ProcessState.ExitCode(), string(out)
+}
+
 // freeAddr is a loopback address nothing listens on now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -103,8 +153,7 @@ func freeAddr(t *testing.T) string {
 func (c *testCluster) start(slots int) *clusterNode {
 	c.t.Helper()
 	n := &clusterNode{name: fmt.Sprintf("n%d", len(c.nodes)+1), addr: freeAddr(c.t), out: &lockedBuffer{}, exited: make(chan struct{})}
-	n.cmd = exec.Command(binary(c.t), "node", "--listen", n.addr, "--zk", c.servers, "--root", c.root,
-		"--slots", strconv.Itoa(slots), "--session-timeout", clusterSessionTimeout.String(), "--drain-timeout", "10s")
+	n.cmd = exec.Command(binary(c.t), c.args(n.addr, slots)...)
 	n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
 	dieWithTest(n.cmd)
 	if err := n.cmd.Start(); err != nil {
@@ -590,7 +639,7 @@ func copyCluster(t *testing.T) (c *testCluster, src, dst string, want connectors
 	go func() {
 		defer close(made)
 		began := time.Now()
-		want, err = makeSource(src)
+		want, err = makeSource(src, sourceRows)
 		took = time.Since(began)
 	}()
 	t.Cleanup(func() { <-made }) // before the database is dropped
@@ -606,9 +655,9 @@ func copyCluster(t *testing.T) (c *testCluster, src, dst string, want connectors
 	return c, src, dst, want
 }
 
-// makeSource fills the database at dsn with table orders and returns its
-// checksum.
-func makeSource(dsn string) (connectors.Checksum, error) {
+// makeSource fills the database at dsn with table orders of rows rows and
+// returns its checksum.
+func makeSource(dsn string, rows int) (connectors.Checksum, error) {
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -617,7 +666,7 @@ func makeSource(dsn string) (connectors.Checksum, error) {
 	defer conn.Close(ctx)
 	for _, stmt := range []string{
 		`CREATE TABLE orders (id bigint NOT NULL, name text, amount numeric(12,2), created timestamptz)`,
-		fmt.Sprintf(`INSERT INTO orders SELECT g, 'name ' || g, (g %% 100000) / 100.0, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second' FROM generate_series(1, %d) g`, sourceRows),
+		fmt.Sprintf(`INSERT INTO orders SELECT g, 'name ' || g, (g %% 100000) / 100.0, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second' FROM generate_series(1, %d) g`, rows),
 		`ALTER TABLE orders ADD PRIMARY KEY (id)`,
 		`ANALYZE orders`,
 	} {

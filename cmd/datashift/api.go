@@ -326,7 +326,7 @@ func (a *api) run(w http.ResponseWriter, r *http.Request) {
 	body := runBody{RunRecord: st.Run, Partitions: []partitionBody{}}
 	for _, p := range st.Finished {
 		body.Partitions = append(body.Partitions, partitionBody{
-			ID: p.ID, Range: p.Range, State: p.State, Owner: p.Owner, Attempts: p.Attempts, Error: p.Error,
+			ID: p.ID, Range: p.Range, State: p.State, Owner: p.Owner, Attempts: p.Attempts, Lease: p.Lease, Error: p.Error,
 			Checkpoint: engine.Checkpoint{Rows: p.Rows, Bytes: p.Bytes, BadRows: p.BadRows, Done: p.State == engine.Done},
 		})
 	}

@@ -25,9 +25,9 @@ import (
 
 func nodeCmd() *cobra.Command {
 	var (
-		zk, root, listen, stateDir, token, logLevel, redisURL string
-		slots                                                 int
-		sessionTimeout, drainTimeout                          time.Duration
+		zk, root, listen, stateDir, token, logLevel, redisURL, redisPrefix string
+		slots                                                              int
+		sessionTimeout, drainTimeout                                       time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -66,7 +66,7 @@ at once, and leaves.`,
 			defer closeStore()
 			cfg := coordinator.Config{Store: s, SessionTimeout: timeout, Addr: ln.Addr().String(), Slots: slots, Log: log, LogLevel: level}
 			if redisURL != "" {
-				h, err := history.OpenRedis(ctx, redisURL, "", 0)
+				h, err := history.OpenRedis(ctx, redisURL, redisPrefix, 0)
 				if err != nil {
 					return fmt.Errorf("--redis: %w", err)
 				}
@@ -113,6 +113,7 @@ at once, and leaves.`,
 	f.DurationVar(&sessionTimeout, "session-timeout", 10*time.Second, "ZooKeeper session timeout: a node silent this long is taken for dead")
 	f.DurationVar(&drainTimeout, "drain-timeout", 30*time.Second, "how long a drain may take on SIGTERM")
 	f.StringVar(&redisURL, "redis", os.Getenv("DATASHIFT_REDIS"), "Redis URL (redis://host:port/db) that keeps finished runs; empty: the store keeps the last few")
+	f.StringVar(&redisPrefix, "redis-prefix", history.DefaultPrefix, "put before every key in Redis, so that several clusters can share one")
 	f.StringVar(&token, "token", os.Getenv("DATASHIFT_TOKEN"), "bearer token the API requires for changes (empty: none)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd

@@ -80,6 +80,7 @@ type Partition struct {
 	State    string `json:"state"`
 	Owner    string `json:"owner,omitempty"`
 	Attempts int    `json:"attempts"`
+	Lease    int64  `json:"lease"`
 	Rows     int64  `json:"rows"`
 	Bytes    int64  `json:"bytes"`
 	BadRows  int64  `json:"bad_rows,omitempty"`
@@ -94,7 +95,7 @@ func Summarize(p engine.PartitionRecord) Partition {
 		msg = p.Checkpoint.Error
 	}
 	return Partition{
-		ID: p.ID, Range: p.Range.String(), State: p.State, Owner: p.Owner, Attempts: p.Attempts,
+		ID: p.ID, Range: p.Range.String(), State: p.State, Owner: p.Owner, Attempts: p.Attempts, Lease: p.Lease,
 		Rows: p.Checkpoint.Rows, Bytes: p.Checkpoint.Bytes, BadRows: p.Checkpoint.BadRows, Error: msg,
 	}
 }

@@ -1,0 +1,122 @@
+package integration
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/engine"
+	"github.com/datashift/datashift/internal/testenv"
+)
+
+// source makes the source table of rows rows for a test.
+func source(t *testing.T, dsn string, rows int) connectors.Checksum {
+	t.Helper()
+	want, err := makeSource(dsn, rows)
+	if err != nil || want.Rows != int64(rows) {
+		t.Fatalf("source: %v, %v", want, err)
+	}
+	return want
+}
+
+// stop sends SIGTERM and waits for the node to leave.
+func (n *clusterNode) stop(t *testing.T) {
+	t.Helper()
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not stop within 20s of SIGTERM:\n%s", n.name, n.out)
+	}
+}
+
+// Without --zk a node is a cluster of one on an embedded store file, with
+// the same API: a submitted job runs to its end, and the node started
+// again on the same state still has the job and its run.
+func TestNodeWithoutZooKeeper(t *testing.T) {
+	src, dst := testenv.Postgres(t), testenv.Postgres(t)
+	want := source(t, src, 100000)
+	c := newLocalCluster(t)
+	n := c.start(2)
+	mustSubmit(t, n, copyJob("local", src, dst, 0))
+	trigger(t, n, "local")
+	run := c.watchRun("local").waitEnd(time.Minute)
+	checkCopy(t, run, dst, want)
+
+	n.stop(t)
+	again := c.start(2)
+	var job jobView
+	if err := again.get("/api/jobs/local", &job); err != nil || job.Name != "local" {
+		t.Fatalf("the job after a restart: %+v, %v", job, err)
+	}
+	var runs []engine.RunRecord
+	if err := again.get("/api/jobs/local/runs", &runs); err != nil || len(runs) != 1 || runs[0].ID != run.ID || runs[0].State != engine.RunSucceeded {
+		t.Fatalf("the runs after a restart: %+v, %v; want run %s succeeded", runs, err, run.ID)
+	}
+	// A second node on the same state is refused, naming the file.
+	code, body := c.startFails(2)
+	if code == 0 || !strings.Contains(body, "node.db") {
+		t.Fatalf("a second node on the same state: exit %d:\n%s", code, body)
+	}
+}
+
+// With --redis, finished runs go to Redis with their partitions, and any
+// node's API reads them back from there: the store keeps no partitions of
+// a run that is over.
+func TestClusterHistoryInRedis(t *testing.T) {
+	src, dst := testenv.Postgres(t), testenv.Postgres(t)
+	want := source(t, src, 100000)
+	addr, prefix := testenv.RedisPrefix(t)
+	c := newTestCluster(t)
+	c.extra = []string{"--redis", "redis://" + addr + "/0", "--redis-prefix", prefix}
+	nodes := c.startN(3, 2)
+	mustSubmit(t, nodes[0], copyJob("kept", src, dst, 0))
+	trigger(t, nodes[1], "kept")
+	run := c.watchRun("kept").waitEnd(time.Minute)
+	checkCopy(t, run, dst, want)
+
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	ctx := context.Background()
+	// The leader writes Redis just after the store says the run is over.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ids, err := rdb.ZRange(ctx, prefix+"runs:kept", 0, -1).Result()
+		if err == nil && len(ids) == 1 && ids[0] == run.ID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("runs of job kept in Redis: %v, %v; want [%s]", ids, err, run.ID)
+		}
+	}
+	for _, n := range nodes {
+		var v runView
+		if err := n.get("/api/runs/kept/"+run.ID, &v); err != nil {
+			t.Fatal(err)
+		}
+		var rows int64
+		for _, p := range v.Partitions {
+			if p.State != engine.Done || p.Owner == "" {
+				t.Errorf("%s: partition %+v of the finished run", n.name, p)
+			}
+			rows += p.Checkpoint.Rows
+		}
+		if v.State != engine.RunSucceeded || len(v.Partitions) < 2 || rows != want.Rows {
+			t.Errorf("%s: run %s from the history: %s, %d partitions, %d rows; want succeeded, %d rows over its partitions", n.name, run.ID, v.State, len(v.Partitions), rows, want.Rows)
+		}
+	}
+	// The API's partitions come from Redis: with the run's entry gone
+	// from there, the run is still known (the store keeps its record)
+	// but without them.
+	if err := rdb.Del(ctx, prefix+"run:kept:"+run.ID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var v runView
+	if err := nodes[2].get("/api/runs/kept/"+run.ID, &v); err != nil || v.State != engine.RunSucceeded || len(v.Partitions) != 0 {
+		t.Fatalf("the run once Redis lost it: %s with %d partitions, %v; want the store's record without partitions", v.State, len(v.Partitions), err)
+	}
+}
