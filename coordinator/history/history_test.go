@@ -105,9 +105,9 @@ func TestRoundTrip(t *testing.T) {
 	}
 	same(t, "run", got.Run, run)
 	want := []Partition{
-		{ID: "p000", Range: "[0, 10)", State: engine.Done, Owner: "node-1", Attempts: 1, Rows: 40, Bytes: 400},
-		{ID: "p001", Range: "[10, 20)", State: engine.Failed, Owner: "node-1", Attempts: 3, Rows: 12, Bytes: 120, BadRows: 2, Error: "connection reset"},
-		{ID: "p002", Range: "[NULL keys]", State: engine.Done, Owner: "node-1", Attempts: 1, Rows: 60, Bytes: 600, Error: "seen by the worker"},
+		{ID: "p000", Range: "[0, 10)", State: engine.Done, Owner: "node-1", Attempts: 1, Lease: 7, Rows: 40, Bytes: 400},
+		{ID: "p001", Range: "[10, 20)", State: engine.Failed, Owner: "node-1", Attempts: 3, Lease: 7, Rows: 12, Bytes: 120, BadRows: 2, Error: "connection reset"},
+		{ID: "p002", Range: "[NULL keys]", State: engine.Done, Owner: "node-1", Attempts: 1, Lease: 7, Rows: 60, Bytes: 600, Error: "seen by the worker"},
 	}
 	same(t, "partitions", got.Partitions, want)
 	list, err := h.List(ctx, "orders", 10)
