@@ -37,6 +37,10 @@ type leader struct {
 	// run: it is retried as the job's retries say, then refused. A new
 	// leader counts afresh, which only grants a few more tries.
 	retries map[string]startRetry
+	// done keeps the partitions seen done, by run path: done is final
+	// within a run, and only the leader writes partition records, so a
+	// step reads only the others again.
+	done map[string]map[string]engine.PartitionRecord
 }
 
 type startRetry struct {
@@ -60,7 +64,7 @@ func (n *Node) lead(ctx context.Context, id, election string, epoch int64) {
 	rs := &RunState{S: n.cfg.Store, Fence: fence}
 	l := &leader{n: n, id: id, epoch: epoch, fence: fence, rs: rs,
 		steps: &engine.Steps{State: rs, Log: n.log, Now: n.cfg.Now, Sleep: n.cfg.Sleep},
-		holds: map[string]func(){}, waited: map[string]string{}, retries: map[string]startRetry{}}
+		holds: map[string]func(){}, waited: map[string]string{}, retries: map[string]startRetry{}, done: map[string]map[string]engine.PartitionRecord{}}
 	defer func() {
 		for _, release := range l.holds {
 			release()
@@ -479,9 +483,28 @@ func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]st
 		}
 	}
 	sort.Slice(runs, func(i, j int) bool { return runs[i].run.ID < runs[j].run.ID })
+	going := map[string]bool{}
+	for _, a := range runs {
+		going[runPath(a.job, a.run.ID)] = true
+	}
+	for path := range l.done {
+		if !going[path] {
+			delete(l.done, path)
+		}
+	}
 	for _, a := range runs {
 		run := a.run
-		parts, err := l.rs.Partitions(ctx, a.job, run.ID)
+		// Only a partition whose assignment has gone needs its checkpoint
+		// read here: it says what became of it.
+		known := l.done[runPath(a.job, run.ID)]
+		if known == nil {
+			known = map[string]engine.PartitionRecord{}
+			l.done[runPath(a.job, run.ID)] = known
+		}
+		parts, err := l.rs.partitions(ctx, a.job, run.ID, known, func(p engine.PartitionRecord) bool {
+			_, ok := assigned[PartitionKey{a.job, run.ID, p.ID}]
+			return p.State == engine.Running && !ok
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -508,13 +531,18 @@ func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]st
 			}
 			p.State, p.Error = state, reason
 		}
+		for _, p := range parts {
+			if p.State == engine.Done {
+				known[p.ID] = p
+			}
+		}
 		switch outcome, why := RunOutcome(parts); outcome {
 		case Succeeded:
-			if err := l.finish(ctx, &run, parts, nil); err != nil {
+			if err := l.finish(ctx, &run, nil); err != nil {
 				return nil, err
 			}
 		case FailedNow:
-			if err := l.finish(ctx, &run, parts, errors.New(why)); err != nil {
+			if err := l.finish(ctx, &run, errors.New(why)); err != nil {
 				return nil, err
 			}
 		case Going:
@@ -531,8 +559,12 @@ func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]st
 // finish ends a run whose partitions are all done, or one of which failed
 // (runErr): the engine's finish step (outcome, high-water mark, history,
 // the sink's records, callbacks), then the history outside the store.
-func (l *leader) finish(ctx context.Context, run *engine.RunRecord, parts []engine.PartitionRecord, runErr error) error {
+func (l *leader) finish(ctx context.Context, run *engine.RunRecord, runErr error) error {
 	job, err := l.runJob(ctx, run.Job, run.ID)
+	if err != nil {
+		return err
+	}
+	parts, err := l.rs.Partitions(ctx, run.Job, run.ID) // with their checkpoints, for the history
 	if err != nil {
 		return err
 	}

@@ -148,15 +148,34 @@ func (s *RunState) partition(ctx context.Context, job, run, id string) (engine.P
 }
 
 func (s *RunState) Partitions(ctx context.Context, job, run string) ([]engine.PartitionRecord, error) {
+	return s.partitions(ctx, job, run, nil, func(engine.PartitionRecord) bool { return true })
+}
+
+// partitions reads a run's partition records but those in known, and the
+// checkpoints of those for which withCheckpoint holds: a leader's step
+// needs few of them.
+func (s *RunState) partitions(ctx context.Context, job, run string, known map[string]engine.PartitionRecord, withCheckpoint func(engine.PartitionRecord) bool) ([]engine.PartitionRecord, error) {
 	ids, err := s.S.Children(ctx, store.Join(runPath(job, run), "partitions"))
 	if err != nil {
 		return nil, err
 	}
 	out := make([]engine.PartitionRecord, 0, len(ids))
 	for _, id := range ids {
-		p, _, err := s.partition(ctx, job, run, id)
-		if err != nil {
+		if p, ok := known[id]; ok {
+			out = append(out, p)
+			continue
+		}
+		var p engine.PartitionRecord
+		if _, err := s.get(ctx, partPath(job, run, id), &p); err != nil {
+			if errors.Is(err, store.ErrNoNode) {
+				return nil, fmt.Errorf("partition %s of run %s: %w", id, run, engine.ErrNotFound)
+			}
 			return nil, err
+		}
+		if withCheckpoint(p) {
+			if _, err := s.get(ctx, progressPath(job, run, id), &p.Checkpoint); err != nil {
+				return nil, err
+			}
 		}
 		out = append(out, p)
 	}

@@ -117,12 +117,11 @@ func (n *Node) execute(ctx, pctx context.Context, id string, k PartitionKey, exe
 		log.Warn("cannot open the lease", "lease", a.Lease, "err", err)
 		return
 	}
-	parts, err := rs.Partitions(ctx, k.Job, k.Run)
-	if err != nil {
-		log.Warn("cannot read the run's partitions", "err", err)
-		return
+	exec, release, err := execs.get(&job, &run, func() ([]engine.PartitionRecord, error) { return rs.Partitions(ctx, k.Job, k.Run) })
+	if re := (*readError)(nil); errors.As(err, &re) {
+		log.Warn("cannot read the run's partitions", "err", re.err)
+		return // the assignment stays: the next look takes it up again
 	}
-	exec, release, err := execs.get(&job, &run, parts)
 	if err != nil {
 		cp := part.Checkpoint
 		cp.Error = err.Error()
@@ -192,16 +191,26 @@ type sharedExecutor struct {
 	users int
 }
 
-// get returns the executor of run on this node, made the first time from
-// the run's partitions (parts): its bad-row budget starts from what all of
-// them have set aside. Each node keeps its own count from there, so in a
-// cluster of several nodes the budget holds per node, not across them.
-func (e *executors) get(job *engine.Job, run *engine.RunRecord, parts []engine.PartitionRecord) (*engine.Executor, func(), error) {
+// readError is a failure to read what an executor is made from.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+
+// get returns the executor of run on this node, made when there is none
+// from the run's partitions (read by load; its failure is a *readError):
+// its bad-row budget starts from what all of them have set aside. Each
+// node keeps its own count from there, so in a cluster of several nodes
+// the budget holds per node, not across them.
+func (e *executors) get(job *engine.Job, run *engine.RunRecord, load func() ([]engine.PartitionRecord, error)) (*engine.Executor, func(), error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	key := run.Job + "/" + run.ID
 	se := e.byRun[key]
 	if se == nil {
+		parts, err := load()
+		if err != nil {
+			return nil, nil, &readError{err}
+		}
 		exec, close, err := engine.NewExecutor(job, parts)
 		if err != nil {
 			return nil, nil, err
