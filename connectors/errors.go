@@ -36,6 +36,12 @@ func (e *ValueError) Error() string {
 // at once, and the new holder continues from the sink's record.
 var ErrLeaseLost = errors.New("partition lease lost")
 
+// ErrSnapshotGone is returned by a source asked to read in an exported
+// snapshot that no longer exists (its exporter ended). The run's snapshot
+// is exported again by whoever holds it now; the read can then go on in
+// the new one.
+var ErrSnapshotGone = errors.New("the run's exported snapshot is gone")
+
 // TransientError marks an error after which the same work may succeed: a
 // dropped connection, a server restarting. The engine retries the partition
 // from its checkpoint.

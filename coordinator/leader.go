@@ -161,8 +161,14 @@ func (l *leader) step(ctx context.Context) error {
 	if err := l.consumeQueue(ctx); err != nil {
 		return err
 	}
-	pending, err := l.reconcileRuns(ctx, assigned)
+	pending, exported, err := l.reconcileRuns(ctx, assigned)
 	if err != nil {
+		return err
+	}
+	// A run's snapshot is held by its leader: a new leader exports it
+	// again before placing, and for the runs already under way (their
+	// partitions running elsewhere wait for it).
+	if err := l.holdSnapshots(ctx, append(exported, pending...)); err != nil {
 		return err
 	}
 	count := map[string]int{}
@@ -448,14 +454,14 @@ func (l *leader) refuse(ctx context.Context, entry string, job *engine.Job, run 
 
 // reconcileRuns records what became of the partitions whose assignment
 // has gone, finishes the runs that are over, and returns the partitions
-// waiting for a node, oldest run first.
-func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]string) ([]PartitionKey, error) {
+// waiting for a node, oldest run first, and a partition key (of no
+// partition) for each run going on in an exported snapshot.
+func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]string) (pending, exported []PartitionKey, err error) {
 	s := l.n.cfg.Store
 	jobs, err := s.Children(ctx, runsPath)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var pending []PartitionKey
 	type active struct {
 		job string
 		run engine.RunRecord
@@ -467,7 +473,7 @@ func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]st
 			if errors.Is(err, store.ErrNoNode) {
 				continue
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		for _, id := range ids {
 			var rec engine.RunRecord
@@ -475,7 +481,7 @@ func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]st
 				if errors.Is(err, store.ErrNoNode) {
 					continue
 				}
-				return nil, err
+				return nil, nil, err
 			}
 			if rec.State == engine.RunRunning {
 				runs = append(runs, active{job, rec})
@@ -506,7 +512,7 @@ func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]st
 			return p.State == engine.Running && !ok
 		})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for i := range parts {
 			p := &parts[i]
@@ -527,7 +533,7 @@ func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]st
 				state, reason = engine.Done, ""
 			}
 			if err := l.rs.EndPartition(ctx, a.job, run.ID, p.ID, p.Lease, state, reason); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			p.State, p.Error = state, reason
 		}
@@ -539,13 +545,16 @@ func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]st
 		switch outcome, why := RunOutcome(parts); outcome {
 		case Succeeded:
 			if err := l.finish(ctx, &run, nil); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		case FailedNow:
 			if err := l.finish(ctx, &run, errors.New(why)); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		case Going:
+			if run.Snapshot != "" {
+				exported = append(exported, PartitionKey{Job: a.job, Run: run.ID})
+			}
 			for _, p := range parts {
 				if p.State == engine.Pending {
 					pending = append(pending, PartitionKey{a.job, run.ID, p.ID})
@@ -553,7 +562,7 @@ func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]st
 			}
 		}
 	}
-	return pending, nil
+	return pending, exported, nil
 }
 
 // finish ends a run whose partitions are all done, or one of which failed
@@ -615,9 +624,6 @@ func (l *leader) runJob(ctx context.Context, job, run string) (*engine.Job, erro
 func (l *leader) place(ctx context.Context, members []Member, pending []PartitionKey) error {
 	if len(pending) == 0 {
 		return nil
-	}
-	if err := l.holdSnapshots(ctx, pending); err != nil {
-		return err
 	}
 	placed, waiting := Place(members, pending)
 	for _, p := range placed {

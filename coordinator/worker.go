@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/datashift/datashift/connectors"
 	"github.com/datashift/datashift/coordinator/store"
 	"github.com/datashift/datashift/engine"
 )
@@ -131,6 +132,18 @@ func (n *Node) execute(ctx, pctx context.Context, id string, k PartitionKey, exe
 	defer release()
 	log.Info("partition started", "lease", a.Lease, "leader", a.Leader)
 	cp, err := exec.Execute(pctx, engine.Task{Job: &job, Run: &run, Partition: part, Lease: l})
+	for errors.Is(err, connectors.ErrSnapshotGone) && pctx.Err() == nil {
+		// The leader that exported the run's snapshot is gone: its
+		// successor exports another, and the partition goes on in it
+		// from what its sink committed.
+		fresh, ok := n.nextSnapshot(pctx, k, run.Snapshot)
+		if !ok {
+			break
+		}
+		log.Warn("the run's snapshot went with its leader; the partition goes on in a new one", "old", run.Snapshot, "new", fresh.Snapshot)
+		run, part.Checkpoint = fresh, cp
+		cp, err = exec.Execute(pctx, engine.Task{Job: &job, Run: &run, Partition: part, Lease: l})
+	}
 	switch {
 	case errors.Is(err, engine.ErrLeaseLost):
 		log.Warn("partition taken over; stopped", "err", err)
@@ -150,6 +163,28 @@ func (n *Node) execute(ctx, pctx context.Context, id string, k PartitionKey, exe
 	default:
 		n.endPartition(ctx, log, l, cp, apath)
 	}
+}
+
+// nextSnapshot waits for the run to be given a snapshot other than old, as
+// a new leader does once it leads: for twice the session timeout, the
+// time a dead leader may take to be replaced. false: none came.
+func (n *Node) nextSnapshot(ctx context.Context, k PartitionKey, old string) (engine.RunRecord, bool) {
+	rs := &RunState{S: n.cfg.Store}
+	wait := 2 * n.cfg.SessionTimeout
+	if wait <= 0 {
+		wait = 30 * time.Second
+	}
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		var run engine.RunRecord
+		if _, err := rs.get(ctx, runPath(k.Job, k.Run), &run); err == nil && run.Snapshot != old && run.Snapshot != "" {
+			return run, true
+		}
+		if n.sleep(ctx, n.cfg.Tick) != nil {
+			break
+		}
+	}
+	return engine.RunRecord{}, false
 }
 
 // endPartition reports the partition's outcome under its lease: the final

@@ -12,6 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/datashift/datashift/connectors"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 const (
@@ -328,6 +329,10 @@ func (s *Source) begin(ctx context.Context, conn *pgx.Conn, settings string) err
 	}
 	if s.cfg.Snapshot != "" {
 		_, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '"+s.cfg.Snapshot+"'")
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "22023" && strings.Contains(pgErr.Message, "snapshot") {
+			return fmt.Errorf("import snapshot %s: %w (%v)", s.cfg.Snapshot, connectors.ErrSnapshotGone, err)
+		}
 		if err != nil {
 			return fmt.Errorf("import snapshot %s: %w", s.cfg.Snapshot, err)
 		}

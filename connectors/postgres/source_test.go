@@ -120,7 +120,7 @@ func TestSnapshot(t *testing.T) {
 	}
 	release()
 	_, err = snapSrc.Count(testCtx(t), connectors.Range{})
-	if err == nil || !strings.Contains(err.Error(), "import snapshot") {
+	if err == nil || !strings.Contains(err.Error(), "import snapshot") || !errors.Is(err, connectors.ErrSnapshotGone) {
 		t.Errorf("importing a released snapshot: %v", err)
 	}
 }
