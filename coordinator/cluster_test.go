@@ -245,15 +245,7 @@ func TestClusterSurvivesTheLeaderKilledMidRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitForWorkOn(t, c, job.Name, nodes)
-			var leader *node
-			for _, n := range nodes {
-				if n.Leading() {
-					leader = n
-				}
-			}
-			if leader == nil {
-				t.Fatal("no node leads")
-			}
+			leader := leaderOf(t, nodes)
 			leader.kill()
 			run := waitRun(t, liveCluster(nodes, leader), job.Name, 2*time.Minute)
 			if run.State != engine.RunSucceeded || run.Rows != src.NumRows() {
@@ -262,6 +254,18 @@ func TestClusterSurvivesTheLeaderKilledMidRun(t *testing.T) {
 			checkSink(t, db, src)
 		})
 	}
+}
+
+// leaderOf returns the node that leads.
+func leaderOf(t *testing.T, nodes []*node) *node {
+	t.Helper()
+	for _, n := range nodes {
+		if n.Leading() {
+			return n
+		}
+	}
+	t.Fatal("no node leads")
+	return nil
 }
 
 // waitForWorkOn waits until a node runs a partition of the job that has

@@ -65,15 +65,7 @@ func TestClusterSnapshotRunOutlivesItsLeader(t *testing.T) {
 				t.Fatalf("the run while it copies: %+v, %v; want its snapshot", runs, err)
 			}
 			first := runs[0]
-			var leader *node
-			for _, n := range nodes {
-				if n.Leading() {
-					leader = n
-				}
-			}
-			if leader == nil {
-				t.Fatal("no node leads")
-			}
+			leader := leaderOf(t, nodes)
 			leader.kill()
 			run := waitRun(t, liveCluster(nodes, leader), job.Name, 2*time.Minute)
 			if run.ID != first.ID || run.State != engine.RunSucceeded || run.Rows != want.Rows {

@@ -207,11 +207,22 @@ func (n *clusterNode) alive() bool {
 // kill sends SIGKILL and waits for the process to be gone.
 func (n *clusterNode) kill(t *testing.T) {
 	t.Helper()
-	_ = n.cmd.Process.Signal(syscall.SIGKILL)
+	n.signalAndWait(t, syscall.SIGKILL, 10*time.Second)
+}
+
+// stop sends SIGTERM and waits for the node to drain and leave.
+func (n *clusterNode) stop(t *testing.T) {
+	t.Helper()
+	n.signalAndWait(t, syscall.SIGTERM, 20*time.Second)
+}
+
+func (n *clusterNode) signalAndWait(t *testing.T, sig syscall.Signal, within time.Duration) {
+	t.Helper()
+	_ = n.cmd.Process.Signal(sig)
 	select {
 	case <-n.exited:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s did not die on SIGKILL", n.name)
+	case <-time.After(within):
+		t.Fatalf("%s did not exit within %s of %s:\n%s", n.name, within, sig, n.out)
 	}
 }
 

@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,17 +21,6 @@ func source(t *testing.T, dsn string, rows int) connectors.Checksum {
 		t.Fatalf("source: %v, %v", want, err)
 	}
 	return want
-}
-
-// stop sends SIGTERM and waits for the node to leave.
-func (n *clusterNode) stop(t *testing.T) {
-	t.Helper()
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.exited:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("%s did not stop within 20s of SIGTERM:\n%s", n.name, n.out)
-	}
 }
 
 // Without --zk a node is a cluster of one on an embedded store file, with
