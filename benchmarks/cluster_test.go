@@ -472,7 +472,7 @@ rate_limit: {rows_per_second: 8000}
 	if err != nil || got != want {
 		b.Fatalf("sink %v (%v), source %v", got, err, want)
 	}
-	res.add("3 nodes x 2 slots on ZooKeeper, --session-timeout %s; SIGKILL of a worker holding %d running partitions", sessionTimeout, len(held))
+	res.add("3 nodes x 2 slots on ZooKeeper, --session-timeout %s; SIGKILL of a worker holding %d running partition(s)", sessionTimeout, len(held))
 	res.add("kill to its partitions running again elsewhere: %6.2fs (%.2f x the session timeout)", resumed.Seconds(), resumed.Seconds()/sessionTimeout.Seconds())
 	res.add("verified: sink = source (%v)", got)
 	res.write(b)
