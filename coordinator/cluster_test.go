@@ -403,3 +403,70 @@ func TestClusterKeepsHistoryInRedis(t *testing.T) {
 		t.Fatalf("the runs API on another node: %+v, %v", st, err)
 	}
 }
+
+// A drained worker (Stop, as on SIGTERM) gives its partitions back at once:
+// its session stays open here, so nothing waits for it to expire, and yet
+// the partitions it held run on elsewhere from their checkpoints and the
+// run ends with sink = source.
+func TestClusterDrainGivesPartitionsBack(t *testing.T) {
+	for _, b := range clusterBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			nodes := []*node{startNode(t, b, 2), startNode(t, b, 2), startNode(t, b, 2)}
+			job, db, src := copyJob(t, "drained", 3000, 1500)
+			c := nodes[0].Cluster()
+			if _, err := c.SubmitJob(context.Background(), job); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Trigger(context.Background(), job.Name, "manual"); err != nil {
+				t.Fatal(err)
+			}
+			// A follower: a drained leader keeps its election znode until its
+			// session ends (a node's process closes it right after the
+			// drain), and this test keeps the session open.
+			leader := leaderOf(t, nodes)
+			var followers []*node
+			for _, n := range nodes {
+				if n != leader {
+					followers = append(followers, n)
+				}
+			}
+			victim := waitForWorkOn(t, c, job.Name, followers)
+			victimID := victim.ID()
+			others := liveCluster(nodes, victim)
+			runs, err := others.Runs(context.Background(), job.Name)
+			if err != nil || len(runs) == 0 {
+				t.Fatalf("runs: %v, %v", runs, err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := victim.Stop(ctx); err != nil {
+				t.Fatalf("drain of %s: %v", victimID, err)
+			}
+			// The victim's session is open: the leader cannot have taken
+			// its partitions back for a session that ended.
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				st, err := others.Run(context.Background(), job.Name, runs[0].ID)
+				if err != nil || st.Run.State != engine.RunRunning {
+					break // over already: nothing of it is left on the victim
+				}
+				left := 0
+				for _, p := range st.Partitions {
+					if p.State == engine.Running && p.Owner == victimID {
+						left++
+					}
+				}
+				if left == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%d partitions still running on the drained node %s after 10s", left, victimID)
+				}
+			}
+			run := waitRun(t, others, job.Name, 2*time.Minute)
+			if run.State != engine.RunSucceeded || run.Rows != src.NumRows() {
+				t.Fatalf("run %s: %d rows, %s", run.State, run.Rows, run.Error)
+			}
+			checkSink(t, db, src)
+		})
+	}
+}

@@ -172,9 +172,31 @@ func (n *Node) Stop(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	n.giveBackUnstarted(ctx)
 	n.stop()
 	n.wg.Wait()
 	return nil
+}
+
+// giveBackUnstarted deletes the assignments a draining node never started
+// (placed while the leader had not yet seen it drain), so that they too
+// move on at once rather than when its session ends. The leader makes
+// each one pending again, from its checkpoint.
+func (n *Node) giveBackUnstarted(ctx context.Context) {
+	id := n.ID()
+	if id == "" {
+		return
+	}
+	dir := store.Join(assignPath, id)
+	kids, err := n.cfg.Store.Children(ctx, dir)
+	if err != nil {
+		return
+	}
+	for _, kid := range kids {
+		if _, err := n.cfg.Store.Multi(ctx, store.DeleteOp(store.Join(dir, kid), store.AnyVersion)); err != nil && !errors.Is(err, store.ErrNoNode) {
+			n.log.Warn("cannot give back an assignment", "assignment", kid, "err", err)
+		}
+	}
 }
 
 // Done is closed once the node has stopped.
