@@ -311,23 +311,13 @@ func (c *Cluster) Trigger(ctx context.Context, name, trigger string) (string, er
 // Runs lists a job's runs, newest first: those going or failed (from the
 // run state) and the finished ones of its history.
 func (c *Cluster) Runs(ctx context.Context, job string) ([]engine.RunRecord, error) {
-	rs := c.runs()
-	var out []engine.RunRecord
-	ids, err := c.S.Children(ctx, store.Join(runsPath, job))
-	if err != nil && !errors.Is(err, store.ErrNoNode) {
+	out, err := c.runs().runRecords(ctx, job)
+	if err != nil {
 		return nil, err
 	}
 	seen := map[string]bool{}
-	for _, id := range ids {
-		var rec engine.RunRecord
-		if _, err := rs.get(ctx, runPath(job, id), &rec); err != nil {
-			if errors.Is(err, store.ErrNoNode) {
-				continue
-			}
-			return nil, err
-		}
-		out = append(out, rec)
-		seen[id] = true
+	for _, rec := range out {
+		seen[rec.ID] = true
 	}
 	hist, err := c.history(ctx, job)
 	if err != nil {

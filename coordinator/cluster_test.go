@@ -212,12 +212,7 @@ func TestClusterSurvivesAWorkerKilledMidCopy(t *testing.T) {
 			nodes := []*node{startNode(t, b, 2), startNode(t, b, 2), startNode(t, b, 2)}
 			job, db, src := copyJob(t, "worker-dies", 3000, 1500)
 			c := nodes[0].Cluster()
-			if _, err := c.SubmitJob(context.Background(), job); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := c.Trigger(context.Background(), job.Name, "manual"); err != nil {
-				t.Fatal(err)
-			}
+			submitAndTrigger(t, c, job)
 			victim := waitForWorkOn(t, c, job.Name, nodes)
 			victimID := victim.ID()
 			victim.kill()
@@ -238,12 +233,7 @@ func TestClusterSurvivesTheLeaderKilledMidRun(t *testing.T) {
 			nodes := []*node{startNode(t, b, 2), startNode(t, b, 2), startNode(t, b, 2)}
 			job, db, src := copyJob(t, "leader-dies", 3000, 1500)
 			c := nodes[2].Cluster()
-			if _, err := c.SubmitJob(context.Background(), job); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := c.Trigger(context.Background(), job.Name, "manual"); err != nil {
-				t.Fatal(err)
-			}
+			submitAndTrigger(t, c, job)
 			waitForWorkOn(t, c, job.Name, nodes)
 			leader := leaderOf(t, nodes)
 			leader.kill()
@@ -253,6 +243,17 @@ func TestClusterSurvivesTheLeaderKilledMidRun(t *testing.T) {
 			}
 			checkSink(t, db, src)
 		})
+	}
+}
+
+// submitAndTrigger files job in the cluster and queues a run of it.
+func submitAndTrigger(t *testing.T, c *coordinator.Cluster, job *engine.Job) {
+	t.Helper()
+	if _, err := c.SubmitJob(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Trigger(context.Background(), job.Name, "manual"); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -366,12 +367,7 @@ func TestClusterKeepsHistoryInRedis(t *testing.T) {
 	nodes := []*node{startNodeWith(t, b, 2, h), startNodeWith(t, b, 2, h)}
 	job, db, src := copyJob(t, "with-history", 1000, 0)
 	c := nodes[0].Cluster()
-	if _, err := c.SubmitJob(context.Background(), job); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Trigger(context.Background(), job.Name, "manual"); err != nil {
-		t.Fatal(err)
-	}
+	submitAndTrigger(t, c, job)
 	run := waitRun(t, c, job.Name, time.Minute)
 	if run.State != engine.RunSucceeded {
 		t.Fatalf("run %s: %s", run.State, run.Error)
@@ -414,12 +410,7 @@ func TestClusterDrainGivesPartitionsBack(t *testing.T) {
 			nodes := []*node{startNode(t, b, 2), startNode(t, b, 2), startNode(t, b, 2)}
 			job, db, src := copyJob(t, "drained", 3000, 1500)
 			c := nodes[0].Cluster()
-			if _, err := c.SubmitJob(context.Background(), job); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := c.Trigger(context.Background(), job.Name, "manual"); err != nil {
-				t.Fatal(err)
-			}
+			submitAndTrigger(t, c, job)
 			// A follower: a drained leader keeps its election znode until its
 			// session ends (a node's process closes it right after the
 			// drain), and this test keeps the session open.

@@ -345,6 +345,7 @@ func (l *leader) consumeQueue(ctx context.Context) error {
 func (l *leader) startRun(ctx context.Context, entry string, q QueueEntry) error {
 	job, _, err := l.n.cluster.Job(ctx, q.Job)
 	if errors.Is(err, ErrNoJob) {
+		delete(l.retries, entry)
 		l.n.log.Warn("dropping a trigger of a job that is gone", "job", q.Job)
 		_, err := l.rs.multi(ctx, store.DeleteOp(entry, store.AnyVersion))
 		return ignoreNoNode(err)
@@ -468,21 +469,11 @@ func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]st
 	}
 	var runs []active
 	for _, job := range jobs {
-		ids, err := s.Children(ctx, store.Join(runsPath, job))
+		recs, err := l.rs.runRecords(ctx, job)
 		if err != nil {
-			if errors.Is(err, store.ErrNoNode) {
-				continue
-			}
 			return nil, nil, err
 		}
-		for _, id := range ids {
-			var rec engine.RunRecord
-			if _, err := l.rs.get(ctx, runPath(job, id), &rec); err != nil {
-				if errors.Is(err, store.ErrNoNode) {
-					continue
-				}
-				return nil, nil, err
-			}
+		for _, rec := range recs {
 			if rec.State == engine.RunRunning {
 				runs = append(runs, active{job, rec})
 			}

@@ -63,27 +63,41 @@ type jobState struct {
 }
 
 func (s *RunState) ActiveRun(ctx context.Context, job string) (*engine.RunRecord, error) {
-	runs, err := s.S.Children(ctx, store.Join(runsPath, job))
+	runs, err := s.runRecords(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	for i := range runs {
+		if rec := &runs[i]; rec.State == engine.RunRunning || rec.State == engine.RunFailed {
+			return rec, nil
+		}
+	}
+	return nil, engine.ErrNotFound
+}
+
+// runRecords reads the records of the job's runs in the run state (those
+// not yet finished, or failed), newest first; none when the job has none.
+func (s *RunState) runRecords(ctx context.Context, job string) ([]engine.RunRecord, error) {
+	ids, err := s.S.Children(ctx, store.Join(runsPath, job))
 	if errors.Is(err, store.ErrNoNode) {
-		return nil, engine.ErrNotFound
+		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	sort.Sort(sort.Reverse(sort.StringSlice(runs))) // newest first: ids sort by start time
-	for _, id := range runs {
+	sort.Sort(sort.Reverse(sort.StringSlice(ids))) // newest first: ids sort by start time
+	out := make([]engine.RunRecord, 0, len(ids))
+	for _, id := range ids {
 		var rec engine.RunRecord
 		if _, err := s.get(ctx, runPath(job, id), &rec); err != nil {
 			if errors.Is(err, store.ErrNoNode) {
-				continue
+				continue // finished since the listing
 			}
 			return nil, err
 		}
-		if rec.State == engine.RunRunning || rec.State == engine.RunFailed {
-			return &rec, nil
-		}
+		out = append(out, rec)
 	}
-	return nil, engine.ErrNotFound
+	return out, nil
 }
 
 func (s *RunState) CreateRun(ctx context.Context, run *engine.RunRecord, parts []engine.PartitionRecord) error {

@@ -53,12 +53,7 @@ func TestClusterSnapshotRunOutlivesItsLeader(t *testing.T) {
 				t.Fatal(err)
 			}
 			c := nodes[0].Cluster()
-			if _, err := c.SubmitJob(ctx, job); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := c.Trigger(ctx, job.Name, "manual"); err != nil {
-				t.Fatal(err)
-			}
+			submitAndTrigger(t, c, job)
 			waitForWorkOn(t, c, job.Name, nodes)
 			runs, err := c.Runs(ctx, job.Name)
 			if err != nil || len(runs) == 0 || runs[0].Snapshot == "" {

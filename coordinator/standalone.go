@@ -55,10 +55,10 @@ func RunJob(ctx context.Context, s store.Store, job *engine.Job, opts RunOptions
 	} else if err := c.UpdateJob(ctx, job); err != nil {
 		return nil, err
 	}
+	steps := &engine.Steps{State: rs, Log: log, Now: opts.Now, Sleep: opts.Sleep}
 	active, err := rs.ActiveRun(ctx, job.Name)
 	switch {
 	case err == nil && opts.Restart:
-		steps := &engine.Steps{State: rs, Log: log, Now: opts.Now, Sleep: opts.Sleep}
 		if err := steps.Abandon(ctx, job, active); err != nil {
 			return nil, err
 		}
@@ -67,7 +67,6 @@ func RunJob(ctx context.Context, s store.Store, job *engine.Job, opts RunOptions
 		// An interrupted run continues only as it was planned: the checks
 		// of a trigger's (the pinned spec and inputs, the plan), which a
 		// run that is going never meets.
-		steps := &engine.Steps{State: rs, Log: log, Now: opts.Now, Sleep: opts.Sleep}
 		if _, _, _, err := steps.Plan(ctx, job, false); err != nil {
 			return nil, err
 		}

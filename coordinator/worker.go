@@ -29,14 +29,6 @@ func (n *Node) work(ctx context.Context, id string) {
 	defer wg.Wait()
 	for ctx.Err() == nil {
 		kids, changed, err := s.ChildrenW(ctx, dir)
-		if errors.Is(err, store.ErrNoNode) {
-			// A leader took this node for gone (it only does so once the
-			// node is not registered): the folder is made again.
-			_, err = store.CreateAll(ctx, s, dir, nil, 0)
-			if err == nil || errors.Is(err, store.ErrNodeExists) {
-				continue
-			}
-		}
 		if err != nil {
 			if ctx.Err() == nil {
 				n.log.Warn("worker: read assignments", "node", id, "err", err)

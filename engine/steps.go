@@ -24,9 +24,6 @@ import (
 type Steps struct {
 	State State
 	Log   *slog.Logger
-	// MaxPartitions caps the plan below the job's partitions.max (the
-	// cluster's free slots); 0: no extra cap.
-	MaxPartitions int
 	// HTTPClient posts callbacks; nil: a client with a 10s timeout.
 	HTTPClient *http.Client
 	// Sleep and Now are the clock; nil: the real one.
@@ -71,24 +68,20 @@ func Check(ctx context.Context, job *Job) error {
 }
 
 // Plan plans a job's source without running anything.
-func Plan(ctx context.Context, job *Job, maxPartitions int) (partitioner.Plan, error) {
+func Plan(ctx context.Context, job *Job) (partitioner.Plan, error) {
 	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, nil))
 	if err != nil {
 		return partitioner.Plan{}, fmt.Errorf("job %q: open source: %w", job.Name, err)
 	}
 	defer src.Close()
-	return planSource(ctx, job, src, maxPartitions)
+	return planSource(ctx, job, src)
 }
 
-func planSource(ctx context.Context, job *Job, src connectors.Source, maxPartitions int) (partitioner.Plan, error) {
-	limit := job.Partitions.Max
-	if maxPartitions > 0 && maxPartitions < limit {
-		limit = maxPartitions
-	}
+func planSource(ctx context.Context, job *Job, src connectors.Source) (partitioner.Plan, error) {
 	return partitioner.PlanSource(ctx, src, job.Source.Key, partitioner.Options{
 		TargetRows:    job.Partitions.TargetRows,
 		TargetBytes:   int64(job.Partitions.TargetBytes),
-		MaxPartitions: limit,
+		MaxPartitions: job.Partitions.Max,
 	})
 }
 
@@ -183,7 +176,7 @@ func (s *Steps) newRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRe
 			return nil, nil, err
 		}
 	}
-	plan, err := planSource(ctx, job, src, s.MaxPartitions)
+	plan, err := planSource(ctx, job, src)
 	if err != nil {
 		return nil, nil, fmt.Errorf("job %q: %w", job.Name, err)
 	}

@@ -147,7 +147,7 @@ func planCmd() *cobra.Command {
 				return err
 			}
 			start := time.Now()
-			plan, err := engine.Plan(cmd.Context(), job, 0)
+			plan, err := engine.Plan(cmd.Context(), job)
 			if err != nil {
 				return err
 			}
