@@ -101,7 +101,7 @@ func RunJob(ctx context.Context, s store.Store, job *engine.Job, opts RunOptions
 		}
 	}
 	if entry == "" && (active == nil || active.State == engine.RunFailed) {
-		if entry, err = c.Trigger(ctx, job.Name, "run"); err != nil {
+		if entry, err = c.Trigger(ctx, job.Name, TriggerRun); err != nil {
 			return nil, err
 		}
 	}

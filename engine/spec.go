@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
 	"github.com/datashift/datashift/connectors"
@@ -85,12 +84,35 @@ const (
 	OverlapAllow = "allow" // run both
 )
 
+// Misfire policies: what a job's owner does with ticks that passed while
+// nobody fired them (every owner dead, the cluster down, the job paused).
+const (
+	MisfireFireOnce = "fire_once" // one late run stands for them all
+	MisfireSkip     = "skip"      // none: wait for the next tick
+	MisfireFireAll  = "fire_all"  // a run for each, the newest misfire_cap of them
+)
+
+// Misfire defaults.
+const (
+	DefaultMisfireCap   = 10
+	DefaultMisfireGrace = 5 * time.Second
+	// MaxMisfireCap bounds fire_all: a storm of runs after a long outage
+	// helps nobody.
+	MaxMisfireCap = 1000
+)
+
 // ScheduleSpec fires the job by cron, after upstream jobs, or both.
 type ScheduleSpec struct {
 	Cron     string   `yaml:"cron,omitempty" json:"cron,omitempty"`
 	Timezone string   `yaml:"timezone,omitempty" json:"timezone,omitempty"`
 	After    []string `yaml:"after,omitempty" json:"after,omitempty"`
 	Overlap  string   `yaml:"overlap,omitempty" json:"overlap,omitempty"`
+	// Misfire is the policy for missed ticks (default fire_once);
+	// MisfireCap bounds fire_all; MisfireGrace is how late a tick may fire
+	// and still count as on time (default 5s).
+	Misfire      string   `yaml:"misfire,omitempty" json:"misfire,omitempty"`
+	MisfireCap   int      `yaml:"misfire_cap,omitempty" json:"misfire_cap,omitempty"`
+	MisfireGrace Duration `yaml:"misfire_grace,omitempty" json:"misfire_grace,omitempty"`
 }
 
 // RetrySpec bounds retries of a partition after transient errors.
@@ -208,17 +230,6 @@ func (es SpecErrors) Unwrap() []error {
 
 var jobName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
-var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-// ParseCron parses a schedule's cron expression in its time zone: five fields
-// (or six with seconds first) or a descriptor such as @hourly / @every 5m.
-func ParseCron(expr, timezone string) (cron.Schedule, error) {
-	if timezone != "" && !strings.HasPrefix(expr, "@every") {
-		expr = "CRON_TZ=" + timezone + " " + expr
-	}
-	return cronParser.Parse(expr)
-}
-
 // Validate checks what can be checked without reaching the stores: every
 // field, the connector types, cron and time zone. Columns are checked against
 // the source by Check, which opens it.
@@ -300,8 +311,29 @@ func (j *Job) Validate() error {
 			}
 		}
 		if s.Cron != "" {
-			if _, err := ParseCron(s.Cron, ""); err != nil {
-				bad("schedule.cron", "%v", err)
+			if _, err := ParseSchedule(s.Cron, ""); err != nil {
+				bad("schedule.cron", "%v (got %q)", err, s.Cron)
+			}
+		}
+		switch s.Misfire {
+		case "", MisfireFireOnce, MisfireSkip, MisfireFireAll:
+		default:
+			bad("schedule.misfire", "must be fire_once, skip or fire_all (got %q)", s.Misfire)
+		}
+		if s.MisfireCap < 0 || s.MisfireCap > MaxMisfireCap {
+			bad("schedule.misfire_cap", "must be between 1 and %d (got %d)", MaxMisfireCap, s.MisfireCap)
+		}
+		if s.MisfireGrace < 0 {
+			bad("schedule.misfire_grace", "must not be negative")
+		}
+		if s.Overlap == OverlapAllow {
+			// Two runs at once would move one high-water mark, or empty
+			// the table under each other.
+			if j.Incremental != nil {
+				bad("schedule.overlap", "allow cannot be used with incremental: two runs at once would copy the same window")
+			}
+			if j.Sink.Mode == connectors.Truncate {
+				bad("schedule.overlap", "allow cannot be used with sink.mode truncate: each run would empty the table under the other")
 			}
 		}
 		for _, up := range s.After {
