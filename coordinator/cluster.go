@@ -36,7 +36,7 @@ const (
 )
 
 // basePaths are made once, by whichever node starts first.
-var basePaths = []string{nodesPath, resourcesPath, electionPath, namesPath, jobsPath, queuePath, assignPath, runsPath}
+var basePaths = []string{nodesPath, resourcesPath, electionPath, namesPath, jobsPath, queuePath, assignPath, runsPath, firesPath, afterPath, callbacksPath}
 
 // NodeInfo is what a node says about itself in /nodes/node-N.
 type NodeInfo struct {
@@ -65,8 +65,14 @@ type Resources struct {
 // QueueEntry is a triggered run waiting in /queue.
 type QueueEntry struct {
 	Job       string    `json:"job"`
-	Trigger   string    `json:"trigger"` // "manual"; cron and dependencies come later
+	Trigger   string    `json:"trigger"` // TriggerManual, TriggerRun, TriggerCron, TriggerAfter
 	Requested time.Time `json:"requested"`
+	// A cron fire's tick, the ticks it stands for and its fire record.
+	Scheduled time.Time       `json:"scheduled,omitzero"`
+	Ticks     engine.TickSpan `json:"ticks,omitzero"`
+	Fire      string          `json:"fire,omitempty"`
+	// Upstream is, for an `after` fire, the upstream runs it stands for.
+	Upstream map[string]string `json:"upstream,omitempty"`
 }
 
 // Assignment is a partition given to a node: /assign/node-N/KEY. Lease is
@@ -191,14 +197,33 @@ func (c *Cluster) SubmitJob(ctx context.Context, job *engine.Job) (owner string,
 	if _, err := store.CreateAll(ctx, c.S, store.Join(jobsPath, owner), nil, 0); err != nil && !errors.Is(err, store.ErrNodeExists) {
 		return "", err
 	}
-	_, err = c.S.Multi(ctx,
-		store.CreateOp(store.Join(namesPath, job.Name), []byte(owner), 0),
-		store.CreateOp(store.Join(jobsPath, owner, job.Name), spec, 0))
-	var me *store.MultiError
-	if errors.As(err, &me) && me.Index == 0 && errors.Is(err, store.ErrNodeExists) {
-		return "", fmt.Errorf("job %q: %w", job.Name, ErrJobExists)
+	for {
+		graph, gst, err := dependencyGraph(ctx, c.S)
+		if err != nil {
+			return "", err
+		}
+		after, err := c.afterOps(ctx, job, graph, gst.Version)
+		if err != nil {
+			return "", err
+		}
+		fires, err := c.fireStateOp(ctx, job)
+		if err != nil {
+			return "", err
+		}
+		ops := append([]store.Op{
+			store.CreateOp(store.Join(namesPath, job.Name), []byte(owner), 0),
+			store.CreateOp(store.Join(jobsPath, owner, job.Name), spec, 0),
+			fires}, after...)
+		_, err = c.S.Multi(ctx, ops...)
+		var me *store.MultiError
+		switch {
+		case errors.As(err, &me) && me.Index == 0 && errors.Is(err, store.ErrNodeExists):
+			return "", fmt.Errorf("job %q: %w", job.Name, ErrJobExists)
+		case errors.As(err, &me) && me.Index > 0 && (errors.Is(err, store.ErrBadVersion) || errors.Is(err, store.ErrNoNode) || errors.Is(err, store.ErrNodeExists)):
+			continue // the graph or an upstream changed meanwhile: decide again
+		}
+		return owner, err
 	}
-	return owner, err
 }
 
 // UpdateJob replaces an existing job's spec, where it is filed.
@@ -212,10 +237,22 @@ func (c *Cluster) UpdateJob(ctx context.Context, job *engine.Job) error {
 		if err != nil {
 			return err
 		}
-		_, err = c.S.Multi(ctx, store.CheckOp(store.Join(namesPath, job.Name), st.Version),
-			store.SetOp(store.Join(jobsPath, owner, job.Name), spec, store.AnyVersion))
-		if errors.Is(err, store.ErrBadVersion) || errors.Is(err, store.ErrNoNode) {
-			continue // moved meanwhile: look again
+		graph, gst, err := dependencyGraph(ctx, c.S)
+		if err != nil {
+			return err
+		}
+		after, err := c.afterOps(ctx, job, graph, gst.Version)
+		if err != nil {
+			return err
+		}
+		// The owner's folder names the job that changed: its scheduler
+		// reads it again.
+		ops := append([]store.Op{store.CheckOp(store.Join(namesPath, job.Name), st.Version),
+			store.SetOp(store.Join(jobsPath, owner, job.Name), spec, store.AnyVersion),
+			store.SetOp(store.Join(jobsPath, owner), []byte(job.Name), store.AnyVersion)}, after...)
+		_, err = c.S.Multi(ctx, ops...)
+		if errors.Is(err, store.ErrBadVersion) || errors.Is(err, store.ErrNoNode) || errors.Is(err, store.ErrNodeExists) {
+			continue // moved, or the graph changed, meanwhile: look again
 		}
 		return err
 	}
@@ -276,17 +313,37 @@ func (c *Cluster) Jobs(ctx context.Context) ([]JobInfo, error) {
 }
 
 // DeleteJob removes a job. A run of it that is going goes on to its end
-// with the spec it was started with.
+// with the spec it was started with. A job other jobs run after is
+// refused, naming them.
 func (c *Cluster) DeleteJob(ctx context.Context, name string) error {
 	for {
 		owner, st, err := c.owner(ctx, name)
 		if err != nil {
 			return err
 		}
-		_, err = c.S.Multi(ctx, store.DeleteOp(store.Join(namesPath, name), st.Version),
-			store.DeleteOp(store.Join(jobsPath, owner, name), store.AnyVersion))
+		graph, gst, err := dependencyGraph(ctx, c.S)
+		if err != nil {
+			return err
+		}
+		if deps := Dependants(graph, name); len(deps) > 0 {
+			return fmt.Errorf("job %q: %w: %s (delete them or change their schedule.after first)", name, ErrHasDependants, strings.Join(deps, ", "))
+		}
+		ops := []store.Op{store.DeleteOp(store.Join(namesPath, name), st.Version),
+			store.DeleteOp(store.Join(jobsPath, owner, name), store.AnyVersion),
+			store.SetOp(afterPath, nil, gst.Version)}
+		if _, ok := graph[name]; ok {
+			ops = append(ops, store.DeleteOp(store.Join(afterPath, name), store.AnyVersion))
+		}
+		_, err = c.S.Multi(ctx, ops...)
 		if errors.Is(err, store.ErrBadVersion) {
 			continue
+		}
+		if err == nil {
+			// Its fire records go too; a job filed again under the name
+			// starts afresh (its state is made anew at submit).
+			if err := store.DeleteAll(ctx, c.S, firesJobPath(name)); err != nil && !errors.Is(err, store.ErrNoNode) {
+				return err
+			}
 		}
 		return err
 	}

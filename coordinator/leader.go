@@ -41,7 +41,21 @@ type leader struct {
 	// within a run, and only the leader writes partition records, so a
 	// step reads only the others again.
 	done map[string]map[string]engine.PartitionRecord
+	// started keeps the runs whose first placement is recorded.
+	started map[string]bool
+	// graph is the jobs' upstreams as of graphVer, the version of /after;
+	// depsDue the jobs whose dependency readiness to look at, all of them
+	// every depsEvery and whenever the graph changes.
+	graph      map[string][]string
+	graphVer   int32
+	depsDue    map[string]bool
+	depsLooked time.Time
 }
+
+// depsEvery is how often the leader looks at every dependent job, besides
+// looking at a job's dependants when it succeeds: it catches what a leader
+// that died left half done, and jobs resumed from a pause.
+const depsEvery = 5 * time.Second
 
 type startRetry struct {
 	failures int
@@ -64,7 +78,8 @@ func (n *Node) lead(ctx context.Context, id, election string, epoch int64) {
 	rs := &RunState{S: n.cfg.Store, Fence: fence}
 	l := &leader{n: n, id: id, epoch: epoch, fence: fence, rs: rs,
 		steps: &engine.Steps{State: rs, Log: n.log, Now: n.cfg.Now, Sleep: n.cfg.Sleep},
-		holds: map[string]func(){}, waited: map[string]string{}, retries: map[string]startRetry{}, done: map[string]map[string]engine.PartitionRecord{}}
+		holds: map[string]func(){}, waited: map[string]string{}, retries: map[string]startRetry{}, done: map[string]map[string]engine.PartitionRecord{},
+		started: map[string]bool{}, graphVer: -1, depsDue: map[string]bool{}}
 	defer func() {
 		for _, release := range l.holds {
 			release()
@@ -122,6 +137,9 @@ func (l *leader) watch(ctx context.Context) <-chan struct{} {
 			on(ch)
 		}
 	}
+	if _, _, ch, err := s.GetW(ctx, afterPath); err == nil {
+		on(ch)
+	}
 	if dirs, err := s.Children(ctx, assignPath); err == nil {
 		for _, d := range dirs {
 			if _, ch, err := s.ChildrenW(ctx, store.Join(assignPath, d)); err == nil {
@@ -162,6 +180,14 @@ func (l *leader) step(ctx context.Context) error {
 		return err
 	}
 	pending, exported, err := l.reconcileRuns(ctx, assigned)
+	if err != nil {
+		return err
+	}
+	// After the runs' ends: their dependants fire in the same step.
+	if err := l.dependencies(ctx); err != nil {
+		return err
+	}
+	l.n.postCallbacks(ctx)
 	if err != nil {
 		return err
 	}
@@ -309,8 +335,9 @@ func (l *leader) moveJob(ctx context.Context, mv JobMove) error {
 	return ignoreNoNode(err)
 }
 
-// consumeQueue turns queued triggers into runs, in order. A trigger for a
-// job whose run is still going waits for it to end.
+// consumeQueue turns queued triggers into runs, in order. What a trigger
+// for a job whose run is going does is the job's overlap policy's
+// (DecideOverlap): it starts beside it, waits, or is dropped.
 func (l *leader) consumeQueue(ctx context.Context) error {
 	s := l.n.cfg.Store
 	entries, err := s.Children(ctx, queuePath)
@@ -318,6 +345,7 @@ func (l *leader) consumeQueue(ctx context.Context) error {
 		return err
 	}
 	sortBySequence(entries)
+	waiting := map[string]int{}
 	for _, e := range entries {
 		path := store.Join(queuePath, e)
 		var q QueueEntry
@@ -331,38 +359,90 @@ func (l *leader) consumeQueue(ctx context.Context) error {
 			}
 			continue
 		}
-		if err := l.startRun(ctx, path, q); err != nil {
+		job, _, err := l.n.cluster.Job(ctx, q.Job)
+		if errors.Is(err, ErrNoJob) {
+			delete(l.retries, path)
+			l.n.log.Warn("dropping a trigger of a job that is gone", "job", q.Job)
+			if _, err := l.rs.multi(ctx, store.DeleteOp(path, store.AnyVersion)); err != nil {
+				return ignoreNoNode(err)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		active, err := l.rs.ActiveRun(ctx, job.Name)
+		if err != nil && !errors.Is(err, engine.ErrNotFound) {
+			return err
+		}
+		going := err == nil && active.State == engine.RunRunning
+		policy := engine.OverlapSkip
+		if job.Schedule != nil && job.Schedule.Overlap != "" {
+			policy = job.Schedule.Overlap
+		}
+		action, why := DecideOverlap(policy, q.Trigger, going, waiting[job.Name])
+		switch action {
+		case Wait:
+			waiting[job.Name]++
+			continue
+		case Drop:
+			if err := l.drop(ctx, path, q, why); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := l.startRun(ctx, path, q, job, going); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// drop deletes a trigger the overlap policy refuses, and says why on its
+// fire record.
+func (l *leader) drop(ctx context.Context, entry string, q QueueEntry, why string) error {
+	ops := []store.Op{store.DeleteOp(entry, store.AnyVersion)}
+	if q.Fire != "" {
+		var f FireRecord
+		if err := getJSON(ctx, l.n.cfg.Store, q.Fire, &f); err == nil {
+			f.Outcome = FireDropped + ": " + why
+			data, _ := json.Marshal(f)
+			ops = append(ops, store.SetOp(q.Fire, data, store.AnyVersion))
+		}
+	}
+	_, err := l.rs.multi(ctx, ops...)
+	if err == nil {
+		l.n.log.Info("fire dropped", "job", q.Job, "trigger", q.Trigger, "scheduled", q.Scheduled, "why", why)
+	}
+	return ignoreNoNode(err)
+}
+
 // startRun makes the run a queue entry asks for: the job's unfinished
 // (failed) run continued, or a new run planned and its sink prepared. The
 // run, the spec it runs with and the entry's deletion are one fenced
 // Multi: an entry is consumed exactly once, whenever the leader dies.
-func (l *leader) startRun(ctx context.Context, entry string, q QueueEntry) error {
-	job, _, err := l.n.cluster.Job(ctx, q.Job)
-	if errors.Is(err, ErrNoJob) {
-		delete(l.retries, entry)
-		l.n.log.Warn("dropping a trigger of a job that is gone", "job", q.Job)
-		_, err := l.rs.multi(ctx, store.DeleteOp(entry, store.AnyVersion))
-		return ignoreNoNode(err)
-	}
-	if err != nil {
-		return err
-	}
-	if active, err := l.rs.ActiveRun(ctx, job.Name); err == nil && active.State == engine.RunRunning {
-		return nil // its run is going: the trigger waits
-	} else if err != nil && !errors.Is(err, engine.ErrNotFound) {
-		return err
-	}
+//
+// A run started beside one going (overlap: allow) is always a new one.
+func (l *leader) startRun(ctx context.Context, entry string, q QueueEntry, job *engine.Job, beside bool) error {
 	now := l.n.cluster.now()
 	if r, ok := l.retries[entry]; ok && now.Before(r.next) {
 		return nil
 	}
-	run, parts, fresh, err := l.steps.Plan(ctx, job, false)
+	var (
+		run   *engine.RunRecord
+		parts []engine.PartitionRecord
+		fresh = true
+		err   error
+	)
+	if beside {
+		run, parts, err = l.steps.NewRun(ctx, job)
+	} else {
+		run, parts, fresh, err = l.steps.Plan(ctx, job, false)
+	}
+	if run != nil {
+		run.Trigger, run.Scheduled, run.Ticks, run.Upstream, run.Queued = q.Trigger, q.Scheduled, q.Ticks, q.Upstream, q.Requested
+		run.FirstStarted = time.Time{}
+	}
 	if err == nil && fresh {
 		if err = l.steps.Prepare(ctx, job); err == nil {
 			run.Prepared = true
@@ -422,7 +502,7 @@ func (l *leader) startRun(ctx context.Context, entry string, q QueueEntry) error
 	if _, err := l.rs.multi(ctx, ops...); err != nil {
 		return err
 	}
-	l.n.log.Info("run started", "job", job.Name, "run", run.ID, "partitions", len(parts), "continued", !fresh, "trigger", q.Trigger)
+	l.n.log.Info("run started", "job", job.Name, "run", run.ID, "partitions", len(parts), "continued", !fresh, "trigger", q.Trigger, "scheduled", q.Scheduled)
 	return nil
 }
 
@@ -587,15 +667,12 @@ func (l *leader) finish(ctx context.Context, run *engine.RunRecord, runErr error
 		}
 	}
 	if done != nil && done.State != engine.RunRunning && len(job.Callbacks) > 0 {
-		// Posted beside the leader's steps, which go on meanwhile; the
-		// node's Stop waits for them. A leader that dies while posting
-		// loses the rest of its callbacks: they are at most once.
-		rec := *done
-		l.n.wg.Add(1)
-		go func() {
-			defer l.n.wg.Done()
-			l.steps.Notify(job, &rec)
-		}()
+		l.n.postCallback(callbackPath(run.Job, run.ID))
+	}
+	if done != nil && done.State == engine.RunSucceeded {
+		for _, d := range Dependants(l.graph, run.Job) {
+			l.depsDue[d] = true
+		}
 	}
 	l.n.log.Info("run finished", "job", run.Job, "run", run.ID, "state", done.State, "rows", done.Rows, "err", runErr)
 	return nil
@@ -649,7 +726,11 @@ func (l *leader) place(ctx context.Context, members []Member, pending []Partitio
 // Multi.
 func (l *leader) assign(ctx context.Context, k PartitionKey, node string) error {
 	now := l.n.cluster.now()
-	_, err := l.rs.updatePartitionWith(ctx, k.Job, k.Run, k.Partition, func(p *engine.PartitionRecord) error {
+	first, err := l.firstStartOps(ctx, k, now)
+	if err != nil {
+		return ignoreNoNode(err)
+	}
+	_, err = l.rs.updatePartitionWith(ctx, k.Job, k.Run, k.Partition, func(p *engine.PartitionRecord) error {
 		if p.State != engine.Pending {
 			return errSkip
 		}
@@ -659,7 +740,7 @@ func (l *leader) assign(ctx context.Context, k PartitionKey, node string) error 
 		return nil
 	}, func(p engine.PartitionRecord) []store.Op {
 		data, _ := json.Marshal(Assignment{Job: k.Job, Run: k.Run, Partition: k.Partition, Lease: p.Lease, Leader: l.epoch, Assigned: now})
-		return []store.Op{store.CreateOp(assignNodePath(node, k), data, 0)}
+		return append([]store.Op{store.CreateOp(assignNodePath(node, k), data, 0)}, first...)
 	})
 	switch {
 	case errors.Is(err, errSkip):
@@ -671,7 +752,111 @@ func (l *leader) assign(ctx context.Context, k PartitionKey, node string) error 
 	case err != nil:
 		return err
 	}
+	if len(first) > 0 {
+		l.started[runPath(k.Job, k.Run)] = true
+	}
 	l.n.log.Info("partition placed", "partition", k.String(), "node", node)
+	return nil
+}
+
+// firstStartOps record when a run's first partition is placed, for the
+// first placement of the run this leader makes.
+func (l *leader) firstStartOps(ctx context.Context, k PartitionKey, now time.Time) ([]store.Op, error) {
+	path := runPath(k.Job, k.Run)
+	if l.started[path] {
+		return nil, nil
+	}
+	var run engine.RunRecord
+	st, err := l.rs.get(ctx, path, &run)
+	if err != nil {
+		return nil, err
+	}
+	if !run.FirstStarted.IsZero() {
+		l.started[path] = true
+		return nil, nil
+	}
+	run.FirstStarted = now
+	data, err := json.Marshal(run)
+	if err != nil {
+		return nil, err
+	}
+	return []store.Op{store.SetOp(path, data, st.Version)}, nil
+}
+
+// dependencies fires each job whose upstreams have all succeeded since its
+// last dependency fire (DependencyReady), once per such generation: the
+// upstream runs it consumes and its queue entry are one fenced Multi,
+// checked against the version of the state it read.
+func (l *leader) dependencies(ctx context.Context) error {
+	s := l.n.cfg.Store
+	_, st, err := s.Get(ctx, afterPath)
+	if err != nil {
+		return err
+	}
+	now := l.n.cluster.now()
+	if st.Version != l.graphVer {
+		graph, gst, err := dependencyGraph(ctx, s)
+		if err != nil {
+			return err
+		}
+		l.graph, l.graphVer, l.depsLooked = graph, gst.Version, time.Time{}
+	}
+	if now.Sub(l.depsLooked) >= depsEvery {
+		for d := range l.graph {
+			l.depsDue[d] = true
+		}
+		l.depsLooked = now
+	}
+	due := make([]string, 0, len(l.depsDue))
+	for d := range l.depsDue {
+		due = append(due, d)
+	}
+	sort.Strings(due)
+	for _, d := range due {
+		if err := l.fireAfter(ctx, d, now); err != nil {
+			return err
+		}
+		delete(l.depsDue, d)
+	}
+	return nil
+}
+
+func (l *leader) fireAfter(ctx context.Context, job string, now time.Time) error {
+	ups := l.graph[job]
+	if len(ups) == 0 {
+		return nil
+	}
+	st, fst, err := fireState(ctx, l.n.cfg.Store, job)
+	if err != nil || st.Paused {
+		return ignoreNoNode(err)
+	}
+	last, err := lastSucceeded(ctx, l.n.cfg.Store, ups)
+	if err != nil {
+		return err
+	}
+	if !DependencyReady(ups, last, st.Consumed) {
+		return nil
+	}
+	st.Consumed = last
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	entry, err := json.Marshal(QueueEntry{Job: job, Trigger: TriggerAfter, Requested: now, Upstream: last})
+	if err != nil {
+		return err
+	}
+	_, err = l.rs.multi(ctx, store.SetOp(firesJobPath(job), data, fst.Version),
+		store.CreateOp(store.Join(queuePath, "run-"), entry, store.Sequential))
+	switch {
+	case isFenced(err, len(l.fence)):
+		return errNotLeader
+	case errors.Is(err, store.ErrBadVersion):
+		return nil // paused or fired meanwhile: looked at again within depsEvery
+	case err != nil:
+		return ignoreNoNode(err)
+	}
+	l.n.log.Info("dependency fire", "job", job, "upstream", last)
 	return nil
 }
 

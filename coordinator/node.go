@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"runtime"
 	"sort"
@@ -46,6 +47,11 @@ type Config struct {
 	// Progress, if set, hears the progress of every partition the node
 	// executes (the progress bars of `datashift run`).
 	Progress func(engine.Progress)
+	// NoSchedule keeps the node from firing the jobs it owns by their
+	// schedules: `datashift run` runs its job once.
+	NoSchedule bool
+	// HTTPClient posts callbacks; nil: a client with a 10s timeout.
+	HTTPClient *http.Client
 	// Now and Sleep are the clock; nil: the real one.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -74,7 +80,8 @@ type Node struct {
 	leading  bool
 	draining bool
 	running  map[PartitionKey]context.CancelFunc
-	changed  chan struct{} // resources to republish
+	changed  chan struct{}   // resources to republish
+	posting  map[string]bool // callback entries being posted
 
 	registered chan struct{} // closed once the first membership is up
 	done       chan struct{}
@@ -98,7 +105,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{cfg: cfg, log: log, cluster: &Cluster{S: cfg.Store, Now: cfg.Now, History: cfg.History},
-		running: map[PartitionKey]context.CancelFunc{}, changed: make(chan struct{}, 1), slots: cfg.Slots,
+		running: map[PartitionKey]context.CancelFunc{}, posting: map[string]bool{}, changed: make(chan struct{}, 1), slots: cfg.Slots,
 		registered: make(chan struct{}), done: make(chan struct{})}
 	if err := n.cluster.ensureBase(ctx); err != nil {
 		return nil, err
@@ -291,6 +298,10 @@ func (n *Node) member(ctx context.Context) {
 	}
 	var wg sync.WaitGroup
 	wg.Add(4)
+	if !n.cfg.NoSchedule {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.schedule(ctx, id) }()
+	}
 	go func() { defer wg.Done(); n.watchConfig(ctx) }()
 	go func() { defer wg.Done(); n.publish(ctx, id) }()
 	go func() { defer wg.Done(); n.work(ctx, id) }()

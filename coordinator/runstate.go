@@ -58,8 +58,13 @@ func progressPath(job, run, id string) string {
 	return store.Join(runsPath, job, run, "progress", id)
 }
 
+// jobState is what a job keeps from run to run, in /jobstate/JOB, written
+// with each succeeded run's end.
 type jobState struct {
 	HighWater connectors.Key `json:"high_water,omitempty"`
+	// LastSucceeded is the job's last succeeded run: the jobs that run
+	// after it fire once for each.
+	LastSucceeded string `json:"last_succeeded,omitempty"`
 }
 
 func (s *RunState) ActiveRun(ctx context.Context, job string) (*engine.RunRecord, error) {
@@ -375,22 +380,33 @@ func (s *RunState) FinishRun(ctx context.Context, run *engine.RunRecord) error {
 		return err
 	}
 	ops := append([]store.Op{store.SetOp(runPath(run.Job, run.ID), data, store.AnyVersion)}, hist...)
-	if run.State == engine.RunSucceeded && run.CursorUpTo != nil {
-		js, err := json.Marshal(jobState{HighWater: run.CursorUpTo})
-		if err != nil {
-			return err
-		}
+	if run.State == engine.RunSucceeded {
 		p := store.Join(jobStatePath, run.Job)
-		ok, _, err := s.S.Exists(ctx, p)
+		var js jobState
+		st, err := s.get(ctx, p, &js)
+		if err != nil && !errors.Is(err, store.ErrNoNode) {
+			return err
+		}
+		exists := err == nil
+		js.LastSucceeded = run.ID
+		if run.CursorUpTo != nil {
+			js.HighWater = run.CursorUpTo
+		}
+		data, err := json.Marshal(js)
 		if err != nil {
 			return err
 		}
-		if ok {
-			ops = append(ops, store.SetOp(p, js, store.AnyVersion))
+		if exists {
+			ops = append(ops, store.SetOp(p, data, st.Version))
 		} else {
-			ops = append(ops, store.CreateOp(p, js, 0))
+			ops = append(ops, store.CreateOp(p, data, 0))
 		}
 	}
+	cb, err := s.callbackOps(ctx, run)
+	if err != nil {
+		return err
+	}
+	ops = append(ops, cb...)
 	if _, err := s.multi(ctx, ops...); err != nil {
 		return err
 	}

@@ -45,6 +45,13 @@ func RunJob(ctx context.Context, s store.Store, job *engine.Job, opts RunOptions
 	// does, its leader acts on it at once (finishes a run whose partitions
 	// are all done, consumes a trigger), and what is read later could be
 	// its doing, not the last process's.
+	// A cluster of one runs the job once: it keeps no schedule (its
+	// upstreams are other state files' jobs).
+	if job.Schedule != nil {
+		once := *job
+		once.Schedule = nil
+		job = &once
+	}
 	c := &Cluster{S: s, Now: opts.Now}
 	rs := c.runs()
 	filed := true
@@ -84,7 +91,7 @@ func RunJob(ctx context.Context, s store.Store, job *engine.Job, opts RunOptions
 
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	node, err := Start(startCtx, Config{Store: s, Slots: max(1, job.Parallelism), Log: log, Tick: 500 * time.Millisecond,
-		Progress: opts.Progress, Now: opts.Now, Sleep: opts.Sleep})
+		Progress: opts.Progress, Now: opts.Now, Sleep: opts.Sleep, NoSchedule: true})
 	cancel()
 	if err != nil {
 		return nil, err

@@ -11,7 +11,10 @@ import (
 	"github.com/datashift/datashift/connectors"
 )
 
-// CallbackPayload is the JSON body POSTed to a job's callbacks when a run ends.
+// CallbackPayload is the JSON body POSTed to a job's callbacks when a run
+// ends. It is sent with the run id as its Idempotency-Key header: a
+// receiver that may hear a run twice (a leader that died between posting
+// and recording it) keeps the first.
 type CallbackPayload struct {
 	Job      string    `json:"job"`
 	Run      string    `json:"run"`
@@ -22,47 +25,62 @@ type CallbackPayload struct {
 	Error    string    `json:"error,omitempty"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
+	Duration float64   `json:"duration_seconds"`
+	Trigger  string    `json:"trigger,omitempty"`
+	// Ticks are the scheduled times the run stands for (a cron fire).
+	Ticks *TickSpan `json:"ticks,omitempty"`
 }
 
 // callbackAttempts bounds the retries of one callback; with the backoff
 // doubling from 500ms that is about a minute of trying.
 const callbackAttempts = 7
 
-// NotifyCallbacks POSTs the run's outcome to each of the job's callbacks
-// that asked for it, retrying failures (connection errors, 5xx, 429) with
-// backoff. It returns the callbacks that never got through.
-func NotifyCallbacks(ctx context.Context, client *http.Client, job *Job, run *RunRecord, sleep func(context.Context, time.Duration) error) error {
+// CallbackBody is the payload of a finished run's callbacks.
+func CallbackBody(run *RunRecord) ([]byte, error) {
+	p := CallbackPayload{
+		Job: run.Job, Run: run.ID, Status: run.State, Rows: run.Rows, Bytes: run.Bytes,
+		BadRows: run.BadRows, Error: run.Error, Started: run.Started, Finished: run.Finished,
+		Duration: run.Finished.Sub(run.Started).Seconds(), Trigger: run.Trigger,
+	}
+	if run.Ticks.Count > 0 {
+		p.Ticks = &run.Ticks
+	}
+	return json.Marshal(p)
+}
+
+// CallbackURLs are the job's callbacks that asked to hear how run ended.
+func CallbackURLs(job *Job, run *RunRecord) []string {
 	status := "success"
 	if run.State != RunSucceeded {
 		status = "failure"
 	}
-	body, err := json.Marshal(CallbackPayload{
-		Job: run.Job, Run: run.ID, Status: run.State, Rows: run.Rows, Bytes: run.Bytes,
-		BadRows: run.BadRows, Error: run.Error, Started: run.Started, Finished: run.Finished,
-	})
-	if err != nil {
-		return err
-	}
-	var failed []string
+	var out []string
 	for _, cb := range job.Callbacks {
-		if len(cb.On) > 0 && !contains(cb.On, status) {
-			continue
-		}
-		if err := postWithRetry(ctx, client, cb.URL, body, sleep); err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", connectors.Redacted(cb.URL), err))
+		if len(cb.On) == 0 || contains(cb.On, status) {
+			out = append(out, cb.URL)
 		}
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("job %q run %s: callbacks failed: %v", job.Name, run.ID, failed)
+	return out
+}
+
+// PostCallback POSTs a run's payload to url, retrying failures (connection
+// errors, 5xx, 429) with backoff; key is the Idempotency-Key. onRetry, if
+// set, hears each failure that will be retried.
+func PostCallback(ctx context.Context, client *http.Client, url, key string, body []byte, sleep func(context.Context, time.Duration) error, onRetry func(attempt int, err error)) error {
+	if err := postWithRetry(ctx, client, url, key, body, sleep, onRetry); err != nil {
+		return fmt.Errorf("callback %s: %w", connectors.Redacted(url), err)
 	}
 	return nil
 }
 
-func postWithRetry(ctx context.Context, client *http.Client, url string, body []byte, sleep func(context.Context, time.Duration) error) error {
+func postWithRetry(ctx context.Context, client *http.Client, url, key string, body []byte, sleep func(context.Context, time.Duration) error, onRetry func(int, error)) error {
 	backoff := 500 * time.Millisecond
 	var last error
 	for attempt := 0; attempt < callbackAttempts; attempt++ {
 		if attempt > 0 {
+			if onRetry != nil {
+				onRetry(attempt, last)
+			}
 			if err := sleep(ctx, backoff); err != nil {
 				return err
 			}
@@ -73,6 +91,7 @@ func postWithRetry(ctx context.Context, client *http.Client, url string, body []
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", key)
 		resp, err := client.Do(req)
 		if err != nil {
 			last = err

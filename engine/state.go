@@ -106,6 +106,17 @@ type RunRecord struct {
 	Bytes       int64          `json:"bytes"`
 	BadRows     int64          `json:"bad_rows,omitempty"`
 	Error       string         `json:"error,omitempty"`
+	// Trigger says what started the run (manual, run, cron, after);
+	// Scheduled is the tick a cron fire was for and Ticks all those it
+	// stands for; Upstream the upstream runs an `after` fire consumed.
+	// Queued is when the trigger was queued and FirstStarted when the
+	// first partition was placed: the fire lag is visible per run.
+	Trigger      string            `json:"trigger,omitempty"`
+	Scheduled    time.Time         `json:"scheduled,omitzero"`
+	Ticks        TickSpan          `json:"ticks,omitzero"`
+	Upstream     map[string]string `json:"upstream,omitempty"`
+	Queued       time.Time         `json:"queued,omitzero"`
+	FirstStarted time.Time         `json:"first_started,omitzero"`
 }
 
 // ErrNotFound is returned by State lookups of runs or partitions that do

@@ -137,13 +137,13 @@ func (s *Steps) Plan(ctx context.Context, job *Job, restart bool) (run *RunRecor
 	case !errors.Is(err, ErrNotFound):
 		return nil, nil, false, fmt.Errorf("job %q: read active run: %w", job.Name, err)
 	}
-	run, parts, err = s.newRun(ctx, job)
+	run, parts, err = s.NewRun(ctx, job)
 	return run, parts, err == nil, err
 }
 
-// newRun plans a run: the incremental window, the pinned inputs and the
+// NewRun plans a new run: the incremental window, the pinned inputs and the
 // partitions, all from one opening of the source.
-func (s *Steps) newRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRecord, error) {
+func (s *Steps) NewRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRecord, error) {
 	pin := job.Pin()
 	run := &RunRecord{Job: job.Name, ID: NewRunID(s.now()), State: RunRunning, Started: s.now(), SpecHash: pin.Hash(), Spec: pin}
 	cfg := sourceConfig(job, nil)
@@ -353,8 +353,8 @@ func prepareSink(ctx context.Context, job *Job) error {
 
 // Finish is the finish step: it totals the partitions and records the
 // run's outcome (runErr, or the first partition not done) and drops a
-// succeeded run's commit records from the sink. Notify then calls the
-// job's callbacks.
+// succeeded run's commit records from the sink. The State keeps the
+// callbacks to post with the run's end (coordinator: an outbox).
 func (s *Steps) Finish(job *Job, run *RunRecord, runErr error) (*RunRecord, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -391,24 +391,6 @@ func (s *Steps) Finish(job *Job, run *RunRecord, runErr error) (*RunRecord, erro
 		s.forget(ctx, job, run)
 	}
 	return run, runErr
-}
-
-// Notify posts the finished run's outcome to the job's callbacks, retrying
-// each for about a minute (then logged). It is the step after Finish, taken
-// apart from it so that a slow callback holds up nobody's next step.
-func (s *Steps) Notify(job *Job, run *RunRecord) {
-	if len(job.Callbacks) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	client := s.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
-	}
-	if err := NotifyCallbacks(ctx, client, job, run, s.sleep); err != nil {
-		s.logger().Warn("callbacks", "job", job.Name, "run", run.ID, "err", err)
-	}
 }
 
 func (s *Steps) logRetry(job *Job, step string) func(error) {

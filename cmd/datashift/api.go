@@ -41,6 +41,9 @@ func (a *api) routes() http.Handler {
 	mux.HandleFunc("PUT /api/jobs/{name}", a.write(a.update))
 	mux.HandleFunc("DELETE /api/jobs/{name}", a.write(a.delete))
 	mux.HandleFunc("POST /api/jobs/{name}/trigger", a.write(a.trigger))
+	mux.HandleFunc("POST /api/jobs/{name}/pause", a.write(a.pause))
+	mux.HandleFunc("POST /api/jobs/{name}/resume", a.write(a.resume))
+	mux.HandleFunc("GET /api/jobs/{name}/fires", a.fires)
 	mux.HandleFunc("GET /api/jobs/{name}/runs", a.runs)
 	mux.HandleFunc("GET /api/runs/{job}/{run}", a.run)
 	mux.HandleFunc("GET /api/nodes", a.nodes)
@@ -107,7 +110,7 @@ func failFor(w http.ResponseWriter, err error) {
 		fail(w, http.StatusBadRequest, err)
 	case errors.Is(err, coordinator.ErrNoJob), errors.Is(err, engine.ErrNotFound):
 		fail(w, http.StatusNotFound, err)
-	case errors.Is(err, coordinator.ErrJobExists):
+	case errors.Is(err, coordinator.ErrJobExists), errors.Is(err, coordinator.ErrHasDependants):
 		fail(w, http.StatusConflict, err)
 	default:
 		fail(w, http.StatusInternalServerError, err)
@@ -202,9 +205,10 @@ func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
 
 type jobBody struct {
-	Name  string      `json:"name"`
-	Owner string      `json:"owner"`
-	Spec  *engine.Job `json:"spec,omitempty"`
+	Name     string                    `json:"name"`
+	Owner    string                    `json:"owner"`
+	Spec     *engine.Job               `json:"spec,omitempty"`
+	Schedule *coordinator.ScheduleInfo `json:"schedule,omitempty"`
 }
 
 func (a *api) submit(w http.ResponseWriter, r *http.Request) {
@@ -260,7 +264,53 @@ func (a *api) job(w http.ResponseWriter, r *http.Request) {
 		failFor(w, err)
 		return
 	}
-	reply(w, http.StatusOK, jobBody{Name: job.Name, Owner: owner, Spec: job.Redacted()})
+	sched, err := a.node.Cluster().Schedule(r.Context(), job)
+	if err != nil {
+		failFor(w, err)
+		return
+	}
+	reply(w, http.StatusOK, jobBody{Name: job.Name, Owner: owner, Spec: job.Redacted(), Schedule: sched})
+}
+
+func (a *api) pause(w http.ResponseWriter, r *http.Request) {
+	a.setPaused(w, r, true)
+}
+
+func (a *api) resume(w http.ResponseWriter, r *http.Request) {
+	a.setPaused(w, r, false)
+}
+
+func (a *api) setPaused(w http.ResponseWriter, r *http.Request, paused bool) {
+	name := r.PathValue("name")
+	c := a.node.Cluster()
+	do := c.Resume
+	if paused {
+		do = c.Pause
+	}
+	if err := do(r.Context(), name); err != nil {
+		failFor(w, err)
+		return
+	}
+	job, _, err := c.Job(r.Context(), name)
+	if err != nil {
+		failFor(w, err)
+		return
+	}
+	sched, err := c.Schedule(r.Context(), job)
+	if err != nil {
+		failFor(w, err)
+		return
+	}
+	reply(w, http.StatusOK, sched)
+}
+
+func (a *api) fires(w http.ResponseWriter, r *http.Request) {
+	fires, err := a.node.Cluster().Fires(r.Context(), r.PathValue("name"))
+	if err != nil {
+		failFor(w, err)
+		return
+	}
+	reply(w, http.StatusOK, fires)
 }
 
 func (a *api) delete(w http.ResponseWriter, r *http.Request) {
@@ -273,7 +323,7 @@ func (a *api) delete(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) trigger(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	entry, err := a.node.Cluster().Trigger(r.Context(), name, "manual")
+	entry, err := a.node.Cluster().Trigger(r.Context(), name, coordinator.TriggerManual)
 	if err != nil {
 		failFor(w, err)
 		return
