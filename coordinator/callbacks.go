@@ -40,7 +40,12 @@ func (s *RunState) callbackOps(ctx context.Context, run *engine.RunRecord) ([]st
 	if _, err := s.get(ctx, runJobPath(run.Job, run.ID), &job); err != nil {
 		return nil, ignoreNoNode(err) // a run without its spec: nobody asked
 	}
-	urls := engine.CallbackURLs(&job, run)
+	return s.callbackOpsOf(ctx, &job, run)
+}
+
+// callbackOpsOf are callbackOps for a run whose spec the caller has.
+func (s *RunState) callbackOpsOf(ctx context.Context, job *engine.Job, run *engine.RunRecord) ([]store.Op, error) {
+	urls := engine.CallbackURLs(job, run)
 	if len(urls) == 0 {
 		return nil, nil
 	}

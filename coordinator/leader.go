@@ -462,7 +462,7 @@ func (l *leader) startRun(ctx context.Context, entry string, q QueueEntry, job *
 		if ctx.Err() != nil {
 			return err
 		}
-		return l.refuse(ctx, entry, job, run, err)
+		return l.refuse(ctx, entry, q, job, run, err)
 	}
 	spec, err := json.Marshal(job)
 	if err != nil {
@@ -509,7 +509,7 @@ func (l *leader) startRun(ctx context.Context, entry string, q QueueEntry, job *
 // refuse drops a trigger that cannot start a run, and says why where the
 // job's runs are read: on its unfinished run, or as a failed run of its
 // own in the history.
-func (l *leader) refuse(ctx context.Context, entry string, job *engine.Job, run *engine.RunRecord, cause error) error {
+func (l *leader) refuse(ctx context.Context, entry string, q QueueEntry, job *engine.Job, run *engine.RunRecord, cause error) error {
 	l.n.log.Warn("trigger refused", "job", job.Name, "err", cause)
 	now := l.n.cluster.now()
 	if active, err := l.rs.ActiveRun(ctx, job.Name); err == nil {
@@ -525,12 +525,23 @@ func (l *leader) refuse(ctx context.Context, entry string, job *engine.Job, run 
 		run = &engine.RunRecord{Job: job.Name, ID: engine.NewRunID(now), Started: now}
 	}
 	run.State, run.Finished, run.Error = engine.RunFailed, now, cause.Error()
+	run.Trigger, run.Scheduled, run.Ticks, run.Queued = q.Trigger, q.Scheduled, q.Ticks, q.Requested
 	ops, err := l.rs.historyOps(ctx, run)
 	if err != nil {
 		return err
 	}
-	_, err = l.rs.multi(ctx, append(ops, store.DeleteOp(entry, store.AnyVersion))...)
-	return ignoreNoNode(err)
+	cb, err := l.rs.callbackOpsOf(ctx, job, run)
+	if err != nil {
+		return err
+	}
+	ops = append(append(ops, cb...), store.DeleteOp(entry, store.AnyVersion))
+	if _, err := l.rs.multi(ctx, ops...); err != nil {
+		return ignoreNoNode(err)
+	}
+	if len(cb) > 0 {
+		l.n.postCallback(callbackPath(run.Job, run.ID))
+	}
+	return nil
 }
 
 // reconcileRuns records what became of the partitions whose assignment
