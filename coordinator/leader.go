@@ -539,7 +539,7 @@ func (l *leader) refuse(ctx context.Context, entry string, q QueueEntry, job *en
 		return ignoreNoNode(err)
 	}
 	if len(cb) > 0 {
-		l.n.postCallback(callbackPath(run.Job, run.ID))
+		l.n.postCallback(ctx, callbackPath(run.Job, run.ID, run.Finished))
 	}
 	return nil
 }
@@ -678,7 +678,7 @@ func (l *leader) finish(ctx context.Context, run *engine.RunRecord, runErr error
 		}
 	}
 	if done != nil && done.State != engine.RunRunning && len(job.Callbacks) > 0 {
-		l.n.postCallback(callbackPath(run.Job, run.ID))
+		l.n.postCallback(ctx, callbackPath(run.Job, run.ID, run.Finished))
 	}
 	if done != nil && done.State == engine.RunSucceeded {
 		for _, d := range Dependants(l.graph, run.Job) {

@@ -180,6 +180,14 @@ func (n *Node) Stop(ctx context.Context) error {
 		}
 	}
 	n.giveBackUnstarted(ctx)
+	// Callbacks being posted are let finish (bounded by ctx): a cluster
+	// of one that stops now may not start again for a long time.
+	for n.postingCount() > 0 && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	n.stop()
 	n.wg.Wait()
 	return nil
@@ -204,6 +212,12 @@ func (n *Node) giveBackUnstarted(ctx context.Context) {
 			n.log.Warn("cannot give back an assignment", "assignment", kid, "err", err)
 		}
 	}
+}
+
+func (n *Node) postingCount() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.posting)
 }
 
 // Done is closed once the node has stopped.

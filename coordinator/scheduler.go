@@ -27,6 +27,9 @@ import (
 // second are fired side by side, their Multis pipelined on the session.
 const fireWorkers = 32
 
+// jobsPerMulti is how many jobs due together one Multi fires.
+const jobsPerMulti = 16
+
 // resyncEvery is how often the scheduler reads its folder again without a
 // watch firing; settle how long it lets a burst of changes settle first.
 const (
@@ -283,19 +286,19 @@ func (sc *scheduler) fireDue(ctx context.Context) (moved bool) {
 	for len(sc.heap) > 0 && !sc.heap[0].next.After(now) {
 		due = append(due, heap.Pop(&sc.heap).(*scheduled))
 	}
-	work := make(chan *scheduled)
+	work := make(chan []*scheduled)
 	var wg sync.WaitGroup
-	for range min(fireWorkers, len(due)) {
+	for range min(fireWorkers, (len(due)+jobsPerMulti-1)/jobsPerMulti) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range work {
-				sc.fire(ctx, j)
+			for batch := range work {
+				sc.fireBatch(ctx, batch)
 			}
 		}()
 	}
-	for _, j := range due {
-		work <- j
+	for i := 0; i < len(due); i += jobsPerMulti {
+		work <- due[i:min(len(due), i+jobsPerMulti)]
 	}
 	close(work)
 	wg.Wait()
@@ -308,6 +311,77 @@ func (sc *scheduler) fireDue(ctx context.Context) (moved bool) {
 	return moved
 }
 
+// fireBatch fires a few jobs due together in one Multi: one transaction
+// instead of one per job when thousands are due in the same second. If any
+// of them cannot fire as read (moved, paused, fired meanwhile), the Multi
+// lands nothing and each is fired on its own.
+func (sc *scheduler) fireBatch(ctx context.Context, batch []*scheduled) {
+	type planned struct {
+		j     *scheduled
+		next  FireState
+		d     Due
+		state int // the index of its state's Set among the ops
+	}
+	now := sc.n.cluster.now()
+	var ops []store.Op
+	var plans []planned
+	for _, j := range batch {
+		d := DueFires(j.sched, j.state.Mark, now, MisfireOf(j.spec.Schedule))
+		if len(d.Fires) == 0 && d.Skipped.Count == 0 {
+			continue
+		}
+		next := nextState(j.state, d)
+		jops, err := sc.fireOps(j, next, d, now)
+		if err != nil {
+			sc.n.log.Error("scheduler: cannot encode a fire", "job", j.name, "err", err)
+			continue
+		}
+		plans = append(plans, planned{j, next, d, len(ops) + 1})
+		ops = append(ops, jops...)
+	}
+	if len(plans) == 0 {
+		return
+	}
+	if len(plans) > 1 {
+		res, err := sc.n.cfg.Store.Multi(ctx, ops...)
+		if err == nil {
+			for _, p := range plans {
+				sc.fired(ctx, p.j, p.next, res[p.state].Stat.Version, p.d, now)
+			}
+			return
+		}
+	}
+	for _, p := range plans {
+		sc.fire(ctx, p.j)
+	}
+}
+
+// nextState is a job's schedule state once d is fired.
+func nextState(st FireState, d Due) FireState {
+	st.Mark = d.Mark
+	st.Fires += int64(len(d.Fires))
+	if d.Skipped.Count > 0 {
+		st.Fires++
+	}
+	return st
+}
+
+// fired records a landed fire in the job's state, and prunes its fire
+// records every 50 fires.
+func (sc *scheduler) fired(ctx context.Context, j *scheduled, next FireState, version int32, d Due, now time.Time) {
+	crossed := next.Fires/50 != j.state.Fires/50
+	j.state, j.stateVer = next, version
+	for _, f := range d.Fires {
+		sc.n.log.Info("fired", "job", j.name, "tick", f.Tick, "stands_for", f.Ticks.Count, "lag", now.Sub(f.Tick).Round(time.Millisecond))
+	}
+	if d.Skipped.Count > 0 {
+		sc.n.log.Info("missed ticks skipped", "job", j.name, "first", d.Skipped.First, "last", d.Skipped.Last, "count", d.Skipped.Count)
+	}
+	if crossed {
+		sc.prune(ctx, j.name)
+	}
+}
+
 // fire makes what is due of one job in one Multi, and moves its mark.
 func (sc *scheduler) fire(ctx context.Context, j *scheduled) {
 	s := sc.n.cfg.Store
@@ -317,12 +391,7 @@ func (sc *scheduler) fire(ctx context.Context, j *scheduled) {
 		if len(d.Fires) == 0 && d.Skipped.Count == 0 {
 			return
 		}
-		next := j.state
-		next.Mark = d.Mark
-		next.Fires += int64(len(d.Fires))
-		if d.Skipped.Count > 0 {
-			next.Fires++
-		}
+		next := nextState(j.state, d)
 		ops, err := sc.fireOps(j, next, d, now)
 		if err != nil {
 			sc.n.log.Error("scheduler: cannot encode a fire", "job", j.name, "err", err)
@@ -332,17 +401,7 @@ func (sc *scheduler) fire(ctx context.Context, j *scheduled) {
 		var me *store.MultiError
 		switch {
 		case err == nil:
-			crossed := next.Fires/50 != j.state.Fires/50
-			j.state, j.stateVer = next, res[1].Stat.Version
-			for _, f := range d.Fires {
-				sc.n.log.Info("fired", "job", j.name, "tick", f.Tick, "stands_for", f.Ticks.Count, "lag", now.Sub(f.Tick).Round(time.Millisecond))
-			}
-			if d.Skipped.Count > 0 {
-				sc.n.log.Info("missed ticks skipped", "job", j.name, "first", d.Skipped.First, "last", d.Skipped.Last, "count", d.Skipped.Count)
-			}
-			if crossed {
-				sc.prune(ctx, j.name)
-			}
+			sc.fired(ctx, j, next, res[1].Stat.Version, d, now)
 			return
 		case errors.As(err, &me) && me.Index == 0:
 			j.moved = true // the job is no longer ours: its new owner fires it

@@ -413,10 +413,108 @@ func TestScheduleCallbacksOncePerRun(t *testing.T) {
 				t.Fatalf("callbacks for %d runs, want %d: %v", len(got), len(runs), got)
 			}
 			for _, r := range runs {
-				p := got[r.ID]
+				p := heardFor(got, r.ID)
 				if len(p) != 1 || p[0].Run != r.ID || p[0].Status != engine.RunSucceeded || p[0].Rows != r.Rows || p[0].Trigger != coordinator.TriggerManual {
 					t.Errorf("run %s (%d rows): callbacks %+v", r.ID, r.Rows, p)
 				}
+			}
+		})
+	}
+}
+
+// heardFor is what a callback server heard of a run: the payloads posted
+// under each Idempotency-Key of the run (its id and when it ended).
+func heardFor(got map[string][]engine.CallbackPayload, run string) []engine.CallbackPayload {
+	var out []engine.CallbackPayload
+	for key, ps := range got {
+		if strings.HasPrefix(key, run+"~") {
+			out = append(out, ps...)
+		}
+	}
+	return out
+}
+
+// A run's end is posted even when the leader that ended it dies while
+// posting: its successor posts it, and the receiver accepts it once.
+func TestScheduleCallbackOutlivesItsLeader(t *testing.T) {
+	for _, b := range clusterBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			var mu sync.Mutex
+			refused, accepted := 0, map[string]int{}
+			allow := false
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				defer mu.Unlock()
+				if !allow {
+					refused++
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				accepted[r.Header.Get("Idempotency-Key")]++
+			}))
+			defer srv.Close()
+			nodes := []*node{startNode(t, b, 2), startNode(t, b, 2)}
+			c := nodes[1].Cluster()
+			ctx := context.Background()
+			job, _, _ := copyJob(t, "hooked", 100, 0)
+			job.Callbacks = []engine.CallbackSpec{{URL: srv.URL + "/hook"}}
+			if _, err := c.SubmitJob(ctx, job); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Trigger(ctx, job.Name, coordinator.TriggerManual); err != nil {
+				t.Fatal(err)
+			}
+			run := waitRun(t, c, job.Name, 30*time.Second)
+			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				mu.Lock()
+				n := refused
+				mu.Unlock()
+				if n > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the callback was never tried")
+				}
+			}
+			var leader, other *node
+			for _, n := range nodes {
+				if n.Leading() {
+					leader = n
+				} else {
+					other = n
+				}
+			}
+			if leader == nil {
+				t.Fatal("no leader")
+			}
+			leader.kill()
+			mu.Lock()
+			allow = true
+			mu.Unlock()
+			c = other.Cluster()
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				left, err := c.S.Children(ctx, "/callbacks")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(left) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("callbacks left to post after the leader died: %v", left)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			total := 0
+			for key, n := range accepted {
+				total += n
+				if !strings.HasPrefix(key, run.ID+"~") || n != 1 {
+					t.Errorf("callback %s accepted %d times", key, n)
+				}
+			}
+			if total != 1 {
+				t.Errorf("%d callbacks accepted for one run's end: %v", total, accepted)
 			}
 		})
 	}

@@ -12,9 +12,9 @@ import (
 )
 
 // CallbackPayload is the JSON body POSTed to a job's callbacks when a run
-// ends. It is sent with the run id as its Idempotency-Key header: a
-// receiver that may hear a run twice (a leader that died between posting
-// and recording it) keeps the first.
+// ends. It is sent with an Idempotency-Key header, the run id and the time
+// it ended: a receiver that may hear an end twice (a leader that died
+// between posting and recording it) keeps the first.
 type CallbackPayload struct {
 	Job      string    `json:"job"`
 	Run      string    `json:"run"`

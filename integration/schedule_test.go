@@ -244,7 +244,7 @@ callbacks: [{url: %q}]
 	hooks.mu.Lock()
 	defer hooks.mu.Unlock()
 	for _, r := range all {
-		if got := hooks.got[r.ID]; len(got) != 1 || got[0].Rows != r.Rows || got[0].Ticks == nil || !got[0].Ticks.Last.Equal(r.Scheduled) {
+		if got := heardFor(hooks.got, r.ID); len(got) != 1 || got[0].Rows != r.Rows || got[0].Ticks == nil || !got[0].Ticks.Last.Equal(r.Scheduled) {
 			t.Errorf("run %s of %s: %d callbacks (%+v)", r.ID, r.Job, len(got), got)
 		}
 	}
@@ -418,3 +418,15 @@ sink: {type: postgres, dsn: %q, table: copy_%s, mode: truncate, create_table: tr
 }
 
 func bytesContains(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+// heardFor is what a callback server heard of a run: the payloads posted
+// under each Idempotency-Key of the run (its id and when it ended).
+func heardFor(got map[string][]engine.CallbackPayload, run string) []engine.CallbackPayload {
+	var out []engine.CallbackPayload
+	for key, ps := range got {
+		if strings.HasPrefix(key, run+"~") {
+			out = append(out, ps...)
+		}
+	}
+	return out
+}
