@@ -90,7 +90,7 @@ func TestDueFiresCoverEveryTickOnce(t *testing.T) {
 		mark, seen := start, map[time.Time]int{}
 		// Looks at irregular moments, with gaps of up to 17 s (an owner
 		// dying), over 10 minutes.
-		for now, i := start, 0; now.Before(start.Add(10*time.Minute)); i++ {
+		for now, i := start, 0; now.Before(start.Add(10 * time.Minute)); i++ {
 			now = now.Add(time.Duration(300+(i*7919)%17000) * time.Millisecond)
 			d := DueFires(s, mark, now, Misfire{Policy: policy, Cap: 3, Grace: 5 * time.Second})
 			count := func(sp engine.TickSpan) {
