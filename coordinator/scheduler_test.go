@@ -115,8 +115,14 @@ func checkTicksOnce(t *testing.T, c *coordinator.Cluster, job *engine.Job, from 
 	}
 	byTick := map[time.Time]int{}
 	for _, r := range runs {
-		if r.Trigger == coordinator.TriggerCron {
-			byTick[r.Scheduled]++
+		if r.Trigger != coordinator.TriggerCron {
+			continue
+		}
+		byTick[r.Scheduled]++
+		// The fire lag is on the run: queued after its tick, its first
+		// partition placed after it was queued.
+		if r.Queued.Before(r.Scheduled) || r.FirstStarted.Before(r.Queued) || !r.Ticks.Last.Equal(r.Scheduled) {
+			t.Errorf("job %s run %s: scheduled %s, ticks %+v, queued %s, first started %s", job.Name, r.ID, r.Scheduled, r.Ticks, r.Queued, r.FirstStarted)
 		}
 	}
 	for _, f := range fires {
