@@ -217,6 +217,11 @@ func (s *source) nativeOrder() bool {
 // strideVar is the session variable the server counts the stride's rows in.
 const strideVar = "@datashift_stride_n"
 
+// oversample: the server is asked for this many times the keys wanted, so
+// an estimate up to this many times too high still gives a full sample; the
+// surplus, a few thousand keys more, is thinned here.
+const oversample = 4
+
 // stride samples keys in one ordered read of the key index: the server
 // numbers the rows in index order and sends back every step-th key (the
 // first, then every step-th after it), so it reads each index entry once and
@@ -224,23 +229,22 @@ const strideVar = "@datashift_stride_n"
 // query per sampled key. The count it ends with is the exact number of rows
 // read (filter and cursor window included).
 //
-// When the estimate was low and the sample outgrows twice size, every other
-// key is dropped and only every other one kept from then on, so the sample
-// stays evenly spread and bounded. It returns the sample sorted in key order
-// and the exact row count.
+// When the sample outgrows twice size, every other key is dropped and only
+// every other one kept from then on, so the sample stays evenly spread and
+// bounded. When the estimate was so high that the sample came out under
+// half of size, the read is done once more with the step the count gives.
+// It returns the sample sorted in key order and the exact row count.
 func (s *source) stride(ctx context.Context, est int64, size int) ([]connectors.Key, int64, error) {
-	step := max(1, est/int64(size))
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return nil, 0, classify(fmt.Errorf("sample keys of %s: %w", s.name, err))
 	}
 	defer conn.Close()
-	sample, n, err := s.strideOn(ctx, conn, step, size, true)
-	if errors.Is(err, errStrideCount) {
-		// The server did not number the rows as asked (a user variable's
-		// evaluation order is not guaranteed): stride on this side instead,
-		// reading every key.
-		sample, n, err = s.strideOn(ctx, conn, step, size, false)
+	sample, n, err := s.strideStep(ctx, conn, max(1, est/int64(oversample*size)), size)
+	if err == nil && len(sample) < size/2 && int64(len(sample)) < n {
+		// A filter the optimizer misjudged, most likely: read again with
+		// the step the count gives.
+		sample, n, err = s.strideStep(ctx, conn, max(1, n/int64(size)), size)
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("sample keys of %s: %w", s.name, err)
@@ -249,6 +253,17 @@ func (s *source) stride(ctx context.Context, est int64, size int) ([]connectors.
 		slices.SortFunc(sample, connectors.CompareKeys)
 	}
 	return sample, n, nil
+}
+
+// strideStep is one stride read with the given step: on the server, or on
+// this side if the server did not number the rows as asked (a user
+// variable's evaluation order is not guaranteed), reading every key.
+func (s *source) strideStep(ctx context.Context, conn *sql.Conn, step int64, size int) ([]connectors.Key, int64, error) {
+	sample, n, err := s.strideOn(ctx, conn, step, size, true)
+	if errors.Is(err, errStrideCount) {
+		return s.strideOn(ctx, conn, step, size, false)
+	}
+	return sample, n, err
 }
 
 // errStrideCount: the server's row count disagrees with the keys it sent.

@@ -153,6 +153,26 @@ func TestStatsQuerySource(t *testing.T) {
 	if !st.Exact || st.Rows != 300 || st.Min[0] != int64(3) || st.Max[0] != int64(900) || len(st.Sample) != 3 || st.Sample[1][0] != int64(303) {
 		t.Errorf("query stats %+v", st)
 	}
+	// Above the exact limit the query is strided. Its estimate, EXPLAIN's
+	// 900 rows of the table, is three times too high: the sample is still
+	// 3..6 keys, from the first, and the rows are counted.
+	withExactLimit(t, 10)
+	if st, err = src.Stats(testCtx(t), 3); err != nil {
+		t.Fatal(err)
+	}
+	if st.Exact || st.Method != "index stride" || st.Rows != 300 || len(st.Sample) < 3 || len(st.Sample) > 6 ||
+		!sorted(st.Sample) || st.Sample[0][0] != int64(3) {
+		t.Errorf("strided query stats %+v", st)
+	}
+	// A filter the estimate (900) misses tenfold: the first read gives 7
+	// of the 16 keys wanted, so it reads again with the step of its count.
+	src = openSrc(t, connectors.SourceConfig{DSN: dsn, Query: "SELECT id, g FROM q", Where: "q.id % 10 = 0", Key: []string{"id"}})
+	if st, err = src.Stats(testCtx(t), 16); err != nil {
+		t.Fatal(err)
+	}
+	if st.Rows != 90 || len(st.Sample) < 16 || !sorted(st.Sample) || st.Sample[0][0] != int64(10) {
+		t.Errorf("filtered strided query stats %+v", st)
+	}
 }
 
 // planCounted plans src (counted by qc) into about parts partitions the way
@@ -250,5 +270,28 @@ func TestPlanStrideCompositeFiltered(t *testing.T) {
 	}
 	if r := maxOverMean(counts); r > 1.5 {
 		t.Errorf("largest partition is %.2f× the mean", r)
+	}
+}
+
+// The fallback, keeping the stride on this side when the server did not
+// number the rows as asked, picks the same keys and count as the server.
+func TestStrideFallbackMatchesServer(t *testing.T) {
+	dsn, db := testDB(t)
+	exec(t, db, "CREATE TABLE sf (a VARCHAR(4) NOT NULL, b INT NOT NULL, PRIMARY KEY (a, b))")
+	exec(t, db, "INSERT INTO sf SELECT ELT(1 + seq % 3, 'x', 'Y', 'z'), seq FROM seq_1_to_5000")
+	src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "sf", Key: []string{"a", "b"}, Where: "b % 7 <> 0"})
+	conn, err := src.db.Conn(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	server, n1, err1 := src.strideOn(testCtx(t), conn, 37, 1000, true)
+	client, n2, err2 := src.strideOn(testCtx(t), conn, 37, 1000, false)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	same := slices.EqualFunc(server, client, func(a, b connectors.Key) bool { return connectors.CompareKeys(a, b) == 0 })
+	if n1 != n2 || n1 != 5000-714 || !same || len(server) != int((n1+36)/37) {
+		t.Errorf("server: %d rows, %d keys; here: %d rows, %d keys (same %v)", n1, len(server), n2, len(client), same)
 	}
 }
