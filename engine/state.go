@@ -104,8 +104,8 @@ type RunRecord struct {
 	Snapshot    string         `json:"snapshot,omitempty"`
 	// PlanDuration is how long planning the run took (opening the source,
 	// its statistics and the split), so a summary can show it apart from
-	// the copy.
-	PlanDuration time.Duration `json:"plan_duration,omitempty"`
+	// the copy. In JSON, nanoseconds.
+	PlanDuration time.Duration `json:"plan_duration_ns,omitempty"`
 	Rows         int64         `json:"rows"`
 	Bytes        int64         `json:"bytes"`
 	BadRows      int64         `json:"bad_rows,omitempty"`
