@@ -60,7 +60,7 @@ func TestStatsSmallTableExact(t *testing.T) {
 
 // Above the exact limit the sample comes from an index stride: evenly spaced
 // in rank even when the key values are skewed, and the rows counted exactly.
-func TestStatsIndexWalkSkewed(t *testing.T) {
+func TestStatsIndexStrideSkewed(t *testing.T) {
 	withExactLimit(t, 1000)
 	dsn, db := testDB(t)
 	exec(t, db, "CREATE TABLE w (id BIGINT PRIMARY KEY, v CHAR(1))")
