@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/datashift/datashift/connectors"
 )
 
@@ -256,11 +258,13 @@ func (s *source) stride(ctx context.Context, est int64, size int) ([]connectors.
 }
 
 // strideStep is one stride read with the given step: on the server, or on
-// this side if the server did not number the rows as asked (a user
-// variable's evaluation order is not guaranteed), reading every key.
+// this side, reading every key, if the server did not number the rows as
+// asked (a user variable's evaluation order is not guaranteed) or refused
+// the statement (MySQL deprecates assigning user variables in expressions).
 func (s *source) strideStep(ctx context.Context, conn *sql.Conn, step int64, size int) ([]connectors.Key, int64, error) {
 	sample, n, err := s.strideOn(ctx, conn, step, size, true)
-	if errors.Is(err, errStrideCount) {
+	var refused *mysql.MySQLError
+	if errors.Is(err, errStrideCount) || errors.As(err, &refused) && ctx.Err() == nil {
 		return s.strideOn(ctx, conn, step, size, false)
 	}
 	return sample, n, err
