@@ -67,7 +67,7 @@ func (s *source) Stats(ctx context.Context, sampleSize int) (connectors.Stats, e
 			}
 			return st, nil
 		}
-		// The statistics were stale: count properly before walking.
+		// The statistics were stale: count properly for the stride's step.
 		if est, err = s.Count(ctx, connectors.Range{}); err != nil {
 			return st, err
 		}
