@@ -102,10 +102,14 @@ type RunRecord struct {
 	CursorAfter connectors.Key `json:"cursor_after,omitempty"`
 	CursorUpTo  connectors.Key `json:"cursor_up_to,omitempty"`
 	Snapshot    string         `json:"snapshot,omitempty"`
-	Rows        int64          `json:"rows"`
-	Bytes       int64          `json:"bytes"`
-	BadRows     int64          `json:"bad_rows,omitempty"`
-	Error       string         `json:"error,omitempty"`
+	// PlanDuration is how long planning the run took (opening the source,
+	// its statistics and the split), so a summary can show it apart from
+	// the copy. In JSON, nanoseconds.
+	PlanDuration time.Duration `json:"plan_duration_ns,omitempty"`
+	Rows         int64         `json:"rows"`
+	Bytes        int64         `json:"bytes"`
+	BadRows      int64         `json:"bad_rows,omitempty"`
+	Error        string        `json:"error,omitempty"`
 	// Trigger says what started the run (manual, run, cron, after);
 	// Scheduled is the tick a cron fire was for and Ticks all those it
 	// stands for; Upstream the upstream runs an `after` fire consumed.

@@ -188,6 +188,7 @@ func (s *Steps) NewRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRe
 	for i, p := range plan.Partitions {
 		parts[i] = PartitionRecord{ID: p.ID, Range: p.Range, EstRows: p.EstRows, State: Pending}
 	}
+	run.PlanDuration = s.now().Sub(run.Started)
 	return run, parts, nil
 }
 

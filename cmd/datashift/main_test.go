@@ -84,6 +84,10 @@ func TestRunPrintsSummaryAndSinkMatches(t *testing.T) {
 		if !regexp.MustCompile(`cli: run \S+ succeeded: 10000 rows, .* rows/s\), 4 partitions \(key-range\)`).MatchString(out) {
 			t.Fatalf("summary:\n%s", out)
 		}
+		// Planning is shown apart from the copy.
+		if !regexp.MustCompile(`cli: planned in \S+ \([0-9.]+% of the run\), copied in \S+`).MatchString(out) {
+			t.Fatalf("summary without planning time:\n%s", out)
+		}
 	}
 	want, err := engine.TableChecksum(context.Background(), "sqlite", connectors.SourceConfig{DSN: filepath.Join(dir, "src.sqlite"), Table: "orders"}, nil)
 	if err != nil {

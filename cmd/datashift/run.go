@@ -96,6 +96,7 @@ func runJob(ctx context.Context, job *engine.Job, state store.Store, w io.Writer
 	fmt.Fprintf(w, "%s: run %s %s: %d rows, %s in %s (%s rows/s), %d partitions (%s)\n",
 		job.Name, run.ID, run.State, run.Rows, humanBytes(run.Bytes), elapsed.Round(time.Millisecond),
 		humanCount(float64(run.Rows-ui.Resumed())/elapsed.Seconds()), ui.Partitions(), run.Scheme)
+	fmt.Fprintf(w, "%s: %s\n", job.Name, planAndCopy(run, start, elapsed))
 	if ui.Resumed() > 0 {
 		fmt.Fprintf(w, "%s: %d of the rows were copied before the run was interrupted\n", job.Name, ui.Resumed())
 	}
@@ -110,6 +111,23 @@ func runJob(ctx context.Context, job *engine.Job, state store.Store, w io.Writer
 		fmt.Fprintln(w)
 	}
 	return run, err
+}
+
+// planAndCopy splits a run's time into planning and the rest (preparing
+// the sink, placing and copying the partitions), so a slow plan shows
+// instead of hiding in the throughput. A run planned before this process
+// started (one it resumed) says so: its planning is not in elapsed.
+func planAndCopy(run *engine.RunRecord, start time.Time, elapsed time.Duration) string {
+	plan := run.PlanDuration.Round(time.Millisecond)
+	if run.Started.Before(start) {
+		return fmt.Sprintf("copied in %s; the run was planned before (in %s)", elapsed.Round(time.Millisecond), plan)
+	}
+	copied := max(0, elapsed-run.PlanDuration).Round(time.Millisecond)
+	share := 0.0
+	if elapsed > 0 {
+		share = 100 * run.PlanDuration.Seconds() / elapsed.Seconds()
+	}
+	return fmt.Sprintf("planned in %s (%.1f%% of the run), copied in %s", plan, share, copied)
 }
 
 // openJobState opens the job's state file in dir (creating the folder).

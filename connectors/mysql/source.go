@@ -397,13 +397,23 @@ func (r *stmtRows) Close() error {
 }
 
 // queryKeys runs a query whose output columns are the key columns (select
-// expressions of keys) and returns its rows as keys.
+// expressions of keys) on a connection of its own and passes its rows to
+// each as keys; see queryKeysOn.
 func (s *source) queryKeys(ctx context.Context, q string, args []any, each func(connectors.Key) bool) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return classify(err)
 	}
 	defer conn.Close()
+	return s.queryKeysOn(ctx, conn, q, args, each)
+}
+
+// queryKeysOn is queryKeys on conn. When each stops early the rest of the
+// result is read and dropped, which keeps the connection for the next
+// query (cancelling would make the driver close it, and planning would pay
+// a new connection per query): callers that stop early LIMIT the query.
+// On an error the query is cancelled instead, connection and all.
+func (s *source) queryKeysOn(ctx context.Context, conn *sql.Conn, q string, args []any, each func(connectors.Key) bool) error {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	return conn.Raw(func(dc any) error {
@@ -431,9 +441,7 @@ func (s *source) queryKeys(ctx context.Context, q string, args []any, each func(
 				k[i] = v
 			}
 			if !each(k) {
-				cancel()
-				rows.Close()
-				return nil
+				return rows.Close()
 			}
 		}
 	})

@@ -3,36 +3,35 @@ package mysql
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math"
-	"math/big"
 	"slices"
 	"strings"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/datashift/datashift/connectors"
 )
 
-// Variables, not constants, so tests can reach every path with small tables.
-var (
-	// exactLimit: below this many estimated rows Stats reads every key.
-	exactLimit int64 = 100_000
-	// walkLimit: up to this many rows the sample walks the key index; above
-	// it an integer key is probed at evenly spaced values instead.
-	walkLimit int64 = 5_000_000
-)
+// exactLimit: below this many estimated rows Stats reads every key. A
+// variable, not a constant, so tests can reach every path with small tables.
+var exactLimit int64 = 100_000
 
 // Stats estimates rows and picks a sorted sample of keys for split points,
-// from what the server already knows where it can:
+// in a handful of queries whatever the table's size:
 //
 //   - row and byte estimates from information_schema.TABLES (InnoDB's
 //     statistics), or a bounded count for a query or a filtered table;
 //   - small sources (< 100k rows): every key is read, Exact is set;
 //   - otherwise Min and Max are index probes (ORDER BY key LIMIT 1) and the
-//     sample is a chained index walk, each probe starting after the last
-//     (… WHERE key > prev ORDER BY key LIMIT 1 OFFSET step-1), so the walk
-//     touches each index entry once in the server and sends back only the
-//     sample; integer keys of very large tables are probed at evenly spaced
-//     values instead (insensitive to skew, but no walk).
+//     sample is one ordered read of the key columns in which the server
+//     keeps every step-th key (stride): evenly spaced in rank, so skewed key
+//     values still give balanced partitions, and it counts the rows exactly
+//     on the way.
+//
+// The queries share a connection where they can: each new one costs a
+// round trip or two of its own.
 func (s *source) Stats(ctx context.Context, sampleSize int) (connectors.Stats, error) {
 	if sampleSize <= 0 {
 		sampleSize = 100
@@ -68,7 +67,7 @@ func (s *source) Stats(ctx context.Context, sampleSize int) (connectors.Stats, e
 			}
 			return st, nil
 		}
-		// The statistics were stale: count properly before walking.
+		// The statistics were stale: count properly for the stride's step.
 		if est, err = s.Count(ctx, connectors.Range{}); err != nil {
 			return st, err
 		}
@@ -82,20 +81,12 @@ func (s *source) Stats(ctx context.Context, sampleSize int) (connectors.Stats, e
 	if st.Max, err = s.edgeKey(ctx, true); err != nil {
 		return st, err
 	}
-	if st.Rows > walkLimit && len(s.keys) == 1 && (s.keys[0].kind == kInt || s.keys[0].kind == kUint) {
-		st.Sample, err = s.valueProbes(ctx, st.Min[0], st.Max[0], sampleSize)
-		st.Method = fmt.Sprintf("value probes between min and max (%d rows estimated)", st.Rows)
-		return st, err
-	}
-	sample, rows, err := s.walk(ctx, st.Rows, sampleSize)
+	sample, rows, err := s.stride(ctx, st.Rows, sampleSize)
 	if err != nil {
 		return st, err
 	}
-	if rows > 0 {
-		st.Rows = rows
-	}
-	st.Sample = sample
-	st.Method = "index walk"
+	st.Rows, st.Sample = rows, sample
+	st.Method = "index stride"
 	return st, nil
 }
 
@@ -225,131 +216,140 @@ func (s *source) nativeOrder() bool {
 	return true
 }
 
-// walk samples keys by a chained walk in index order: each probe skips step
-// entries past the previous one. When the walk outgrows twice the sample
-// size (the estimate was low) it keeps every other key and doubles the step,
-// so the sample stays evenly spread. It returns the sample sorted in key
-// order and the row count the walk saw (approximate by up to one step).
-func (s *source) walk(ctx context.Context, est int64, size int) ([]connectors.Key, int64, error) {
-	step := max(1, est/int64(size))
-	plain := make([]*column, len(s.keys))
-	for i, c := range s.keys {
-		cp := *c
-		cp.kind = walkKind(c.kind)
-		cp.native = true
-		plain[i] = &cp
+// strideVar is the session variable the server counts the stride's rows in.
+const strideVar = "@datashift_stride_n"
+
+// oversample: the server is asked for this many times the keys wanted, so
+// an estimate up to this many times too high still gives a full sample; the
+// surplus, a few thousand keys more, is thinned here.
+const oversample = 4
+
+// stride samples keys in one ordered read of the key index: the server
+// numbers the rows in index order and sends back every step-th key (the
+// first, then every step-th after it), so it reads each index entry once and
+// sends only the sample, in one round trip. It replaces a chained walk of one
+// query per sampled key. The count it ends with is the exact number of rows
+// read (filter and cursor window included).
+//
+// When the sample outgrows twice size, every other key is dropped and only
+// every other one kept from then on, so the sample stays evenly spread and
+// bounded. When the estimate was so high that the sample came out under
+// half of size, the read is done once more with the step the count gives.
+// It returns the sample sorted in key order and the exact row count.
+func (s *source) stride(ctx context.Context, est int64, size int) ([]connectors.Key, int64, error) {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, 0, classify(fmt.Errorf("sample keys of %s: %w", s.name, err))
 	}
-	var order []string
-	for _, c := range s.keys {
-		order = append(order, s.prefix+c.quoted())
+	defer conn.Close()
+	sample, n, err := s.strideStep(ctx, conn, max(1, est/int64(oversample*size)), size)
+	if err == nil && len(sample) < size/2 && int64(len(sample)) < n {
+		// A filter the optimizer misjudged, most likely: read again with
+		// the step the count gives.
+		sample, n, err = s.strideStep(ctx, conn, max(1, n/int64(size)), size)
 	}
-	var sample []connectors.Key
-	var prev connectors.Key
-	var seen int64
-	for {
-		cond := ""
-		var args []any
-		if prev != nil {
-			vals := make([]any, len(prev))
-			for i, v := range prev {
-				a, err := walkArg(plain[i], v)
-				if err != nil {
-					return nil, 0, err
-				}
-				vals[i] = a
-			}
-			cond, args = boundCond(plain, s.prefix, vals, ">")
-		}
-		q, args, err := s.build(s.keySelect(), connectors.Range{}, cond, args, strings.Join(order, ", "))
-		if err != nil {
-			return nil, 0, err
-		}
-		q += fmt.Sprintf(" LIMIT 1 OFFSET %d", step-1)
-		var got connectors.Key
-		if err := s.queryKeys(ctx, q, args, func(k connectors.Key) bool { got = k; return false }); err != nil {
-			return nil, 0, fmt.Errorf("sample keys of %s: %w", s.name, err)
-		}
-		if got == nil {
-			break
-		}
-		seen += step
-		sample = append(sample, got)
-		prev = got
-		if len(sample) >= 2*size {
-			half := sample[:0]
-			for i := 1; i < len(sample); i += 2 {
-				half = append(half, sample[i])
-			}
-			sample = half
-			step *= 2
-		}
+	if err != nil {
+		return nil, 0, fmt.Errorf("sample keys of %s: %w", s.name, err)
 	}
 	if !s.nativeOrder() {
 		slices.SortFunc(sample, connectors.CompareKeys)
 	}
-	return sample, seen + step/2, nil
+	return sample, n, nil
 }
 
-// walkKind is the kind whose plain comparison the walk uses: the columns are
-// compared as they are (index order), not in byte order.
-func walkKind(k kind) kind {
-	if k == kUUID {
-		return kString // compared with its text form
+// strideStep is one stride read with the given step: on the server, or on
+// this side, reading every key, if the server did not number the rows as
+// asked (a user variable's evaluation order is not guaranteed) or refused
+// the statement (MySQL deprecates assigning user variables in expressions).
+func (s *source) strideStep(ctx context.Context, conn *sql.Conn, step int64, size int) ([]connectors.Key, int64, error) {
+	sample, n, err := s.strideOn(ctx, conn, step, size, true)
+	var refused *mysql.MySQLError
+	if errors.Is(err, errStrideCount) || errors.As(err, &refused) && ctx.Err() == nil {
+		return s.strideOn(ctx, conn, step, size, false)
 	}
-	return k
+	return sample, n, err
 }
 
-// walkArg converts a key value for a comparison in the column's own order.
-func walkArg(c *column, v any) (any, error) {
-	if u, ok := v.(connectors.UUID); ok {
-		return u.String(), nil
+// errStrideCount: the server's row count disagrees with the keys it sent.
+var errStrideCount = errors.New("the server's stride count does not match the keys it sent")
+
+// strideOn runs the stride on conn. With onServer the server keeps every
+// step-th row (HAVING on a session counter, checked against the keys
+// received); without, every key is sent and the stride is kept here.
+func (s *source) strideOn(ctx context.Context, conn *sql.Conn, step int64, size int, onServer bool) ([]connectors.Key, int64, error) {
+	q, args, err := s.build(s.keySelect(), connectors.Range{}, "", nil, "")
+	if err != nil {
+		return nil, 0, err
 	}
-	return c.keyArg(v)
-}
-
-// valueProbes samples an integer key at evenly spaced values between min and
-// max: each probe is the first key at or above its value.
-func (s *source) valueProbes(ctx context.Context, lo, hi any, size int) ([]connectors.Key, error) {
-	toBig := func(v any) *big.Int {
-		switch x := v.(type) {
-		case int64:
-			return big.NewInt(x)
-		case uint64:
-			return new(big.Int).SetUint64(x)
+	if onServer && step > 1 {
+		if _, err := conn.ExecContext(ctx, "SET "+strideVar+" = 0"); err != nil {
+			return nil, 0, classify(err)
 		}
-		return big.NewInt(0)
+		// HAVING is applied to the rows in ORDER BY order, after the WHERE.
+		q += fmt.Sprintf(" HAVING (%s := %s + 1) %% %d = 1", strideVar, strideVar, step)
 	}
-	blo, bhi := toBig(lo), toBig(hi)
-	span := new(big.Int).Sub(bhi, blo)
-	c := s.keys[0]
-	var out []connectors.Key
-	for i := 1; i < size; i++ {
-		p := new(big.Int).Mul(span, big.NewInt(int64(i)))
-		p.Div(p, big.NewInt(int64(size)))
-		p.Add(p, blo)
-		var arg any
-		if c.kind == kUint {
-			arg = p.Uint64()
-		} else {
-			if !p.IsInt64() {
-				continue
+	q += " ORDER BY " + s.indexOrder()
+	serverStep := int64(1)
+	if onServer {
+		serverStep = step
+	}
+	keep := step / serverStep // of the keys received, keep every keep-th
+	var sample []connectors.Key
+	var received int64
+	var prev connectors.Key
+	ordered, native := true, s.nativeOrder()
+	err = s.queryKeysOn(ctx, conn, q, args, func(k connectors.Key) bool {
+		if native && prev != nil && connectors.CompareKeys(prev, k) > 0 {
+			ordered = false
+		}
+		prev = k
+		if received%keep == 0 {
+			sample = append(sample, k)
+			if len(sample) >= 2*size {
+				sample, keep = thin(sample), keep*2
 			}
-			arg = p.Int64()
 		}
-		q, args, err := s.build(s.keySelect(), connectors.Range{}, c.keyExpr(s.prefix)+" >= ?", []any{arg}, orderBy(s.keys, s.prefix, false))
-		if err != nil {
-			return nil, err
-		}
-		q += " LIMIT 1"
-		var got connectors.Key
-		if err := s.queryKeys(ctx, q, args, func(k connectors.Key) bool { got = k; return false }); err != nil {
-			return nil, fmt.Errorf("sample keys of %s: %w", s.name, err)
-		}
-		if got != nil && (len(out) == 0 || connectors.CompareKeys(out[len(out)-1], got) < 0) {
-			out = append(out, got)
-		}
+		received++
+		return true
+	})
+	if err != nil {
+		return nil, 0, err
 	}
-	return out, nil
+	if !onServer || step == 1 {
+		return sample, received, nil
+	}
+	var n int64
+	if err := conn.QueryRowContext(ctx, "SELECT "+strideVar).Scan(&n); err != nil {
+		return nil, 0, classify(err)
+	}
+	// Rows 1, 1+step, … were sent: received of them means n rows in
+	// ((received-1)·step, received·step].
+	// Stats asks only of a source it found a key in: no key back is an
+	// error too.
+	if !ordered || received == 0 || n <= (received-1)*step || n > received*step {
+		return nil, 0, errStrideCount
+	}
+	return sample, n, nil
+}
+
+// thin keeps every other key of sample, the first included, in place.
+func thin(sample []connectors.Key) []connectors.Key {
+	half := sample[:0]
+	for i := 0; i < len(sample); i += 2 {
+		half = append(half, sample[i])
+	}
+	return half
+}
+
+// indexOrder is the ORDER BY list of the key columns as they are, so an
+// index on them gives the order without a sort; the order may then differ
+// from byte order (nativeOrder), and a sample read in it is sorted after.
+func (s *source) indexOrder() string {
+	order := make([]string, len(s.keys))
+	for i, c := range s.keys {
+		order[i] = s.prefix + c.quoted()
+	}
+	return strings.Join(order, ", ")
 }
 
 // evenly picks n keys at evenly spaced positions of sorted keys.

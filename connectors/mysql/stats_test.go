@@ -4,15 +4,17 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/partitioner"
 )
 
-// withLimits lowers the exact/walk thresholds for one test.
-func withLimits(t *testing.T, exact, walk int64) {
-	oe, ow := exactLimit, walkLimit
-	exactLimit, walkLimit = exact, walk
-	t.Cleanup(func() { exactLimit, walkLimit = oe, ow })
+// withExactLimit lowers the full-scan threshold for one test.
+func withExactLimit(t *testing.T, exact int64) {
+	old := exactLimit
+	exactLimit = exact
+	t.Cleanup(func() { exactLimit = old })
 }
 
 func sorted(keys []connectors.Key) bool {
@@ -56,10 +58,10 @@ func TestStatsSmallTableExact(t *testing.T) {
 	}
 }
 
-// Above the exact limit the sample comes from a chained index walk: evenly
-// spaced in rank even when the key values are skewed.
-func TestStatsIndexWalkSkewed(t *testing.T) {
-	withLimits(t, 1000, 5_000_000)
+// Above the exact limit the sample comes from an index stride: evenly spaced
+// in rank even when the key values are skewed, and the rows counted exactly.
+func TestStatsIndexStrideSkewed(t *testing.T) {
+	withExactLimit(t, 1000)
 	dsn, db := testDB(t)
 	exec(t, db, "CREATE TABLE w (id BIGINT PRIMARY KEY, v CHAR(1))")
 	// 20,000 dense keys and 10,000 far away: value-based splits would be lopsided.
@@ -71,11 +73,11 @@ func TestStatsIndexWalkSkewed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Exact || st.Method != "index walk" {
-		t.Errorf("method %q exact %v, want an index walk", st.Method, st.Exact)
+	if st.Exact || st.Method != "index stride" {
+		t.Errorf("method %q exact %v, want an index stride", st.Method, st.Exact)
 	}
-	if st.Rows < 25000 || st.Rows > 35000 {
-		t.Errorf("rows estimate %d, want about 30000", st.Rows)
+	if st.Rows != 30000 {
+		t.Errorf("rows %d, want 30000 (the stride counts)", st.Rows)
 	}
 	if st.Min[0] != int64(1) || st.Max[0] != int64(1000010000) {
 		t.Errorf("min %s max %s", st.Min, st.Max)
@@ -108,10 +110,10 @@ func TestStatsIndexWalkSkewed(t *testing.T) {
 	}
 }
 
-// Text keys under a case-insensitive collation are walked in index order
+// Text keys under a case-insensitive collation are strided in index order
 // and the sample re-sorted by bytes; Min and Max are by bytes.
 func TestStatsTextKeys(t *testing.T) {
-	withLimits(t, 100, 5_000_000)
+	withExactLimit(t, 100)
 	dsn, db := testDB(t)
 	exec(t, db, "CREATE TABLE tk (k VARCHAR(20) PRIMARY KEY)")
 	exec(t, db, "INSERT INTO tk SELECT CONCAT(IF(CRC32(seq) % 2, 'a', 'B'), LPAD(seq, 5, '0')) FROM seq_1_to_3000")
@@ -139,31 +141,6 @@ func TestStatsTextKeys(t *testing.T) {
 	}
 }
 
-// Very large integer-keyed tables are probed at evenly spaced values.
-func TestStatsValueProbes(t *testing.T) {
-	withLimits(t, 100, 1000)
-	dsn, db := testDB(t)
-	exec(t, db, "CREATE TABLE vp (id INT UNSIGNED PRIMARY KEY)")
-	exec(t, db, "INSERT INTO vp SELECT seq * 3 FROM seq_1_to_5000")
-	exec(t, db, "ANALYZE TABLE vp")
-	src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "vp", Key: []string{"id"}})
-	st, err := src.Stats(testCtx(t), 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(st.Method, "value probes") || len(st.Sample) != 9 || !sorted(st.Sample) {
-		t.Fatalf("stats %+v: want 9 sorted value probes", st)
-	}
-	for i, k := range st.Sample {
-		// Probe i is the first key at or above 3 + (15000-3)*(i+1)/10.
-		v := k[0].(uint64)
-		p := 3 + (15000-3)*uint64(i+1)/10
-		if v < p || v > p+3 {
-			t.Errorf("probe %d = %d, want the first multiple of 3 at or above %d", i, v, p)
-		}
-	}
-}
-
 func TestStatsQuerySource(t *testing.T) {
 	dsn, db := testDB(t)
 	exec(t, db, "CREATE TABLE q (id INT PRIMARY KEY, g INT)")
@@ -175,5 +152,146 @@ func TestStatsQuerySource(t *testing.T) {
 	}
 	if !st.Exact || st.Rows != 300 || st.Min[0] != int64(3) || st.Max[0] != int64(900) || len(st.Sample) != 3 || st.Sample[1][0] != int64(303) {
 		t.Errorf("query stats %+v", st)
+	}
+	// Above the exact limit the query is strided. Its estimate, EXPLAIN's
+	// 900 rows of the table, is three times too high: the sample is still
+	// 3..6 keys, from the first, and the rows are counted.
+	withExactLimit(t, 10)
+	if st, err = src.Stats(testCtx(t), 3); err != nil {
+		t.Fatal(err)
+	}
+	if st.Exact || st.Method != "index stride" || st.Rows != 300 || len(st.Sample) < 3 || len(st.Sample) > 6 ||
+		!sorted(st.Sample) || st.Sample[0][0] != int64(3) {
+		t.Errorf("strided query stats %+v", st)
+	}
+	// A filter the estimate (900) misses tenfold: the first read gives 7
+	// of the 16 keys wanted, so it reads again with the step of its count.
+	src = openSrc(t, connectors.SourceConfig{DSN: dsn, Query: "SELECT id, g FROM q", Where: "q.id % 10 = 0", Key: []string{"id"}})
+	if st, err = src.Stats(testCtx(t), 16); err != nil {
+		t.Fatal(err)
+	}
+	if st.Rows != 90 || len(st.Sample) < 16 || !sorted(st.Sample) || st.Sample[0][0] != int64(10) {
+		t.Errorf("filtered strided query stats %+v", st)
+	}
+}
+
+// planCounted plans src (counted by qc) into about parts partitions the way
+// the engine does, and returns the plan, the statements and connections
+// planning cost, and the real rows of each partition.
+func planCounted(t *testing.T, src *source, qc *queryCounter, key []string, rows int64, parts int) (partitioner.Plan, int64, int64, []int64) {
+	t.Helper()
+	qc.reset()
+	start := time.Now()
+	plan, err := partitioner.PlanSource(testCtx(t), src, key, partitioner.Options{
+		TargetRows: rows / int64(parts), MaxPartitions: 64, SampleSize: partitioner.DefaultSampleSize(parts)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	queries, conns := qc.queries.Load(), qc.conns.Load()
+	if err := plan.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	counts := make([]int64, len(plan.Partitions))
+	var sum int64
+	for i, p := range plan.Partitions {
+		if counts[i], err = src.Count(testCtx(t), p.Range); err != nil {
+			t.Fatal(err)
+		}
+		sum += counts[i]
+	}
+	t.Logf("planned in %s with %d statements on %d new connections: %s\nreal rows %v", took, queries, conns, plan.Reason, counts)
+	if sum != rows {
+		t.Fatalf("partitions hold %d rows, the source %d", sum, rows)
+	}
+	return plan, queries, conns, counts
+}
+
+// maxOverMean is the largest count over the mean count.
+func maxOverMean(counts []int64) float64 {
+	var sum int64
+	for _, c := range counts {
+		sum += c
+	}
+	return float64(slices.Max(counts)) / (float64(sum) / float64(len(counts)))
+}
+
+// Planning a 200k-row table costs a few statements, not one per sampled
+// key, and still balances a skewed key: 90% of the rows in 1% of the key
+// range. The bound is the partitioner's (TestMariaDBSkewedMillion): the
+// largest partition at most 1.5× the mean.
+func TestPlanFewQueriesSkewed(t *testing.T) {
+	dsn, db := testDB(t)
+	exec(t, db, "CREATE TABLE skew (id BIGINT PRIMARY KEY, v INT NOT NULL)")
+	exec(t, db, "INSERT INTO skew SELECT seq * 11, 0 FROM seq_1_to_180000")
+	exec(t, db, "INSERT INTO skew SELECT 10000000 + seq * 49500, 0 FROM seq_1_to_20000")
+	exec(t, db, "ANALYZE TABLE skew")
+	src, qc := countedSource(t, connectors.SourceConfig{DSN: dsn, Table: "skew", Key: []string{"id"}})
+	const parts = 16
+	plan, queries, conns, counts := planCounted(t, src, qc, []string{"id"}, 200_000, parts)
+	// Statistics, min, max, and the stride (counter reset, read, count).
+	if queries > 6 || conns > 1 {
+		t.Errorf("planning took %d statements on %d new connections, want at most 6 on one", queries, conns)
+	}
+	if len(counts) < parts-1 || len(counts) > parts+1 {
+		t.Errorf("%d partitions, want about %d", len(counts), parts)
+	}
+	if r := maxOverMean(counts); r > 1.5 {
+		t.Errorf("largest partition is %.2f× the mean\n%+v", r, plan)
+	}
+}
+
+// A composite key with a text column, a filter and an incremental window:
+// the stride reads only the rows the run copies, in collation order, and
+// the sample is sorted by bytes.
+func TestPlanStrideCompositeFiltered(t *testing.T) {
+	withExactLimit(t, 1000)
+	dsn, db := testDB(t)
+	exec(t, db, "CREATE TABLE ck (g VARCHAR(8) NOT NULL, n INT NOT NULL, upd INT NOT NULL, PRIMARY KEY (g, n))")
+	// Groups of very different sizes, upper and lower case (the collation
+	// sorts them together, bytes do not).
+	exec(t, db, "INSERT INTO ck SELECT ELT(1 + seq % 7, 'a', 'B', 'a', 'a', 'c', 'D', 'a'), seq, seq % 100 FROM seq_1_to_40000")
+	exec(t, db, "ANALYZE TABLE ck")
+	cfg := connectors.SourceConfig{DSN: dsn, Table: "ck", Key: []string{"g", "n"}, Where: "n % 5 <> 0",
+		Cursor: &connectors.CursorWindow{Column: "upd", After: int64(9), UpTo: int64(89)}}
+	want := count(t, db, "SELECT COUNT(*) FROM ck WHERE n % 5 <> 0 AND upd > 9 AND upd <= 89")
+	src, qc := countedSource(t, cfg)
+	st, err := src.Stats(testCtx(t), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Rows != want || !sorted(st.Sample) || len(st.Sample) < 32 || len(st.Sample) > 128 {
+		t.Errorf("stats: %d rows, %d sampled keys (sorted %v); want %d rows and 32..128 sorted keys", st.Rows, len(st.Sample), sorted(st.Sample), want)
+	}
+	const parts = 8
+	_, queries, _, counts := planCounted(t, src, qc, cfg.Key, want, parts)
+	if queries > 8 {
+		t.Errorf("planning took %d statements, want at most 8", queries)
+	}
+	if r := maxOverMean(counts); r > 1.5 {
+		t.Errorf("largest partition is %.2f× the mean", r)
+	}
+}
+
+// The fallback, keeping the stride on this side when the server did not
+// number the rows as asked, picks the same keys and count as the server.
+func TestStrideFallbackMatchesServer(t *testing.T) {
+	dsn, db := testDB(t)
+	exec(t, db, "CREATE TABLE sf (a VARCHAR(4) NOT NULL, b INT NOT NULL, PRIMARY KEY (a, b))")
+	exec(t, db, "INSERT INTO sf SELECT ELT(1 + seq % 3, 'x', 'Y', 'z'), seq FROM seq_1_to_5000")
+	src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "sf", Key: []string{"a", "b"}, Where: "b % 7 <> 0"})
+	conn, err := src.db.Conn(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	server, n1, err1 := src.strideOn(testCtx(t), conn, 37, 1000, true)
+	client, n2, err2 := src.strideOn(testCtx(t), conn, 37, 1000, false)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	same := slices.EqualFunc(server, client, func(a, b connectors.Key) bool { return connectors.CompareKeys(a, b) == 0 })
+	if n1 != n2 || n1 != 5000-714 || !same || len(server) != int((n1+36)/37) {
+		t.Errorf("server: %d rows, %d keys; here: %d rows, %d keys (same %v)", n1, len(server), n2, len(client), same)
 	}
 }
