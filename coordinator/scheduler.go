@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -466,10 +465,8 @@ func (sc *scheduler) prune(ctx context.Context, job string) {
 		return
 	}
 	sort.Strings(kids)
-	for _, k := range kids[:max(0, len(kids)-firesKept)] {
-		if strings.HasPrefix(k, "2") { // tick names only
-			_ = s.Delete(ctx, store.Join(firesJobPath(job), k), store.AnyVersion)
-		}
+	for _, k := range kids[:max(0, len(kids)-firesKept)] { // names sort by tick
+		_ = s.Delete(ctx, store.Join(firesJobPath(job), k), store.AnyVersion)
 	}
 }
 
