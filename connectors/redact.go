@@ -150,7 +150,7 @@ func CheckDSN(dsn string) error {
 			case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c >= 0x80,
 				strings.IndexByte("-._~!$&'()*+,;=:", c) >= 0:
 			default:
-				return fmt.Errorf("the %s holds %s, which a URL DSN must write as %%%02X", what, describeChar(c), c)
+				return fmt.Errorf("the %s holds %s, which a URL must write as %%%02X", what, describeChar(c), c)
 			}
 		}
 		return nil

@@ -60,13 +60,13 @@ func TestRedacted(t *testing.T) {
 // saying which character to encode and never showing the password.
 func TestCheckDSN(t *testing.T) {
 	for _, tt := range []struct{ dsn, want string }{
-		{"postgres://u:pa@ss@s3cret@h/db", "the password holds '@', which a URL DSN must write as %40"},
-		{"postgres://u:pa/s3cret@h/db", "the password holds '/', which a URL DSN must write as %2F"},
-		{"postgres://u:pa?s3cret@h/db", "the password holds '?', which a URL DSN must write as %3F"},
-		{"postgres://u:pa#s3cret@h/db", "the password holds '#', which a URL DSN must write as %23"},
-		{"postgres://u:pa s3cret@h/db", "the password holds a space, which a URL DSN must write as %20"},
-		{"postgres://u:pa%s3cret@h/db", "the password holds a '%' not followed by two hex digits, which a URL DSN must write as %25"},
-		{"postgres://us er:s3cret@h/db", "the user name holds a space, which a URL DSN must write as %20"},
+		{"postgres://u:pa@ss@s3cret@h/db", "the password holds '@', which a URL must write as %40"},
+		{"postgres://u:pa/s3cret@h/db", "the password holds '/', which a URL must write as %2F"},
+		{"postgres://u:pa?s3cret@h/db", "the password holds '?', which a URL must write as %3F"},
+		{"postgres://u:pa#s3cret@h/db", "the password holds '#', which a URL must write as %23"},
+		{"postgres://u:pa s3cret@h/db", "the password holds a space, which a URL must write as %20"},
+		{"postgres://u:pa%s3cret@h/db", "the password holds a '%' not followed by two hex digits, which a URL must write as %25"},
+		{"postgres://us er:s3cret@h/db", "the user name holds a space, which a URL must write as %20"},
 		{"host=h password=pa s3cret dbname=db", "the password holds a space: quote it, as password='…'"},
 		{"postgres://u:pa%40ss:s3cret@h/db?user=me@corp", ""},
 		{"postgres://h/db?password=s3cret", ""},

@@ -285,11 +285,13 @@ func (j *Job) Validate() error {
 	if j.CommitRows < 0 {
 		bad("commit_rows", "must not be negative")
 	}
-	if j.Parallelism < 0 {
-		bad("parallelism", "must not be negative")
+	if err := CheckParallelism(j.Parallelism); err != nil {
+		bad("parallelism", "%v", err)
 	}
 	if j.Partitions.TargetRows < 0 || j.Partitions.TargetBytes < 0 || j.Partitions.Max < 0 {
 		bad("partitions", "sizes must not be negative")
+	} else if j.Partitions.Max > MaxPartitions {
+		bad("partitions.max", "%d is more than %d: each partition costs a plan entry, a lease and a commit record; raise partitions.target_rows instead", j.Partitions.Max, MaxPartitions)
 	}
 	if inc := j.Incremental; inc != nil {
 		if inc.Cursor == "" {
@@ -329,6 +331,8 @@ func (j *Job) Validate() error {
 	for i, cb := range j.Callbacks {
 		if !strings.HasPrefix(cb.URL, "http://") && !strings.HasPrefix(cb.URL, "https://") {
 			bad(fmt.Sprintf("callbacks[%d].url", i), "must be an http:// or https:// URL (got %q)", connectors.Redacted(cb.URL))
+		} else if err := connectors.CheckDSN(cb.URL); err != nil {
+			bad(fmt.Sprintf("callbacks[%d].url", i), "%v", err)
 		}
 		for _, on := range cb.On {
 			if on != "success" && on != "failure" {

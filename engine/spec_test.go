@@ -86,7 +86,15 @@ func TestParseJobRefusesBadSpecs(t *testing.T) {
 		{"key not in columns", func(s string) string { return strings.Replace(s, "key: [id]", "key: [id]\n  columns: [name]", 1) }, "source.key", `"id" must be among source.columns`},
 		{"negative retries", func(s string) string { return strings.Replace(s, "max: 3", "max: -1", 1) }, "retries.max", "negative"},
 		{"bad callback", func(s string) string { return s + "callbacks:\n  - url: ftp://example\n" }, "callbacks[0].url", "http://"},
+		{"callback password with '/'", func(s string) string { return s + "callbacks:\n  - url: http://u:pa/ss@h/hook\n" }, "callbacks[0].url", "the password holds '/', which a URL must write as %2F"},
+		{"sink password with '@'", func(s string) string { return strings.Replace(s, "dsn: /tmp/out", "dsn: 'postgres://u:pa@ss@h/db'", 1) }, "sink.dsn", "the password holds '@', which a URL must write as %40"},
 		{"bad ratio", func(s string) string { return s + "bad_rows:\n  ratio: 2\n" }, "bad_rows.ratio", "between 0 and 1"},
+		{"parallelism 0", func(s string) string { return s + "parallelism: 0\n" }, "parallelism", "must be at least 1 (leave it out for the default, 4)"},
+		{"negative parallelism", func(s string) string { return s + "parallelism: -1\n" }, "parallelism", "must be at least 1 (got -1)"},
+		{"absurd parallelism", func(s string) string { return s + "parallelism: 200000\n" }, "parallelism", "200000 is more than 256 partitions at once: more adds memory, not speed"},
+		{"partitions.max 0", func(s string) string { return s + "partitions: {max: 0}\n" }, "partitions.max", "must be at least 1 (leave it out for the default, 64)"},
+		{"absurd partitions.max", func(s string) string { return s + "partitions: {max: 1000000000, target_rows: 1}\n" }, "partitions.max",
+			"1000000000 is more than 10000: each partition costs a plan entry, a lease and a commit record; raise partitions.target_rows instead"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -115,6 +115,10 @@ func (w *specWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 			w.bad(join(path, k.Value), "unknown field (%s)", suggest(k.Value, yamlFields(t)))
 			continue
 		}
+		if def, ok := zeroIsDefault[join(path, k.Value)]; ok && v.Kind == yaml.ScalarNode && v.Tag == "!!int" && v.Value == "0" {
+			w.bad(join(path, k.Value), "must be at least 1 (leave it out for the default, %d)", def)
+			continue
+		}
 		w.walk(v, f.Type, join(path, k.Value))
 	}
 }

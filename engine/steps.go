@@ -37,7 +37,8 @@ type Steps struct {
 // for every source column (or that cannot be created, with create_table).
 // The sink's part is the sink's own check, the one Prepare starts with, so
 // `datashift check` and a run refuse a sink with the same words. It
-// changes nothing in either store.
+// creates no table and writes no row (opening a SQLite sink does create
+// its database file).
 func Check(ctx context.Context, job *Job) error {
 	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, nil))
 	if err != nil {
@@ -90,6 +91,7 @@ func planSource(ctx context.Context, job *Job, src connectors.Source) (partition
 		TargetRows:    job.Partitions.TargetRows,
 		TargetBytes:   int64(job.Partitions.TargetBytes),
 		MaxPartitions: job.Partitions.Max,
+		Workers:       job.Parallelism,
 	})
 }
 

@@ -229,7 +229,53 @@ func TestMistypedPasswordsNeverShow(t *testing.T) {
 	// What the user sees for the first of them.
 	job := writeFile(t, dir, "at.yaml", "name: leak\nsource: {type: sqlite, dsn: "+src+", table: orders}\nsink: {type: postgres, dsn: \"postgres://user:pa@ss@LeakJ1@127.0.0.1/db\", table: t}\n")
 	_, err := datashift(t, "check", job)
-	if want := `at.yaml: job "leak": sink.dsn: the password holds '@', which a URL DSN must write as %40`; err == nil || err.Error() != want {
+	if want := `at.yaml: job "leak": sink.dsn: the password holds '@', which a URL must write as %40`; err == nil || err.Error() != want {
 		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+}
+
+// Partition counts fit the work: a table the default target leaves whole
+// is split one partition per worker when it is big enough; absurd counts
+// and parallelism are refused naming the field or flag, and 0 or a
+// negative --parallelism is an error, not the default.
+func TestPartitionCountsFitTheWork(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.sqlite")
+	if err := demodata.Generate(context.Background(), src, 40000); err != nil {
+		t.Fatal(err)
+	}
+	spec := "name: fit\nsource: {type: sqlite, dsn: " + src + ", table: orders, key: [id]}\nsink: {type: parquet, dsn: " + filepath.Join(dir, "out") + ", mode: truncate}\n"
+	job := writeFile(t, dir, "fit.yaml", spec)
+	out, err := datashift(t, "plan", job)
+	if err != nil || !strings.Contains(out, "job fit: 4 partitions, scheme key-range") ||
+		!strings.Contains(out, "~40000 rows / target 500000 rows, raised to 4 to keep 4 workers busy (at least 10000 rows each)") {
+		t.Fatalf("plan of 40,000 rows with the default target and parallelism: %v\n%s", err, out)
+	}
+	state := filepath.Join(dir, "state")
+	if out, err := datashift(t, "run", job, "-q", "--state", state, "--parallelism", "2"); err != nil || !strings.Contains(out, "succeeded: 40000 rows") || !strings.Contains(out, "2 partitions (key-range)") {
+		t.Fatalf("run --parallelism 2: %v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--parallelism", "0"}, `job "fit": --parallelism: must be at least 1 (got 0)`},
+		{[]string{"--parallelism", "-1"}, `job "fit": --parallelism: must be at least 1 (got -1)`},
+		{[]string{"--parallelism", "200000"}, `job "fit": --parallelism: 200000 is more than 256 partitions at once: more adds memory, not speed`},
+	} {
+		out, err := datashift(t, append([]string{"run", job, "-q", "--state", state}, c.args...)...)
+		if err == nil || err.Error() != c.want || exitCode(err) != 2 {
+			t.Errorf("run %v:\ngot  %v\nwant %s\n%s", c.args, err, c.want, out)
+		}
+	}
+	for _, c := range []struct{ extra, want string }{
+		{"partitions: {max: 1000000000, target_rows: 1}\n", `big.yaml: job "fit": partitions.max: 1000000000 is more than 10000: each partition costs a plan entry, a lease and a commit record; raise partitions.target_rows instead`},
+		{"parallelism: 0\n", `big.yaml: job "fit": parallelism: must be at least 1 (leave it out for the default, 4)`},
+	} {
+		job := writeFile(t, dir, "big.yaml", spec+c.extra)
+		out, err := datashift(t, "check", job)
+		if err == nil || err.Error() != c.want || exitCode(err) != 2 {
+			t.Errorf("check with %q:\ngot  %v\nwant %s\n%s", c.extra, err, c.want, out)
+		}
 	}
 }
