@@ -83,6 +83,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // seqDigits is the width of the commit number in file names: fixed so that
@@ -207,7 +208,7 @@ func (l Layout) Check() error {
 			return fmt.Errorf("create dataset directory: %s is not a directory", dir)
 		case err == nil:
 			return nil
-		case !errors.Is(err, fs.ErrNotExist):
+		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR): // ENOTDIR: a file above it
 			return fmt.Errorf("create dataset directory: %w", err)
 		}
 		parent := filepath.Dir(dir)
