@@ -69,8 +69,9 @@ func init() {
 }
 
 var (
-	_ connectors.Sink      = (*Sink)(nil)
-	_ connectors.CommitLog = (*Sink)(nil)
+	_ connectors.Sink        = (*Sink)(nil)
+	_ connectors.SinkChecker = (*Sink)(nil)
+	_ connectors.CommitLog   = (*Sink)(nil)
 )
 
 // format is what reader and writer agree on.
@@ -189,6 +190,17 @@ func checkSchema(schema *arrow.Schema) error {
 		if err := textform.CheckType(f); err != nil {
 			return fmt.Errorf("%s sink: %w", typeName, err)
 		}
+	}
+	return nil
+}
+
+// Check is what Prepare checks before it changes anything (SinkChecker).
+func (s *Sink) Check(_ context.Context, schema *arrow.Schema) error {
+	if err := checkSchema(schema); err != nil {
+		return err
+	}
+	if err := s.layout.Check(); err != nil {
+		return fmt.Errorf("%s sink %s: %w", typeName, s.layout.Dir, err)
 	}
 	return nil
 }

@@ -75,7 +75,7 @@ func (s *sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool)
 	t := s.db.tables[s.cfg.Table]
 	if t == nil {
 		if !s.cfg.CreateTable {
-			return fmt.Errorf("memory sink %s: %w (set create_table to create it)", s.cfg.Table, errNoTable)
+			return fmt.Errorf("memory sink %s: %w", s.cfg.Table, connectors.ErrNoTable)
 		}
 		s.db.tables[s.cfg.Table] = &table{schema: schema}
 		return nil

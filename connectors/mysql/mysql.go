@@ -54,6 +54,9 @@ func parseDSN(dsn string) (*mysql.Config, error) {
 	if dsn == "" {
 		return nil, errors.New("DSN is empty (want user:pass@tcp(host:port)/db)")
 	}
+	if err := connectors.CheckDSN(dsn); err != nil {
+		return nil, fmt.Errorf("DSN %s: %w", connectors.Redacted(dsn), err)
+	}
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		// The driver's parse errors do not quote the DSN, so none leaks here.

@@ -56,9 +56,10 @@ func init() {
 }
 
 var (
-	_ connectors.Sink      = (*Sink)(nil)
-	_ connectors.CommitLog = (*Sink)(nil)
-	_ connectors.Writer    = (*parts.Writer)(nil)
+	_ connectors.Sink        = (*Sink)(nil)
+	_ connectors.SinkChecker = (*Sink)(nil)
+	_ connectors.CommitLog   = (*Sink)(nil)
+	_ connectors.Writer      = (*parts.Writer)(nil)
 )
 
 // Sink writes a Parquet dataset directory.
@@ -160,6 +161,17 @@ func (s *Sink) writerProps(schema *arrow.Schema) (*parquet.WriterProperties, pqa
 	// The stored Arrow schema is what brings back field metadata, time zones
 	// and unsigned/small integer widths on read.
 	return props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema())
+}
+
+// Check is what Prepare checks before it changes anything (SinkChecker).
+func (s *Sink) Check(_ context.Context, schema *arrow.Schema) error {
+	if err := s.checkSchema(schema); err != nil {
+		return err
+	}
+	if err := s.layout.Check(); err != nil {
+		return fmt.Errorf("%s sink %s: %w", typeName, s.layout.Dir, err)
+	}
+	return nil
 }
 
 // Prepare creates the directory and its commit log folder, checks that

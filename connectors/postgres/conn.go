@@ -56,6 +56,11 @@ func newConnector(dsn string) (*connector, error) {
 	if dsn == "" {
 		return nil, errors.New("postgres: DSN is empty")
 	}
+	// A mistyped password would be split by the driver, and its errors
+	// would quote the part it took for the host.
+	if err := connectors.CheckDSN(dsn); err != nil {
+		return nil, fmt.Errorf("postgres: invalid DSN %s: %w", connectors.Redacted(dsn), err)
+	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		// The parse error may quote the DSN; only the redacted one goes out.

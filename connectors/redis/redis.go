@@ -112,9 +112,10 @@ func init() {
 }
 
 var (
-	_ connectors.Sink      = (*Sink)(nil)
-	_ connectors.CommitLog = (*Sink)(nil)
-	_ connectors.Writer    = (*writer)(nil)
+	_ connectors.Sink        = (*Sink)(nil)
+	_ connectors.SinkChecker = (*Sink)(nil)
+	_ connectors.CommitLog   = (*Sink)(nil)
+	_ connectors.Writer      = (*writer)(nil)
 )
 
 // Sink writes rows as hashes.
@@ -216,15 +217,23 @@ func (s *Sink) check(schema *arrow.Schema) (tmplCols, keyCols []int, err error) 
 	return tmplCols, keyCols, nil
 }
 
-// Prepare checks the schema against the template, that the server answers
-// and, when truncate, deletes the hashes the template can produce. The
-// commit log needs nothing made: its keys appear with the first claim.
-func (s *Sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool) error {
+// Check is what Prepare checks before it changes anything (SinkChecker).
+func (s *Sink) Check(ctx context.Context, schema *arrow.Schema) error {
 	if _, _, err := s.check(schema); err != nil {
 		return err
 	}
 	if err := s.client.Ping(ctx).Err(); err != nil {
 		return s.fail("ping", err)
+	}
+	return nil
+}
+
+// Prepare checks the schema against the template, that the server answers
+// and, when truncate, deletes the hashes the template can produce. The
+// commit log needs nothing made: its keys appear with the first claim.
+func (s *Sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool) error {
+	if err := s.Check(ctx, schema); err != nil {
+		return err
 	}
 	if !truncate {
 		return nil
