@@ -77,7 +77,7 @@ func openSource(ctx context.Context, cfg connectors.SourceConfig) (_ *source, er
 	if s.batchBytes == 0 {
 		s.batchBytes = defaultBatchBytes
 	}
-	opts, err := newOptions(cfg.Options, "busy_timeout", "journal_mode")
+	opts, err := newOptions(cfg.Options, sourceOptions)
 	if err != nil {
 		return nil, err
 	}
