@@ -60,10 +60,11 @@ func openSink(ctx context.Context, cfg connectors.SinkConfig) (_ *sink, err erro
 	default:
 		return nil, fmt.Errorf("unknown write mode %q (append, truncate, upsert)", cfg.Mode)
 	}
-	opts, err := newOptions(cfg.Options, sinkOptions)
+	ov, err := sinkOptions.Values(cfg.Options)
 	if err != nil {
 		return nil, err
 	}
+	opts := options{v: ov}
 	commitTable := defaultCommitTable
 	if v, ok := opts.v.Lookup("commit_table"); ok {
 		commitTable = v

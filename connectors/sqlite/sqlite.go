@@ -89,20 +89,11 @@ func dbPath(dsn string) string {
 	return dsn
 }
 
-// options reads connector options through their declarations, adding the
-// parsing of numbers and choices.
+// options adds the parsing of numbers and choices to the options a side
+// declared (sourceOptions, sinkOptions), which refused unknown keys so that a
+// typo fails at open rather than being ignored.
 type options struct {
 	v connectors.OptionValues
-}
-
-// newOptions refuses keys decl does not declare, so that a typo fails at open
-// rather than being ignored.
-func newOptions(m map[string]string, decl connectors.Options) (*options, error) {
-	v, err := decl.Values(m)
-	if err != nil {
-		return nil, err
-	}
-	return &options{v: v}, nil
 }
 
 func (o *options) int(key string, def, min, max int) (int, error) {
