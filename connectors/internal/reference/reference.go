@@ -52,7 +52,7 @@ var connectorNotes = map[string]notes{
 		},
 		about:  "Reads with binary `COPY (SELECT …) TO STDOUT`, decoded straight into Arrow; writes with binary `COPY … FROM STDIN`, one COPY per commit in one transaction with the commit record. Upserts, and target columns of types it has no encoder for, go through a staging table and `INSERT … SELECT [ON CONFLICT … DO UPDATE]`.",
 		source: "A table (`schema.table`) or a query; `where` and `columns` apply. Split by sampled key quantiles (pg_stats, TABLESAMPLE, index probes). A table with no usable key is split by heap pages and read by ctid, as is the NULL-key range; a ctid position holds while the table does not change, or inside the exported snapshot (`snapshot: true`).",
-		sink:   "Modes append, truncate, upsert (by `source.key`, which needs a unique index on those columns). `create_table` creates the target from the Arrow schema (types: TYPES.md).",
+		sink:   "Modes append, truncate, upsert (by `source.key`, which needs a primary key or unique index on those columns). `create_table` creates the target from the Arrow schema (types: [TYPES.md](TYPES.md)).",
 	},
 	"mysql": {
 		title: "MariaDB / MySQL",
@@ -60,8 +60,8 @@ var connectorNotes = map[string]notes{
 			"`user:password@tcp(host:3306)/db` (go-sql-driver/mysql form; the database is required). datashift forces parseTime, UTC, utf8mb4, a strict sql_mode and long net timeouts whatever the DSN says.",
 		},
 		about:  "Tested on MariaDB 10.11. Reads one SELECT per range over the text protocol, parsed straight into Arrow builders; writes with `LOAD DATA LOCAL INFILE` from a stream, or multi-row INSERTs, one transaction per commit with the commit record. Text keys whose collation is not byte order are compared as `CAST(col AS BINARY)`, which costs the index.",
-		source: "A table (`db.table`, or a name in the DSN's database) or a query; `where` and `columns` apply. Split by index probes of the key. No exported snapshot (`snapshot: true` is refused). A table with no usable key, and the NULL-key range, have no positions: such a partition commits once, at its end, and starts over if interrupted.",
-		sink:   "Modes append, truncate, upsert (by `source.key`). `create_table` creates the target from the Arrow schema (types: TYPES.md).",
+		source: "A table (`db.table`, or a name in the DSN's database) or a query; `where` and `columns` apply. Split points come from samples of the key. No exported snapshot (`snapshot: true` is refused). A table with no usable key, and the NULL-key range, have no positions: such a partition commits once, at its end, and starts over if interrupted.",
+		sink:   "Modes append, truncate, upsert (by `source.key`). `create_table` creates the target from the Arrow schema (types: [TYPES.md](TYPES.md)).",
 	},
 	"sqlite": {
 		title: "SQLite",
@@ -69,8 +69,8 @@ var connectorNotes = map[string]notes{
 			"a file path (`orders.db`; a `?…` suffix is dropped), or",
 			"a `file:` URI, given to SQLite as is (`file:orders.db?mode=ro`).",
 		},
-		about:  "Every reader and writer has its own connection; the file runs in WAL mode. Writers buffer their batches and hold the write lock only inside a commit (`BEGIN IMMEDIATE … COMMIT`), which also updates the commit record. Types declared by datashift store decimals, UUIDs, JSON and times as text whose bytes sort in value order (TYPES.md).",
-		source: "A table or a query; `where` and `columns` apply. Split by index probes and rowid samples. A table without a usable key, and the NULL-key range, are read by rowid: a rowid position holds until `VACUUM` renumbers a table without an INTEGER PRIMARY KEY. WITHOUT ROWID tables and queries have no positions.",
+		about:  "Every reader and writer has its own connection; the file runs in WAL mode. Writers buffer their batches and hold the write lock only inside a commit (`BEGIN IMMEDIATE … COMMIT`), which also updates the commit record. Types declared by datashift store decimals, UUIDs, JSON and times as text whose bytes sort in value order ([TYPES.md](TYPES.md)).",
+		source: "A table or a query; `where` and `columns` apply. Split points come from samples of the key. A table without a usable key, and the NULL-key range, are read by rowid: a rowid position holds until `VACUUM` renumbers a table without an INTEGER PRIMARY KEY. WITHOUT ROWID tables and queries have no positions.",
 		sink:   "Modes append, truncate, upsert (by `source.key`). `create_table` creates the target from the Arrow schema.",
 	},
 	"redis": {
@@ -119,7 +119,7 @@ var abilities = []struct{ iface, text string }{
 	{"Snapshotter", "one exported snapshot for every partition (`snapshot: true`)"},
 	{"PositionReader", "keyless ranges read in a fixed order and resumed by position"},
 	{"FileSet", "the input file list pinned to a run; a changed file refuses the resume"},
-	{"CommitLog", "commit records in the sink: resume without deleting (COMMITS.md)"},
+	{"CommitLog", "commit records in the sink: resume without deleting ([COMMITS.md](COMMITS.md))"},
 }
 
 // Asserted is what a connector's package asserts its types implement:
