@@ -381,6 +381,7 @@ func (j *Job) Validate() error {
 	if j.BadRows.Ratio < 0 || j.BadRows.Ratio > 1 {
 		bad("bad_rows.ratio", "must be between 0 and 1")
 	}
+	errs = append(errs, j.optionErrors()...)
 	if len(errs) > 0 {
 		return errs
 	}

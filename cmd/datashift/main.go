@@ -48,6 +48,7 @@ func rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "datashift",
 		Short:         "Copy tables between data stores, in parallel and on a schedule",
+		Version:       versionString(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

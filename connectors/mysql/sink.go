@@ -22,7 +22,7 @@ var (
 	_ connectors.SinkChecker = (*sink)(nil)
 )
 
-// Bulk write methods (SinkConfig.Options["bulk"]).
+// Bulk write methods (sink option bulk).
 const (
 	bulkAuto   = "auto"      // LOAD DATA LOCAL, multi-row INSERT if the server refuses it
 	bulkLoad   = "load_data" // LOAD DATA LOCAL only
@@ -65,20 +65,20 @@ func openSink(ctx context.Context, cfg connectors.SinkConfig) (connectors.Sink, 
 	}
 	s := &sink{cfg: cfg, bulk: bulkAuto}
 	commitTable := defaultCommitTable
-	for k, v := range cfg.Options {
-		switch k {
-		case "bulk":
-			switch v {
-			case bulkAuto, bulkLoad, bulkInsert:
-				s.bulk = v
-			default:
-				return nil, fmt.Errorf("mysql sink: option bulk=%q: want auto, load_data or insert", v)
-			}
-		case "commit_table":
-			commitTable = v
+	ov, err := sinkOptions.Values(cfg.Options)
+	if err != nil {
+		return nil, fmt.Errorf("mysql sink: %w", err)
+	}
+	if v, ok := ov.Lookup("bulk"); ok {
+		switch v {
+		case bulkAuto, bulkLoad, bulkInsert:
+			s.bulk = v
 		default:
-			return nil, fmt.Errorf("mysql sink: unknown option %q (known: bulk, commit_table)", k)
+			return nil, fmt.Errorf("mysql sink: option bulk=%q: want auto, load_data or insert", v)
 		}
+	}
+	if v, ok := ov.Lookup("commit_table"); ok {
+		commitTable = v
 	}
 	db, mcfg, err := openDB(ctx, cfg.DSN)
 	if err != nil {

@@ -251,23 +251,3 @@ func parseTableName(s string) (pgx.Identifier, error) {
 	}
 	return parts, nil
 }
-
-// checkOptions refuses Options keys the connector does not know, so a typo
-// fails at open instead of being ignored.
-func checkOptions(opts map[string]string, known ...string) error {
-	for k := range opts {
-		ok := false
-		for _, n := range known {
-			if k == n {
-				ok = true
-			}
-		}
-		if !ok {
-			if len(known) == 0 {
-				return fmt.Errorf("unknown option %q (postgres takes no options here)", k)
-			}
-			return fmt.Errorf("unknown option %q (known: %s)", k, strings.Join(known, ", "))
-		}
-	}
-	return nil
-}

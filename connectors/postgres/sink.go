@@ -49,7 +49,8 @@ func OpenSink(ctx context.Context, cfg connectors.SinkConfig) (*Sink, error) {
 	if cfg.Mode == connectors.Upsert && len(cfg.Key) == 0 {
 		return nil, errors.New("postgres sink: upsert mode needs key columns")
 	}
-	if err := checkOptions(cfg.Options, "commit_table"); err != nil {
+	ov, err := sinkOptions.Values(cfg.Options)
+	if err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
 	name, err := parseTableName(cfg.Table)
@@ -57,7 +58,7 @@ func OpenSink(ctx context.Context, cfg connectors.SinkConfig) (*Sink, error) {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
 	commitName := pgx.Identifier{defaultCommitTable}
-	if v, ok := cfg.Options["commit_table"]; ok {
+	if v, ok := ov.Lookup("commit_table"); ok {
 		if commitName, err = parseTableName(v); err != nil {
 			return nil, fmt.Errorf("postgres sink: option commit_table: %w", err)
 		}

@@ -61,12 +61,13 @@ func openSink(ctx context.Context, cfg connectors.SinkConfig) (_ *sink, err erro
 	default:
 		return nil, fmt.Errorf("unknown write mode %q (append, truncate, upsert)", cfg.Mode)
 	}
-	opts, err := newOptions(cfg.Options, "busy_timeout", "synchronous", "rows_per_insert", "commit_table")
+	ov, err := sinkOptions.Values(cfg.Options)
 	if err != nil {
 		return nil, err
 	}
+	opts := options{v: ov}
 	commitTable := defaultCommitTable
-	if v, ok := cfg.Options["commit_table"]; ok {
+	if v, ok := opts.v.Lookup("commit_table"); ok {
 		commitTable = v
 	}
 	if s.commits, err = commitTableRef(commitTable); err != nil {
