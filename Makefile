@@ -4,6 +4,8 @@
 
 GO       ?= go
 BIN      := .build/bin/datashift
+# VERSION is what datashift --version prints: the nearest tag, or the commit.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 # Packages whose code runs concurrently are tested with the race detector.
 RACE_PKGS := ./engine/... ./coordinator/... ./connectors/...
 PLAIN_PKGS := $(shell $(GO) list ./... | grep -v -e /engine -e /coordinator -e /connectors -e /benchmarks)
@@ -16,7 +18,7 @@ SHELL := /bin/bash
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/datashift
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/datashift
 
 services:
 	scripts/services.sh

@@ -92,6 +92,25 @@ type Sink interface {
 	Close() error
 }
 
+// SinkChecker is implemented by sinks that can say, changing nothing,
+// whether Prepare would succeed for schema: the store reachable, the target
+// there with a column for every field (or, with CreateTable, creatable from
+// schema), the key usable. Prepare runs the same checks before it changes
+// anything, so `datashift check` and a run refuse a sink with the same
+// words. The engine calls it through CheckSink.
+type SinkChecker interface {
+	Check(ctx context.Context, schema *arrow.Schema) error
+}
+
+// CheckSink runs s's Check when it has one; a sink without one has nothing
+// it can check before Prepare.
+func CheckSink(ctx context.Context, s Sink, schema *arrow.Schema) error {
+	if c, ok := s.(SinkChecker); ok {
+		return c.Check(ctx, schema)
+	}
+	return nil
+}
+
 // WriterSpec names the partition a Writer writes and the lease it writes
 // under.
 type WriterSpec struct {

@@ -30,6 +30,10 @@ func (e *ValueError) Error() string {
 	return where + ": " + e.Reason
 }
 
+// ErrNoTable is a sink's target table missing while SinkConfig.CreateTable
+// is off. Its text names the job spec's field, so every sink says the same.
+var ErrNoTable = errors.New("table does not exist (set sink.create_table: true to create it)")
+
 // ErrLeaseLost means a partition's lease has been taken over by another
 // holder: a sink's commit record names a newer lease than the writer's, or a
 // checkpoint save finds the lease gone. It is never retried: the holder stops

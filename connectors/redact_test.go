@@ -34,6 +34,16 @@ func TestRedacted(t *testing.T) {
 		{"u:@tcp(h)/db", "u:xxxxx@tcp(h)/db"},
 		{"/db", "/db"},
 		{"redis://user:pa%zzs3cret@h:6379", "redis://user:xxxxx@h:6379"},
+		// Passwords typed without percent-encoding are hidden whole.
+		{"postgres://u:pa@ss@s3cret@127.0.0.1/db", "postgres://u:xxxxx@127.0.0.1/db"},
+		{"postgres://u:pa?ss?s3cret@h/db?sslmode=disable", "postgres://u:xxxxx@h/db?sslmode=disable"},
+		{"postgres://u:pa#ss#s3cret@h/db", "postgres://u:xxxxx@h/db"},
+		{"postgres://u:pa ss s3cret@h/db", "postgres://u:xxxxx@h/db"},
+		{"postgres://u:p@r:t/Le?ak#s3cret x@h:5432/db", "postgres://u:xxxxx@h:5432/db"},
+		{"postgres://h:5432/db?user=me@corp&sslmode=disable", "postgres://h:5432/db?user=me@corp&sslmode=disable"},
+		{"host=h user=u password=pa ss s3cret dbname=db", "host=h user=u password=xxxxx dbname=db"},
+		{"host=h password=pa ss s3cret", "host=h password=xxxxx"},
+		{"u:pa ss?s3cret#@tcp(h:3306)/db", "u:xxxxx@tcp(h:3306)/db"},
 	}
 	for _, tt := range tests {
 		got := Redacted(tt.in)
@@ -42,6 +52,38 @@ func TestRedacted(t *testing.T) {
 		}
 		if strings.Contains(got, "s3cret") || strings.Contains(got, "s 3cret") {
 			t.Errorf("Redacted(%q) leaks the password: %q", tt.in, got)
+		}
+	}
+}
+
+// CheckDSN refuses what a driver would split differently from Redacted,
+// saying which character to encode and never showing the password.
+func TestCheckDSN(t *testing.T) {
+	for _, tt := range []struct{ dsn, want string }{
+		{"postgres://u:pa@ss@s3cret@h/db", "the password holds '@', which a URL must write as %40"},
+		{"postgres://u:pa/s3cret@h/db", "the password holds '/', which a URL must write as %2F"},
+		{"postgres://u:pa?s3cret@h/db", "the password holds '?', which a URL must write as %3F"},
+		{"postgres://u:pa#s3cret@h/db", "the password holds '#', which a URL must write as %23"},
+		{"postgres://u:pa s3cret@h/db", "the password holds a space, which a URL must write as %20"},
+		{"postgres://u:pa%s3cret@h/db", "the password holds a '%' not followed by two hex digits, which a URL must write as %25"},
+		{"postgres://us er:s3cret@h/db", "the user name holds a space, which a URL must write as %20"},
+		{"host=h password=pa s3cret dbname=db", "the password holds a space: quote it, as password='…'"},
+		{"postgres://u:pa%40ss:s3cret@h/db?user=me@corp", ""},
+		{"postgres://h/db?password=s3cret", ""},
+		{"host=h password='pa s3cret' dbname=db", ""},
+		{"u:pa@ss/s3cret@tcp(h:3306)/db", ""}, // go-sql-driver splits these as Redacted does
+		{"/tmp/a@b.sqlite", ""},
+	} {
+		err := CheckDSN(tt.dsn)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tt.want {
+			t.Errorf("CheckDSN(%q) = %q, want %q", tt.dsn, got, tt.want)
+		}
+		if strings.Contains(got, "s3cret") {
+			t.Errorf("CheckDSN(%q) shows the password: %s", tt.dsn, got)
 		}
 	}
 }

@@ -44,14 +44,14 @@ type Job struct {
 
 // SourceSpec says what to read.
 type SourceSpec struct {
-	Type    string            `yaml:"type" json:"type"`
-	DSN     string            `yaml:"dsn" json:"dsn"`
-	Table   string            `yaml:"table,omitempty" json:"table,omitempty"`
-	Query   string            `yaml:"query,omitempty" json:"query,omitempty"`
-	Key     []string          `yaml:"key,omitempty" json:"key,omitempty"`
-	Columns []string          `yaml:"columns,omitempty" json:"columns,omitempty"`
-	Where   string            `yaml:"where,omitempty" json:"where,omitempty"`
-	Options map[string]string `yaml:"options,omitempty" json:"options,omitempty"`
+	Type    string   `yaml:"type" json:"type"`
+	DSN     string   `yaml:"dsn" json:"dsn"`
+	Table   string   `yaml:"table,omitempty" json:"table,omitempty"`
+	Query   string   `yaml:"query,omitempty" json:"query,omitempty"`
+	Key     []string `yaml:"key,omitempty" json:"key,omitempty"`
+	Columns []string `yaml:"columns,omitempty" json:"columns,omitempty"`
+	Where   string   `yaml:"where,omitempty" json:"where,omitempty"`
+	Options Options  `yaml:"options,omitempty" json:"options,omitempty"`
 }
 
 // SinkSpec says where to write.
@@ -61,7 +61,7 @@ type SinkSpec struct {
 	Table       string               `yaml:"table,omitempty" json:"table,omitempty"`
 	Mode        connectors.WriteMode `yaml:"mode,omitempty" json:"mode,omitempty"`
 	CreateTable bool                 `yaml:"create_table,omitempty" json:"create_table,omitempty"`
-	Options     map[string]string    `yaml:"options,omitempty" json:"options,omitempty"`
+	Options     Options              `yaml:"options,omitempty" json:"options,omitempty"`
 }
 
 // PartitionSpec sizes the partitions of a run.
@@ -202,10 +202,14 @@ type SpecError struct {
 }
 
 func (e *SpecError) Error() string {
-	if e.Job == "" {
-		return fmt.Sprintf("job spec: %s: %s", e.Field, e.Reason)
+	where := "job spec"
+	if e.Job != "" {
+		where = fmt.Sprintf("job %q", e.Job)
 	}
-	return fmt.Sprintf("job %q: %s: %s", e.Job, e.Field, e.Reason)
+	if e.Field == "" { // the spec as a whole
+		return where + ": " + e.Reason
+	}
+	return where + ": " + e.Field + ": " + e.Reason
 }
 
 // SpecErrors is every problem found in a spec, so a user fixes them in one go.
@@ -248,6 +252,8 @@ func (j *Job) Validate() error {
 	}
 	if j.Source.DSN == "" {
 		bad("source.dsn", "is required")
+	} else if err := connectors.CheckDSN(j.Source.DSN); err != nil {
+		bad("source.dsn", "%v", err)
 	}
 	if j.Source.Table != "" && j.Source.Query != "" {
 		bad("source.query", "give table or query, not both")
@@ -259,6 +265,8 @@ func (j *Job) Validate() error {
 	}
 	if j.Sink.DSN == "" {
 		bad("sink.dsn", "is required")
+	} else if err := connectors.CheckDSN(j.Sink.DSN); err != nil {
+		bad("sink.dsn", "%v", err)
 	}
 	switch j.Sink.Mode {
 	case "", connectors.Append, connectors.Truncate:
@@ -288,11 +296,13 @@ func (j *Job) Validate() error {
 	if j.CommitRows < 0 {
 		bad("commit_rows", "must not be negative")
 	}
-	if j.Parallelism < 0 {
-		bad("parallelism", "must not be negative")
+	if err := CheckParallelism(j.Parallelism); err != nil {
+		bad("parallelism", "%v", err)
 	}
 	if j.Partitions.TargetRows < 0 || j.Partitions.TargetBytes < 0 || j.Partitions.Max < 0 {
 		bad("partitions", "sizes must not be negative")
+	} else if j.Partitions.Max > MaxPartitions {
+		bad("partitions.max", "%d is more than %d: each partition costs a plan entry, a lease and a commit record; raise partitions.target_rows instead", j.Partitions.Max, MaxPartitions)
 	}
 	if inc := j.Incremental; inc != nil {
 		if inc.Cursor == "" {
@@ -353,6 +363,8 @@ func (j *Job) Validate() error {
 	for i, cb := range j.Callbacks {
 		if !strings.HasPrefix(cb.URL, "http://") && !strings.HasPrefix(cb.URL, "https://") {
 			bad(fmt.Sprintf("callbacks[%d].url", i), "must be an http:// or https:// URL (got %q)", connectors.Redacted(cb.URL))
+		} else if err := connectors.CheckDSN(cb.URL); err != nil {
+			bad(fmt.Sprintf("callbacks[%d].url", i), "%v", err)
 		}
 		for _, on := range cb.On {
 			if on != "success" && on != "failure" {
@@ -369,6 +381,7 @@ func (j *Job) Validate() error {
 	if j.BadRows.Ratio < 0 || j.BadRows.Ratio > 1 {
 		bad("bad_rows.ratio", "must be between 0 and 1")
 	}
+	errs = append(errs, j.optionErrors()...)
 	if len(errs) > 0 {
 		return errs
 	}
@@ -473,10 +486,8 @@ type JobDefaults struct {
 // the engine's defaults.
 func ParseJobWith(data []byte, d JobDefaults) (*Job, error) {
 	var j Job
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&j); err != nil {
-		return nil, fmt.Errorf("job spec: %w", err)
+	if err := decodeJob(data, &j); err != nil {
+		return nil, err
 	}
 	if j.BatchRows == 0 {
 		j.BatchRows = d.BatchRows
@@ -496,6 +507,9 @@ func LoadJob(path string) (*Job, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("%s: %w", filepath.Base(path), SpecErrors{{Reason: "the file is empty: a job needs at least name, source and sink"}})
 	}
 	j, err := ParseJob(data)
 	if err != nil {

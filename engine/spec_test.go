@@ -86,7 +86,15 @@ func TestParseJobRefusesBadSpecs(t *testing.T) {
 		{"key not in columns", func(s string) string { return strings.Replace(s, "key: [id]", "key: [id]\n  columns: [name]", 1) }, "source.key", `"id" must be among source.columns`},
 		{"negative retries", func(s string) string { return strings.Replace(s, "max: 3", "max: -1", 1) }, "retries.max", "negative"},
 		{"bad callback", func(s string) string { return s + "callbacks:\n  - url: ftp://example\n" }, "callbacks[0].url", "http://"},
+		{"callback password with '/'", func(s string) string { return s + "callbacks:\n  - url: http://u:pa/ss@h/hook\n" }, "callbacks[0].url", "the password holds '/', which a URL must write as %2F"},
+		{"sink password with '@'", func(s string) string { return strings.Replace(s, "dsn: /tmp/out", "dsn: 'postgres://u:pa@ss@h/db'", 1) }, "sink.dsn", "the password holds '@', which a URL must write as %40"},
 		{"bad ratio", func(s string) string { return s + "bad_rows:\n  ratio: 2\n" }, "bad_rows.ratio", "between 0 and 1"},
+		{"parallelism 0", func(s string) string { return s + "parallelism: 0\n" }, "parallelism", "must be at least 1 (leave it out for the default, 4)"},
+		{"negative parallelism", func(s string) string { return s + "parallelism: -1\n" }, "parallelism", "must be at least 1 (got -1)"},
+		{"absurd parallelism", func(s string) string { return s + "parallelism: 200000\n" }, "parallelism", "200000 is more than 256 partitions at once: more adds memory, not speed"},
+		{"partitions.max 0", func(s string) string { return s + "partitions: {max: 0}\n" }, "partitions.max", "must be at least 1 (leave it out for the default, 64)"},
+		{"absurd partitions.max", func(s string) string { return s + "partitions: {max: 1000000000, target_rows: 1}\n" }, "partitions.max",
+			"1000000000 is more than 10000: each partition costs a plan entry, a lease and a commit record; raise partitions.target_rows instead"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,14 +116,63 @@ func TestParseJobRefusesBadSpecs(t *testing.T) {
 	}
 }
 
+// What the decoder refuses is said in the spec's words: the field's path,
+// the known field a typo meant, the kind of value a field wants; never Go
+// type names. It is a spec error like any other (exit code 2).
 func TestParseJobRefusesUnknownFields(t *testing.T) {
-	_, err := engine.ParseJob([]byte(goodSpec + "paralelism: 4\n"))
-	if err == nil || !strings.Contains(err.Error(), "paralelism") {
-		t.Fatalf("typo accepted or not named: %v", err)
+	tests := []struct{ name, spec, want string }{
+		{"typo", goodSpec + "paralelism: 4\n", `job "orders-sync": paralelism: unknown field (did you mean parallelism?)`},
+		{"nested typo", strings.Replace(goodSpec, "  mode: append", "  create_tabel: true", 1),
+			`job "orders-sync": sink.create_tabel: unknown field (did you mean create_table?)`},
+		{"no near field", goodSpec + "colour: blue\n", `job "orders-sync": colour: unknown field (known: name, source, sink, partitions, batch_rows,`},
+		{"in a list", goodSpec + "callbacks: [{url: http://h/x, when: success}]\n", `job "orders-sync": callbacks[0].when: unknown field (known: url, on)`},
+		{"bad duration", strings.Replace(goodSpec, "backoff: 1s", "backoff: soon", 1), `job "orders-sync": retries.backoff: "soon" is not a duration like 500ms or 5m`},
+		{"not a number", goodSpec + "parallelism: many\n", `job "orders-sync": parallelism: want a whole number, got "many"`},
+		{"not a list", strings.Replace(goodSpec, "key: [id]", "key: {id: 1}", 1), `job "orders-sync": source.key: want a list, got a mapping`},
+		{"not a mapping", "[a, list]", `job spec: want a mapping of fields (name, source, sink,`},
+		{"empty", "", "job spec: the spec is empty: a job needs at least name, source and sink"},
+		{"only comments", "# nothing yet\n", "job spec: the spec is empty: a job needs at least name, source and sink"},
+		{"malformed YAML", "name: bad\nsource: {type: sqlite\n", "job spec: line 1: did not find expected ',' or '}'"},
+		{"malformed JSON", `{"name": "bad", "source": {"type": "sqlite",}`, "job spec: line 1: did not find expected ',' or '}'"},
+		{"option value a list", strings.Replace(goodSpec, "  mode: append", "  options: {delimiter: [a]}", 1), `job "orders-sync": sink.options: delimiter: want text, got a list`},
 	}
-	_, err = engine.ParseJob([]byte(strings.Replace(goodSpec, "backoff: 1s", "backoff: soon", 1)))
-	if err == nil || !strings.Contains(err.Error(), `"soon" is not a duration`) {
-		t.Fatalf("bad duration: %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := engine.ParseJob([]byte(tt.spec))
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("got  %v\nwant %s", err, tt.want)
+			}
+			var se *engine.SpecError
+			if !errors.As(err, &se) {
+				t.Fatalf("error %v is not a SpecError", err)
+			}
+			if strings.Contains(err.Error(), "engine.") || strings.Contains(err.Error(), "not found in type") {
+				t.Fatalf("error speaks Go: %v", err)
+			}
+		})
+	}
+}
+
+// A connector option is kept as the text the spec has, whatever YAML would
+// make of it: `null: NULL` is the CSV option null set to "NULL", not a null
+// key that the decoder drops; the same in JSON.
+func TestParseJobKeepsOptionsAsWritten(t *testing.T) {
+	for _, spec := range []string{
+		strings.Replace(goodSpec, "  mode: append", "  options: {null: NULL, header: true, delimiter: ';'}", 1),
+		strings.Replace(goodSpec, "  mode: append", "  options:\n    null: NULL\n    header: true\n    delimiter: ;", 1),
+		`{"name":"j","source":{"type":"sqlite","dsn":"a.db","table":"t"},"sink":{"type":"parquet","dsn":"out","options":{"null":"NULL","header":"true","delimiter":";"}}}`,
+	} {
+		j, err := engine.ParseJob([]byte(spec))
+		if err != nil {
+			t.Fatalf("ParseJob: %v\n%s", err, spec)
+		}
+		if got := j.Sink.Options; len(got) != 3 || got["null"] != "NULL" || got["header"] != "true" || got["delimiter"] != ";" {
+			t.Fatalf("options %q from\n%s", got, spec)
+		}
+	}
+	_, err := engine.ParseJob([]byte(strings.Replace(goodSpec, "  mode: append", "  options: {~: x}", 1)))
+	if err == nil || !strings.Contains(err.Error(), `sink.options: option names are text, got "~"`) {
+		t.Fatalf("a null option name: %v", err)
 	}
 }
 

@@ -33,7 +33,12 @@ type Steps struct {
 
 // Check opens the job's source and sink to refuse, before anything runs,
 // what only the stores can tell: a missing table, an unknown key, column or
-// cursor column, an unreachable database.
+// cursor column, an unreachable database, a sink table without a column
+// for every source column (or that cannot be created, with create_table).
+// The sink's part is the sink's own check, the one Prepare starts with, so
+// `datashift check` and a run refuse a sink with the same words. It
+// creates no table and writes no row (opening a SQLite sink does create
+// its database file).
 func Check(ctx context.Context, job *Job) error {
 	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, nil))
 	if err != nil {
@@ -64,7 +69,11 @@ func Check(ctx context.Context, job *Job) error {
 	if err != nil {
 		return &SpecError{Job: job.Name, Field: "sink", Reason: err.Error()}
 	}
-	return sink.Close()
+	defer sink.Close()
+	if err := connectors.CheckSink(ctx, sink, schema); err != nil {
+		return &SpecError{Job: job.Name, Field: "sink", Reason: err.Error()}
+	}
+	return nil
 }
 
 // Plan plans a job's source without running anything.
@@ -82,6 +91,7 @@ func planSource(ctx context.Context, job *Job, src connectors.Source) (partition
 		TargetRows:    job.Partitions.TargetRows,
 		TargetBytes:   int64(job.Partitions.TargetBytes),
 		MaxPartitions: job.Partitions.Max,
+		Workers:       job.Parallelism,
 	})
 }
 

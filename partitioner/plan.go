@@ -43,6 +43,11 @@ type Input struct {
 	// "as many partitions as MaxPartitions allows".
 	TargetRows  int64
 	TargetBytes int64
+	// Workers is how many partitions run at once (the job's parallelism).
+	// A table the target size leaves in fewer partitions is split further,
+	// one partition per worker, as long as each keeps MinWorkerRows rows:
+	// otherwise the workers but one sit idle.
+	Workers int
 	// MaxPartitions caps the plan, typically the free slots in the cluster.
 	// The NULL-key partition counts against it, except that a nullable key
 	// always gets two partitions (its non-NULL rows and its NULL rows) even
@@ -255,11 +260,20 @@ func count(in Input, rows, slots int64) (int64, string) {
 	}
 	reason := strings.Join(why, ", ")
 	n = max(n, 1)
+	if busy := min(int64(in.Workers), rows/MinWorkerRows); busy > n {
+		n = busy
+		reason += fmt.Sprintf(", raised to %d to keep %d workers busy (at least %d rows each)", n, in.Workers, MinWorkerRows)
+	}
 	if n > slots {
 		return slots, fmt.Sprintf("%s wants %d, capped at %d", reason, n, slots)
 	}
 	return n, reason
 }
+
+// MinWorkerRows is the fewest rows a partition gets for the sake of
+// keeping a worker busy: below it, a partition's fixed cost (its plan
+// entry, lease, sink commit record and connection) outweighs the copying.
+const MinWorkerRows = 10000
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 

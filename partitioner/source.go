@@ -12,6 +12,8 @@ type Options struct {
 	TargetRows    int64
 	TargetBytes   int64
 	MaxPartitions int
+	// Workers is Input.Workers.
+	Workers int
 	// SampleSize is how many keys to ask a Sampler for; 0 picks
 	// DefaultSampleSize(MaxPartitions).
 	SampleSize int
@@ -51,6 +53,7 @@ func PlanSource(ctx context.Context, src connectors.Source, key []string, opts O
 		TargetRows:    opts.TargetRows,
 		TargetBytes:   opts.TargetBytes,
 		MaxPartitions: opts.MaxPartitions,
+		Workers:       opts.Workers,
 	}
 	// Check the limits before asking the store for anything.
 	if err := checkInput(in); err != nil {

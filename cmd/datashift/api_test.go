@@ -283,11 +283,13 @@ func TestAPIRefusesBadSpecs(t *testing.T) {
 		field      string // "" for none
 		says       string
 	}{
-		{"malformed YAML", "name: bad\nsource: {type: sqlite\n", "", "job spec: yaml"},
-		{"malformed JSON", `{"name": "bad", "source": {"type": "sqlite",}`, "", "job spec: yaml"},
-		{"not a mapping", `["a list"]`, "", "cannot unmarshal"},
-		{"empty body", "", "", "job spec"},
-		{"unknown field", good + "colour: blue\n", "", "field colour not found"},
+		{"malformed YAML", "name: bad\nsource: {type: sqlite\n", "", "job spec: line 1: did not find expected ',' or '}'"},
+		{"malformed JSON", `{"name": "bad", "source": {"type": "sqlite",}`, "", "job spec: line 1: did not find expected ',' or '}'"},
+		{"not a mapping", `["a list"]`, "", "job spec: want a mapping of fields (name, source, sink,"},
+		{"empty body", "", "", "job spec: the spec is empty: a job needs at least name, source and sink"},
+		{"unknown field", good + "colour: blue\n", "colour", `job "bad": colour: unknown field (known: name, source, sink,`},
+		{"misspelt field, JSON", `{"name": "bad", "source": {"type": "sqlite", "dsn": "x", "table": "orders"}, "sink": {"type": "parquet", "dsn": "y", "create_tabel": true}}`,
+			"sink.create_tabel", `job "bad": sink.create_tabel: unknown field (did you mean create_table?)`},
 		{"bad sink mode", strings.Replace(good, "mode: truncate", "mode: merge", 1), "sink.mode", `must be append, truncate or upsert (got "merge")`},
 		{"bad cron", good + "schedule: {cron: \"every tuesday\"}\n", "schedule.cron", "schedule.cron"},
 		{"bad cron, JSON", `{"name": "bad", "source": {"type": "sqlite", "dsn": "` + src.path + `", "table": "orders"},

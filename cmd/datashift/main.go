@@ -30,18 +30,25 @@ func main() {
 	defer stop()
 	if err := rootCmd().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "datashift:", err)
-		var se engine.SpecErrors
-		if errors.As(err, &se) {
-			os.Exit(2)
-		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is 2 for a job refused before anything ran (its spec, or what
+// check found in its stores: errors naming a field), 1 for anything else.
+func exitCode(err error) int {
+	var se *engine.SpecError
+	if errors.As(err, &se) {
+		return 2
+	}
+	return 1
 }
 
 func rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "datashift",
 		Short:         "Copy tables between data stores, in parallel and on a schedule",
+		Version:       versionString(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -54,7 +54,10 @@ what the sink committed, with no row lost or written twice.`,
 			if err != nil {
 				return err
 			}
-			if parallelism > 0 {
+			if cmd.Flags().Changed("parallelism") {
+				if err := engine.CheckParallelism(parallelism); err != nil {
+					return &engine.SpecError{Job: job.Name, Field: "--parallelism", Reason: err.Error()}
+				}
 				job.Parallelism = parallelism
 			}
 			ctx := cmd.Context()
@@ -72,7 +75,7 @@ what the sink committed, with no row lost or written twice.`,
 	}
 	cmd.Flags().StringVar(&stateDir, "state", envOr("DATASHIFT_STATE", defaultStateDir()), "folder of the jobs' state files (one per job, by name)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bars")
-	cmd.Flags().IntVar(&parallelism, "parallelism", 0, "partitions at once (default: the job's parallelism)")
+	cmd.Flags().IntVar(&parallelism, "parallelism", 0, fmt.Sprintf("partitions at once, 1 to %d (default: the job's parallelism)", engine.MaxParallelism))
 	cmd.Flags().BoolVar(&restart, "restart", false, "abandon the job's interrupted or failed run (its rows stay in the sink) and start a new one")
 	return cmd
 }

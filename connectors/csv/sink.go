@@ -64,13 +64,30 @@ const (
 )
 
 func init() {
-	connectors.RegisterSource(typeName, OpenSource)
-	connectors.RegisterSink(typeName, OpenSink)
+	connectors.RegisterSource(typeName, OpenSource, sourceOptions...)
+	connectors.RegisterSink(typeName, OpenSink, sinkOptions...)
 }
 
+// The options each side takes (connectors/REFERENCE.md): the format options
+// on both, and on the source what settles the columns.
 var (
-	_ connectors.Sink      = (*Sink)(nil)
-	_ connectors.CommitLog = (*Sink)(nil)
+	formatOptions = connectors.Options{
+		{Name: "delimiter", Doc: "one ASCII character other than a quote or line break, or `tab` (default `,`)"},
+		{Name: "null", Doc: "the text of a NULL (default empty); the same text quoted is that text, not NULL"},
+		{Name: "header", Doc: "`true` (default) or `false`: whether the first record of each file names the columns"},
+		{Name: "binary", Doc: "how binary values are written: `base64` (default) or `hex`"},
+	}
+	sourceOptions = append(slices.Clone(formatOptions),
+		connectors.Option{Name: "schema", Doc: "explicit columns, `id:int64,name:string,price:decimal(10,2)` (types: " + typeNames + ")"},
+		connectors.Option{Name: "infer_rows", Doc: "rows of the first file sampled to infer column types when there is no schema (default 1000)"},
+	)
+	sinkOptions = formatOptions
+)
+
+var (
+	_ connectors.Sink        = (*Sink)(nil)
+	_ connectors.SinkChecker = (*Sink)(nil)
+	_ connectors.CommitLog   = (*Sink)(nil)
 )
 
 // format is what reader and writer agree on.
@@ -116,27 +133,18 @@ func (f *format) option(k, v string) (ok bool, err error) {
 	return true, nil
 }
 
-// formatOptions are the option keys format knows.
-var formatOptions = []string{"delimiter", "null", "header", "binary"}
-
 // parseOptions applies the format options in a fixed order (delimiter before
-// null, which must not contain it) and returns the other keys, sorted.
-func (f *format) parseOptions(opts map[string]string) (others []string, err error) {
+// null, which must not contain it).
+func (f *format) parseOptions(ov connectors.OptionValues) error {
 	*f = format{delim: ',', header: true, binary: textform.Base64}
-	for _, k := range formatOptions {
-		if v, ok := opts[k]; ok {
+	for _, k := range formatOptions.Names() {
+		if v, ok := ov.Lookup(k); ok {
 			if _, err := f.option(k, v); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	for k := range opts {
-		if !slices.Contains(formatOptions, k) {
-			others = append(others, k)
-		}
-	}
-	slices.Sort(others)
-	return others, nil
+	return nil
 }
 
 // datasetPath is the DSN, or the Table directory inside it.
@@ -174,12 +182,12 @@ func OpenSink(_ context.Context, cfg connectors.SinkConfig) (connectors.Sink, er
 	}
 	layout := parts.Layout{Dir: dir, Ext: ext}
 	s := &Sink{Log: parts.Log{Layout: layout, Sink: typeName}, layout: layout}
-	unknown, err := s.format.parseOptions(cfg.Options)
+	ov, err := sinkOptions.Values(cfg.Options)
 	if err != nil {
 		return nil, fmt.Errorf("%s sink: %w", typeName, err)
 	}
-	if len(unknown) > 0 {
-		return nil, fmt.Errorf("%s sink: unknown option %q (known: delimiter, null, header, binary)", typeName, unknown[0])
+	if err := s.format.parseOptions(ov); err != nil {
+		return nil, fmt.Errorf("%s sink: %w", typeName, err)
 	}
 	return s, nil
 }
@@ -189,6 +197,17 @@ func checkSchema(schema *arrow.Schema) error {
 		if err := textform.CheckType(f); err != nil {
 			return fmt.Errorf("%s sink: %w", typeName, err)
 		}
+	}
+	return nil
+}
+
+// Check is what Prepare checks before it changes anything (SinkChecker).
+func (s *Sink) Check(_ context.Context, schema *arrow.Schema) error {
+	if err := checkSchema(schema); err != nil {
+		return err
+	}
+	if err := s.layout.Check(); err != nil {
+		return fmt.Errorf("%s sink %s: %w", typeName, s.layout.Dir, err)
 	}
 	return nil
 }

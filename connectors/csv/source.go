@@ -60,25 +60,23 @@ func OpenSource(_ context.Context, cfg connectors.SourceConfig) (connectors.Sour
 	if cfg.BatchRows > 0 {
 		s.batchRows = cfg.BatchRows
 	}
-	others, err := s.format.parseOptions(cfg.Options)
+	ov, err := sourceOptions.Values(cfg.Options)
 	if err != nil {
 		return nil, fmt.Errorf("%s source: %w", typeName, err)
 	}
+	if err := s.format.parseOptions(ov); err != nil {
+		return nil, fmt.Errorf("%s source: %w", typeName, err)
+	}
 	var explicit *arrow.Schema
+	if v, ok := ov.Lookup("schema"); ok {
+		if explicit, err = parseSchema(v); err != nil {
+			return nil, fmt.Errorf("%s source: option schema: %w", typeName, err)
+		}
+	}
 	inferRows := defaultInferRows
-	for _, k := range others {
-		v := cfg.Options[k]
-		switch k {
-		case "schema":
-			if explicit, err = parseSchema(v); err != nil {
-				return nil, fmt.Errorf("%s source: option schema: %w", typeName, err)
-			}
-		case "infer_rows":
-			if inferRows, err = strconv.Atoi(v); err != nil || inferRows < 1 {
-				return nil, fmt.Errorf("%s source: option infer_rows %q: want a positive integer", typeName, v)
-			}
-		default:
-			return nil, fmt.Errorf("%s source: unknown option %q (known: delimiter, null, header, binary, schema, infer_rows)", typeName, k)
+	if v, ok := ov.Lookup("infer_rows"); ok {
+		if inferRows, err = strconv.Atoi(v); err != nil || inferRows < 1 {
+			return nil, fmt.Errorf("%s source: option infer_rows %q: want a positive integer", typeName, v)
 		}
 	}
 	if s.files, err = parts.List(path, ext); err != nil {

@@ -6,7 +6,7 @@
 // holds for the contract.
 //
 // DSN: "memory:NAME", naming a DB made by New. Source and sink open tables by
-// name; Options["no_commit_log"] = "true" opens a sink that keeps no commit
+// name; sink option no_commit_log=true opens a sink that keeps no commit
 // records, like a store that cannot hold them.
 package memory
 
@@ -31,11 +31,19 @@ const TypeName = "memory"
 func init() {
 	connectors.RegisterSource(TypeName, func(ctx context.Context, cfg connectors.SourceConfig) (connectors.Source, error) {
 		return openSource(cfg)
-	})
+	}, sourceOptions...)
 	connectors.RegisterSink(TypeName, func(ctx context.Context, cfg connectors.SinkConfig) (connectors.Sink, error) {
 		return openSink(cfg)
-	})
+	}, sinkOptions...)
 }
+
+// The options each side takes (connectors/REFERENCE.md).
+var (
+	sourceOptions = connectors.Options{}
+	sinkOptions   = connectors.Options{
+		{Name: "no_commit_log", Doc: "`true` opens a sink that keeps no commit records, like a store that cannot hold them (default `false`)"},
+	}
+)
 
 // Step is a point in a sink's commit or a source's read where a fault can
 // be injected.

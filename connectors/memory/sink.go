@@ -53,12 +53,17 @@ func openSink(cfg connectors.SinkConfig) (connectors.Sink, error) {
 		return nil, fmt.Errorf("memory sink: unknown mode %q", cfg.Mode)
 	}
 	s := &sink{db: db, cfg: cfg, log: true}
-	for k, v := range cfg.Options {
-		switch {
-		case k == "no_commit_log" && v == "true":
+	ov, err := sinkOptions.Values(cfg.Options)
+	if err != nil {
+		return nil, fmt.Errorf("memory sink: %w", err)
+	}
+	if v, ok := ov.Lookup("no_commit_log"); ok {
+		switch v {
+		case "true":
 			s.log = false
+		case "false":
 		default:
-			return nil, fmt.Errorf("memory sink: unknown option %s=%s", k, v)
+			return nil, fmt.Errorf("memory sink: option no_commit_log %q: want true or false", v)
 		}
 	}
 	if !s.log {
@@ -75,7 +80,7 @@ func (s *sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool)
 	t := s.db.tables[s.cfg.Table]
 	if t == nil {
 		if !s.cfg.CreateTable {
-			return fmt.Errorf("memory sink %s: %w (set create_table to create it)", s.cfg.Table, errNoTable)
+			return fmt.Errorf("memory sink %s: %w", s.cfg.Table, connectors.ErrNoTable)
 		}
 		s.db.tables[s.cfg.Table] = &table{schema: schema}
 		return nil

@@ -39,6 +39,9 @@ func openSource(cfg connectors.SourceConfig) (*source, error) {
 	case cfg.BatchRows < 0:
 		return nil, fmt.Errorf("memory source: batch_rows must not be negative")
 	}
+	if _, err := sourceOptions.Values(cfg.Options); err != nil {
+		return nil, fmt.Errorf("memory source: %w", err)
+	}
 	if cfg.BatchRows == 0 {
 		cfg.BatchRows = 1000
 	}

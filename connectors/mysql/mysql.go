@@ -39,9 +39,18 @@ import (
 const TypeName = "mysql"
 
 func init() {
-	connectors.RegisterSource(TypeName, openSource)
-	connectors.RegisterSink(TypeName, openSink)
+	connectors.RegisterSource(TypeName, openSource, sourceOptions...)
+	connectors.RegisterSink(TypeName, openSink, sinkOptions...)
 }
+
+// The options each side takes (connectors/REFERENCE.md).
+var (
+	sourceOptions = connectors.Options{}
+	sinkOptions   = connectors.Options{
+		{Name: "bulk", Doc: "`auto` (default: LOAD DATA LOCAL INFILE, multi-row INSERTs if the server or client refuses it), `load_data` (fail if refused) or `insert`"},
+		{Name: "commit_table", Doc: "the commit record table (default `datashift_commits` in the target table's database; `db.table` puts it elsewhere)"},
+	}
+)
 
 // sessionSQLMode makes truncation an error for plain INSERTs, keeps an explicit
 // 0 in an AUTO_INCREMENT column (a copy must not renumber rows) and leaves
@@ -53,6 +62,9 @@ const sessionSQLMode = "'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FO
 func parseDSN(dsn string) (*mysql.Config, error) {
 	if dsn == "" {
 		return nil, errors.New("DSN is empty (want user:pass@tcp(host:port)/db)")
+	}
+	if err := connectors.CheckDSN(dsn); err != nil {
+		return nil, fmt.Errorf("DSN %s: %w", connectors.Redacted(dsn), err)
 	}
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {

@@ -17,11 +17,12 @@ import (
 )
 
 var (
-	_ connectors.Sink      = (*sink)(nil)
-	_ connectors.CommitLog = (*sink)(nil)
+	_ connectors.Sink        = (*sink)(nil)
+	_ connectors.CommitLog   = (*sink)(nil)
+	_ connectors.SinkChecker = (*sink)(nil)
 )
 
-// Bulk write methods (SinkConfig.Options["bulk"]).
+// Bulk write methods (sink option bulk).
 const (
 	bulkAuto   = "auto"      // LOAD DATA LOCAL, multi-row INSERT if the server refuses it
 	bulkLoad   = "load_data" // LOAD DATA LOCAL only
@@ -50,34 +51,34 @@ type sink struct {
 
 func openSink(ctx context.Context, cfg connectors.SinkConfig) (connectors.Sink, error) {
 	if cfg.Table == "" {
-		return nil, errors.New("mysql sink: Table is empty")
+		return nil, errors.New("mysql sink: table is required")
 	}
 	switch cfg.Mode {
 	case "":
 		cfg.Mode = connectors.Append
 	case connectors.Append, connectors.Truncate, connectors.Upsert:
 	default:
-		return nil, fmt.Errorf("mysql sink: unknown Mode %q (append, truncate, upsert)", cfg.Mode)
+		return nil, fmt.Errorf("mysql sink: unknown mode %q (append, truncate, upsert)", cfg.Mode)
 	}
 	if cfg.Mode == connectors.Upsert && len(cfg.Key) == 0 {
-		return nil, errors.New("mysql sink: Mode upsert needs Key")
+		return nil, errors.New("mysql sink: upsert mode needs key columns")
 	}
 	s := &sink{cfg: cfg, bulk: bulkAuto}
 	commitTable := defaultCommitTable
-	for k, v := range cfg.Options {
-		switch k {
-		case "bulk":
-			switch v {
-			case bulkAuto, bulkLoad, bulkInsert:
-				s.bulk = v
-			default:
-				return nil, fmt.Errorf("mysql sink: option bulk=%q: want auto, load_data or insert", v)
-			}
-		case "commit_table":
-			commitTable = v
+	ov, err := sinkOptions.Values(cfg.Options)
+	if err != nil {
+		return nil, fmt.Errorf("mysql sink: %w", err)
+	}
+	if v, ok := ov.Lookup("bulk"); ok {
+		switch v {
+		case bulkAuto, bulkLoad, bulkInsert:
+			s.bulk = v
 		default:
-			return nil, fmt.Errorf("mysql sink: unknown option %q (known: bulk, commit_table)", k)
+			return nil, fmt.Errorf("mysql sink: option bulk=%q: want auto, load_data or insert", v)
 		}
+	}
+	if v, ok := ov.Lookup("commit_table"); ok {
+		commitTable = v
 	}
 	db, mcfg, err := openDB(ctx, cfg.DSN)
 	if err != nil {
@@ -138,32 +139,59 @@ func (s *sink) columns(ctx context.Context) ([]*column, error) {
 	return cols, nil
 }
 
-func (s *sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool) error {
+// Check is what Prepare checks before it changes anything (SinkChecker).
+func (s *sink) Check(ctx context.Context, schema *arrow.Schema) error {
+	_, err := s.check(ctx, schema)
+	return err
+}
+
+// check refuses, reading only, what Prepare would fail on: a missing table
+// without create_table (or a schema with no MySQL table for it), a column
+// the table lacks, a table without transactions, no unique key for upsert.
+// exists reports whether the table is there.
+func (s *sink) check(ctx context.Context, schema *arrow.Schema) (exists bool, err error) {
 	cols, err := s.columns(ctx)
 	if errors.Is(err, errNoTable) {
 		if !s.cfg.CreateTable {
-			return fmt.Errorf("mysql sink: table %s does not exist (set create_table to create it)", s.table)
+			return false, fmt.Errorf("mysql sink %s: %w", s.table, connectors.ErrNoTable)
 		}
-		ddl, derr := s.createTableSQL(schema)
-		if derr != nil {
-			return fmt.Errorf("mysql sink: create %s: %w", s.table, derr)
+		if _, err := s.createTableSQL(schema); err != nil {
+			return false, fmt.Errorf("mysql sink: create %s: %w", s.table, err)
+		}
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("mysql sink: %w", err)
+	}
+	if _, err := s.targets(schema, cols); err != nil {
+		return true, err
+	}
+	if err := s.checkTransactional(ctx, s.table); err != nil {
+		return true, fmt.Errorf("mysql sink: table %s: %w", s.table, err)
+	}
+	if s.cfg.Mode == connectors.Upsert {
+		if err := s.checkUniqueKey(ctx); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+func (s *sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool) error {
+	exists, err := s.check(ctx, schema)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		ddl, err := s.createTableSQL(schema)
+		if err != nil {
+			return fmt.Errorf("mysql sink: create %s: %w", s.table, err)
 		}
 		if _, err := s.db.ExecContext(ctx, ddl); err != nil {
 			return classify(fmt.Errorf("mysql sink: create %s: %w", s.table, err))
 		}
-		cols, err = s.columns(ctx)
-	}
-	if err != nil {
-		return fmt.Errorf("mysql sink: %w", err)
-	}
-	if _, err := s.targets(schema, cols); err != nil {
-		return err
-	}
-	if err := s.checkTransactional(ctx, s.table); err != nil {
-		return fmt.Errorf("mysql sink: table %s: %w", s.table, err)
-	}
-	if s.cfg.Mode == connectors.Upsert {
-		if err := s.checkUniqueKey(ctx); err != nil {
+		// The created table is checked like one that was there.
+		if _, err := s.check(ctx, schema); err != nil {
 			return err
 		}
 	}

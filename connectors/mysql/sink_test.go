@@ -407,9 +407,9 @@ func TestSinkConfigErrors(t *testing.T) {
 		cfg  connectors.SinkConfig
 		want string
 	}{
-		{connectors.SinkConfig{DSN: dsn}, "Table is empty"},
-		{connectors.SinkConfig{DSN: dsn, Table: "t", Mode: "merge"}, `unknown Mode "merge"`},
-		{connectors.SinkConfig{DSN: dsn, Table: "t", Mode: connectors.Upsert}, "upsert needs Key"},
+		{connectors.SinkConfig{DSN: dsn}, "table is required"},
+		{connectors.SinkConfig{DSN: dsn, Table: "t", Mode: "merge"}, `unknown mode "merge"`},
+		{connectors.SinkConfig{DSN: dsn, Table: "t", Mode: connectors.Upsert}, "upsert mode needs key columns"},
 		{connectors.SinkConfig{DSN: dsn, Table: "t", Options: map[string]string{"batch": "1"}}, `unknown option "batch"`},
 		{connectors.SinkConfig{DSN: dsn, Table: "t", Options: map[string]string{"bulk": "copy"}}, `bulk="copy"`},
 	} {
@@ -426,13 +426,17 @@ func TestSinkConfigErrors(t *testing.T) {
 		schema *arrow.Schema
 		want   string
 	}{
-		{connectors.SinkConfig{DSN: dsn, Table: "missing"}, rec.Schema(), "table " + dbName(dsn) + ".missing does not exist (set create_table"},
+		{connectors.SinkConfig{DSN: dsn, Table: "missing"}, rec.Schema(), "mysql sink " + dbName(dsn) + ".missing: table does not exist (set sink.create_table: true to create it)"},
 		{connectors.SinkConfig{DSN: dsn, Table: "myisam"}, rec.Schema(), "table " + dbName(dsn) + ".myisam: engine MyISAM has no transactions"},
 		{connectors.SinkConfig{DSN: dsn, Table: "t"}, wide, `has no column "extra"`},
 		{connectors.SinkConfig{DSN: dsn, Table: "nokey", Key: []string{"id"}, Mode: connectors.Upsert}, rec.Schema(), "needs a PRIMARY KEY or UNIQUE index on (id)"},
 		{connectors.SinkConfig{DSN: dsn, Table: "t", Key: []string{"idx"}}, rec.Schema(), `key column "idx" is not in the rows`},
 	} {
 		snk := openSnk(t, c.cfg)
+		// Check (datashift check) says what Prepare (a run) says.
+		if err := connectors.CheckSink(ctx, snk, c.schema); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Check %+v: got %v, want %q", c.cfg, err, c.want)
+		}
 		err := snk.Prepare(ctx, c.schema, false)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Prepare %+v: got %v, want %q", c.cfg, err, c.want)

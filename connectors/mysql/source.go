@@ -62,8 +62,8 @@ func openSource(ctx context.Context, cfg connectors.SourceConfig) (connectors.So
 	case cfg.Snapshot != "":
 		return nil, errors.New("mysql source: Snapshot is not supported (MariaDB cannot export a snapshot to other sessions)")
 	}
-	for k := range cfg.Options {
-		return nil, fmt.Errorf("mysql source: unknown option %q (the mysql source takes no options)", k)
+	if _, err := sourceOptions.Values(cfg.Options); err != nil {
+		return nil, fmt.Errorf("mysql source: %w", err)
 	}
 	db, mcfg, err := openDB(ctx, cfg.DSN)
 	if err != nil {

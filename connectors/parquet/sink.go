@@ -51,14 +51,24 @@ const (
 )
 
 func init() {
-	connectors.RegisterSource(typeName, OpenSource)
-	connectors.RegisterSink(typeName, OpenSink)
+	connectors.RegisterSource(typeName, OpenSource, sourceOptions...)
+	connectors.RegisterSink(typeName, OpenSink, sinkOptions...)
 }
 
+// The options each side takes (connectors/REFERENCE.md).
 var (
-	_ connectors.Sink      = (*Sink)(nil)
-	_ connectors.CommitLog = (*Sink)(nil)
-	_ connectors.Writer    = (*parts.Writer)(nil)
+	sourceOptions = connectors.Options{}
+	sinkOptions   = connectors.Options{
+		{Name: "compression", Doc: "`snappy` (default), `zstd`, `gzip`, `lz4`, `brotli` or `none`"},
+		{Name: "row_group_rows", Doc: "rows per row group (default 131072); a row group is buffered in memory, compressed, until it is full"},
+	}
+)
+
+var (
+	_ connectors.Sink        = (*Sink)(nil)
+	_ connectors.SinkChecker = (*Sink)(nil)
+	_ connectors.CommitLog   = (*Sink)(nil)
+	_ connectors.Writer      = (*parts.Writer)(nil)
 )
 
 // Sink writes a Parquet dataset directory.
@@ -98,23 +108,23 @@ func OpenSink(_ context.Context, cfg connectors.SinkConfig) (connectors.Sink, er
 	default:
 		return nil, fmt.Errorf("%s sink: mode %q is not supported (files take append or truncate)", typeName, cfg.Mode)
 	}
-	for k, v := range cfg.Options {
-		switch k {
-		case "compression":
-			c, err := parseCompression(v)
-			if err != nil {
-				return nil, fmt.Errorf("%s sink: option compression: %w", typeName, err)
-			}
-			s.codec = c
-		case "row_group_rows":
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n <= 0 {
-				return nil, fmt.Errorf("%s sink: option row_group_rows %q: want a positive integer", typeName, v)
-			}
-			s.rowGroupRows = n
-		default:
-			return nil, fmt.Errorf("%s sink: unknown option %q (known: compression, row_group_rows)", typeName, k)
+	ov, err := sinkOptions.Values(cfg.Options)
+	if err != nil {
+		return nil, fmt.Errorf("%s sink: %w", typeName, err)
+	}
+	if v, ok := ov.Lookup("compression"); ok {
+		c, err := parseCompression(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s sink: option compression: %w", typeName, err)
 		}
+		s.codec = c
+	}
+	if v, ok := ov.Lookup("row_group_rows"); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%s sink: option row_group_rows %q: want a positive integer", typeName, v)
+		}
+		s.rowGroupRows = n
 	}
 	return s, nil
 }
@@ -160,6 +170,17 @@ func (s *Sink) writerProps(schema *arrow.Schema) (*parquet.WriterProperties, pqa
 	// The stored Arrow schema is what brings back field metadata, time zones
 	// and unsigned/small integer widths on read.
 	return props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema())
+}
+
+// Check is what Prepare checks before it changes anything (SinkChecker).
+func (s *Sink) Check(_ context.Context, schema *arrow.Schema) error {
+	if err := s.checkSchema(schema); err != nil {
+		return err
+	}
+	if err := s.layout.Check(); err != nil {
+		return fmt.Errorf("%s sink %s: %w", typeName, s.layout.Dir, err)
+	}
+	return nil
 }
 
 // Prepare creates the directory and its commit log folder, checks that

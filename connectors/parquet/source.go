@@ -51,8 +51,8 @@ func OpenSource(_ context.Context, cfg connectors.SourceConfig) (connectors.Sour
 	if err := parts.CheckSourceConfig(typeName, cfg); err != nil {
 		return nil, err
 	}
-	for k := range cfg.Options {
-		return nil, fmt.Errorf("%s source: unknown option %q (the source takes none)", typeName, k)
+	if _, err := sourceOptions.Values(cfg.Options); err != nil {
+		return nil, fmt.Errorf("%s source: %w", typeName, err)
 	}
 	files, err := parts.List(path, ext)
 	if err != nil {

@@ -56,6 +56,11 @@ func newConnector(dsn string) (*connector, error) {
 	if dsn == "" {
 		return nil, errors.New("postgres: DSN is empty")
 	}
+	// A mistyped password would be split by the driver, and its errors
+	// would quote the part it took for the host.
+	if err := connectors.CheckDSN(dsn); err != nil {
+		return nil, fmt.Errorf("postgres: invalid DSN %s: %w", connectors.Redacted(dsn), err)
+	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		// The parse error may quote the DSN; only the redacted one goes out.
@@ -245,24 +250,4 @@ func parseTableName(s string) (pgx.Identifier, error) {
 		return nil, fmt.Errorf("invalid table name %q: want table or schema.table", s)
 	}
 	return parts, nil
-}
-
-// checkOptions refuses Options keys the connector does not know, so a typo
-// fails at open instead of being ignored.
-func checkOptions(opts map[string]string, known ...string) error {
-	for k := range opts {
-		ok := false
-		for _, n := range known {
-			if k == n {
-				ok = true
-			}
-		}
-		if !ok {
-			if len(known) == 0 {
-				return fmt.Errorf("unknown option %q (postgres takes no options here)", k)
-			}
-			return fmt.Errorf("unknown option %q (known: %s)", k, strings.Join(known, ", "))
-		}
-	}
-	return nil
 }

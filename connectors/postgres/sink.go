@@ -12,7 +12,10 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-var _ connectors.Sink = (*Sink)(nil)
+var (
+	_ connectors.Sink        = (*Sink)(nil)
+	_ connectors.SinkChecker = (*Sink)(nil)
+)
 
 // Sink writes into a PostgreSQL table with COPY … FROM STDIN (FORMAT
 // binary), one COPY per commit inside one transaction, which also stores
@@ -46,7 +49,8 @@ func OpenSink(ctx context.Context, cfg connectors.SinkConfig) (*Sink, error) {
 	if cfg.Mode == connectors.Upsert && len(cfg.Key) == 0 {
 		return nil, errors.New("postgres sink: upsert mode needs key columns")
 	}
-	if err := checkOptions(cfg.Options, "commit_table"); err != nil {
+	ov, err := sinkOptions.Values(cfg.Options)
+	if err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
 	name, err := parseTableName(cfg.Table)
@@ -54,7 +58,7 @@ func OpenSink(ctx context.Context, cfg connectors.SinkConfig) (*Sink, error) {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
 	commitName := pgx.Identifier{defaultCommitTable}
-	if v, ok := cfg.Options["commit_table"]; ok {
+	if v, ok := ov.Lookup("commit_table"); ok {
 		if commitName, err = parseTableName(v); err != nil {
 			return nil, fmt.Errorf("postgres sink: option commit_table: %w", err)
 		}
@@ -76,6 +80,20 @@ func (s *Sink) fail(err error) error {
 	return s.conn.redact(classify(fmt.Errorf("postgres sink %s: %w", s.what, err)))
 }
 
+// Check is what Prepare checks before it changes anything (SinkChecker).
+func (s *Sink) Check(ctx context.Context, schema *arrow.Schema) error {
+	conn, err := s.conn.get(ctx)
+	if err != nil {
+		return s.conn.redact(err)
+	}
+	if _, err := s.check(ctx, conn, schema); err != nil {
+		s.conn.discard(conn)
+		return s.fail(err)
+	}
+	s.conn.put(conn)
+	return nil
+}
+
 // Prepare creates the table from schema when asked and missing, checks an
 // existing one can take every column, creates or checks the commit table,
 // and empties the target (never the commit table) for Truncate.
@@ -92,15 +110,63 @@ func (s *Sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool)
 	return nil
 }
 
-func (s *Sink) prepare(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema, truncate bool) error {
+// check refuses, reading only, what Prepare would fail on: a key column not
+// written, a missing table without create_table (or a schema with no
+// PostgreSQL table for it), a column the table lacks or cannot take, no
+// unique index for upsert. exists reports whether the table is there.
+func (s *Sink) check(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema) (exists bool, err error) {
 	if _, err := connectors.ColumnIndexes(schema, s.cfg.Key); err != nil {
-		return fmt.Errorf("key: %w", err)
+		return false, fmt.Errorf("key: %w", err)
 	}
-	_, _, err := lookupTable(ctx, conn, s.name)
+	_, _, err = lookupTable(ctx, conn, s.name)
 	if errors.Is(err, errNoTable) {
 		if !s.cfg.CreateTable {
-			return fmt.Errorf("table does not exist (set create_table to create it)")
+			return false, connectors.ErrNoTable
 		}
+		return false, tryCreate(ctx, conn, s.what, schema, s.cfg.Key)
+	} else if err != nil {
+		return false, err
+	}
+	cols, err := s.columns(ctx, conn, true)
+	if err != nil {
+		return true, err
+	}
+	if _, _, err := planColumns(schema, cols); err != nil {
+		return true, err
+	}
+	if s.cfg.Mode == connectors.Upsert {
+		if err := s.checkUnique(ctx, conn, cols); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// tryCreate creates the table in a transaction it rolls back (DDL is
+// transactional in PostgreSQL): what would stop Prepare creating it — no
+// such schema, no privilege, a type with no column type — is said now.
+func tryCreate(ctx context.Context, conn *pgx.Conn, table string, schema *arrow.Schema, key []string) error {
+	ddl, err := createTableSQL(table, schema, key)
+	if err != nil {
+		return err
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, ddl); err != nil {
+		return fmt.Errorf("create table: %w", err)
+	}
+	return nil
+}
+
+func (s *Sink) prepare(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema, truncate bool) error {
+	exists, err := s.check(ctx, conn, schema)
+	if err != nil {
+		return err
+	}
+	if !exists {
 		ddl, err := createTableSQL(s.what, schema, s.cfg.Key)
 		if err != nil {
 			return err
@@ -108,18 +174,8 @@ func (s *Sink) prepare(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema
 		if _, err := conn.Exec(ctx, ddl); err != nil {
 			return fmt.Errorf("create table: %w", err)
 		}
-	} else if err != nil {
-		return err
-	}
-	cols, err := s.columns(ctx, conn, true)
-	if err != nil {
-		return err
-	}
-	if _, _, err := planColumns(schema, cols); err != nil {
-		return err
-	}
-	if s.cfg.Mode == connectors.Upsert {
-		if err := s.checkUnique(ctx, conn, cols); err != nil {
+		// The created table is checked like one that was there.
+		if _, err := s.check(ctx, conn, schema); err != nil {
 			return err
 		}
 	}

@@ -506,7 +506,7 @@ func TestSinkErrors(t *testing.T) {
 		schema *arrow.Schema
 		want   string
 	}{
-		{"missing", false, schema(id), `postgres sink "missing": table does not exist (set create_table to create it)`},
+		{"missing", false, schema(id), `postgres sink "missing": table does not exist (set sink.create_table: true to create it)`},
 		{"e", false, schema(id, field("nope", arrow.BinaryTypes.String)), `postgres sink "e": column "nope" is missing from the table (columns: id, flag, g)`},
 		{"e", false, schema(id, field("flag", arrow.FixedWidthTypes.Boolean)), `postgres sink "e": column "flag": cannot write Arrow bool into integer`},
 		{"e", false, schema(id, field("g", arrow.PrimitiveTypes.Int64)), `postgres sink "e": column "g" is generated and cannot be written`},
@@ -514,6 +514,10 @@ func TestSinkErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: c.table, CreateTable: c.create})
+		// Check (datashift check) says what Prepare (a run) says.
+		if err := snk.Check(testCtx(t), c.schema); err == nil || err.Error() != c.want {
+			t.Errorf("check table %s:\ngot  %v\nwant %s", c.table, err, c.want)
+		}
 		err := snk.Prepare(testCtx(t), c.schema, false)
 		if err == nil || err.Error() != c.want {
 			t.Errorf("table %s:\ngot  %v\nwant %s", c.table, err, c.want)

@@ -23,11 +23,19 @@ const (
 func init() {
 	connectors.RegisterSource("postgres", func(ctx context.Context, cfg connectors.SourceConfig) (connectors.Source, error) {
 		return OpenSource(ctx, cfg)
-	})
+	}, sourceOptions...)
 	connectors.RegisterSink("postgres", func(ctx context.Context, cfg connectors.SinkConfig) (connectors.Sink, error) {
 		return OpenSink(ctx, cfg)
-	})
+	}, sinkOptions...)
 }
+
+// The options each side takes (connectors/REFERENCE.md).
+var (
+	sourceOptions = connectors.Options{}
+	sinkOptions   = connectors.Options{
+		{Name: "commit_table", Doc: "the commit record table (default `datashift_commits` in the target table's schema; `schema.table` puts it elsewhere)"},
+	}
+)
 
 var (
 	_ connectors.Source      = (*Source)(nil)
@@ -71,7 +79,7 @@ func OpenSource(ctx context.Context, cfg connectors.SourceConfig) (*Source, erro
 	if cfg.BatchRows < 0 || cfg.BatchBytes < 0 {
 		return nil, errors.New("postgres source: batch_rows and batch_bytes must not be negative")
 	}
-	if err := checkOptions(cfg.Options); err != nil {
+	if _, err := sourceOptions.Values(cfg.Options); err != nil {
 		return nil, fmt.Errorf("postgres source: %w", err)
 	}
 	if cfg.Snapshot != "" && !snapshotID.MatchString(cfg.Snapshot) {

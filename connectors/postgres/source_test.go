@@ -26,7 +26,7 @@ func TestSourceConfigErrors(t *testing.T) {
 		{connectors.SourceConfig{DSN: dsn, Table: "s", Key: []string{"ID"}}, `postgres source "s": key column "ID" not found in "s" (columns: id, Name)`},
 		{connectors.SourceConfig{DSN: dsn, Table: "s", Columns: []string{"id", "name"}}, `postgres source "s": selected column "name" not found in "s" (columns: id, Name)`},
 		{connectors.SourceConfig{DSN: dsn, Table: "s", Query: "SELECT 1"}, `postgres source: set exactly one of table and query`},
-		{connectors.SourceConfig{DSN: dsn, Table: "s", Options: map[string]string{"fetch": "1"}}, `postgres source: unknown option "fetch" (postgres takes no options here)`},
+		{connectors.SourceConfig{DSN: dsn, Table: "s", Options: map[string]string{"fetch": "1"}}, `postgres source: unknown option "fetch" (takes no options)`},
 		{connectors.SourceConfig{DSN: dsn, Table: "s", Where: "idd > 1"}, `postgres source "s": where "idd > 1": ERROR: column "idd" does not exist (SQLSTATE 42703)`},
 		{connectors.SourceConfig{DSN: dsn, Query: "SELECT id, id FROM s"}, `postgres source query: query returns column "id" twice; give the columns distinct names`},
 		{connectors.SourceConfig{DSN: dsn, Table: "s", Snapshot: "x'; DROP TABLE s"}, `postgres source: snapshot "x'; DROP TABLE s" is not a snapshot id`},

@@ -3,7 +3,7 @@
 // MULTI/EXEC, fenced by the partition's lease.
 //
 // DSN: redis://[user:password@]host:port/db (rediss:// for TLS). The key of
-// each row comes from a template over its columns, Options["key"], such as
+// each row comes from a template over its columns, option key, such as
 // "orders:{id}" or "eu:{region}:{id}"; every column becomes a hash field,
 // its value in the text forms of package textform (the same as CSV). A NULL
 // is no field at all: the field is deleted, so writing a row again with a
@@ -108,13 +108,22 @@ const (
 )
 
 func init() {
-	connectors.RegisterSink(typeName, OpenSink)
+	connectors.RegisterSink(typeName, OpenSink, sinkOptions...)
+}
+
+// sinkOptions are the options the sink takes (connectors/REFERENCE.md).
+var sinkOptions = connectors.Options{
+	{Name: "key", Doc: "required: the key template, column names in braces (`orders:{id}`); the key of each row's hash"},
+	{Name: "ttl", Doc: "a Go duration in whole seconds (`90s`, `24h`): EXPIRE set on every key written; default none"},
+	{Name: "binary", Doc: "how binary values are written as field values: `base64` (default), `hex` or `raw` (the bytes as they are)"},
+	{Name: "commit_key", Doc: "the prefix of the commit record keys, `<commit_key>:<job>:<run>:<partition>` (default `datashift:commits`)"},
 }
 
 var (
-	_ connectors.Sink      = (*Sink)(nil)
-	_ connectors.CommitLog = (*Sink)(nil)
-	_ connectors.Writer    = (*writer)(nil)
+	_ connectors.Sink        = (*Sink)(nil)
+	_ connectors.SinkChecker = (*Sink)(nil)
+	_ connectors.CommitLog   = (*Sink)(nil)
+	_ connectors.Writer      = (*writer)(nil)
 )
 
 // Sink writes rows as hashes.
@@ -152,34 +161,34 @@ func OpenSink(_ context.Context, cfg connectors.SinkConfig) (connectors.Sink, er
 	default:
 		return nil, fmt.Errorf("%s sink: unknown mode %q", typeName, cfg.Mode)
 	}
-	var keyTemplate string
-	for k, v := range cfg.Options {
-		switch k {
-		case "key":
-			keyTemplate = v
-		case "ttl":
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
-				return nil, fmt.Errorf("%s sink: option ttl %q: want a positive Go duration such as 90s or 24h", typeName, v)
-			}
-			if d < time.Second || d%time.Second != 0 {
-				return nil, fmt.Errorf("%s sink: option ttl %q: want whole seconds", typeName, v)
-			}
-			s.ttl = d
-		case "binary":
-			if s.binary, err = textform.ParseBinary(v); err != nil {
-				return nil, fmt.Errorf("%s sink: option binary: %w", typeName, err)
-			}
-		case "commit_key":
-			if v == "" {
-				return nil, fmt.Errorf("%s sink: option commit_key is empty", typeName)
-			}
-			s.commitKey = v
-		case "pipeline":
+	ov, err := sinkOptions.Values(cfg.Options)
+	if err != nil {
+		if k, _ := sinkOptions.Unknown(cfg.Options); k == "pipeline" {
 			return nil, fmt.Errorf("%s sink: option pipeline is no longer supported: a commit sends its rows in one MULTI/EXEC (the job's commit_rows sizes it)", typeName)
-		default:
-			return nil, fmt.Errorf("%s sink: unknown option %q (known: key, ttl, binary, commit_key)", typeName, k)
 		}
+		return nil, fmt.Errorf("%s sink: %w", typeName, err)
+	}
+	keyTemplate, _ := ov.Lookup("key")
+	if v, ok := ov.Lookup("ttl"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%s sink: option ttl %q: want a positive Go duration such as 90s or 24h", typeName, v)
+		}
+		if d < time.Second || d%time.Second != 0 {
+			return nil, fmt.Errorf("%s sink: option ttl %q: want whole seconds", typeName, v)
+		}
+		s.ttl = d
+	}
+	if v, ok := ov.Lookup("binary"); ok {
+		if s.binary, err = textform.ParseBinary(v); err != nil {
+			return nil, fmt.Errorf("%s sink: option binary: %w", typeName, err)
+		}
+	}
+	if v, ok := ov.Lookup("commit_key"); ok {
+		if v == "" {
+			return nil, fmt.Errorf("%s sink: option commit_key is empty", typeName)
+		}
+		s.commitKey = v
 	}
 	if keyTemplate == "" {
 		return nil, fmt.Errorf("%s sink: option key is required: a key template such as \"orders:{id}\"", typeName)
@@ -216,15 +225,23 @@ func (s *Sink) check(schema *arrow.Schema) (tmplCols, keyCols []int, err error) 
 	return tmplCols, keyCols, nil
 }
 
-// Prepare checks the schema against the template, that the server answers
-// and, when truncate, deletes the hashes the template can produce. The
-// commit log needs nothing made: its keys appear with the first claim.
-func (s *Sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool) error {
+// Check is what Prepare checks before it changes anything (SinkChecker).
+func (s *Sink) Check(ctx context.Context, schema *arrow.Schema) error {
 	if _, _, err := s.check(schema); err != nil {
 		return err
 	}
 	if err := s.client.Ping(ctx).Err(); err != nil {
 		return s.fail("ping", err)
+	}
+	return nil
+}
+
+// Prepare checks the schema against the template, that the server answers
+// and, when truncate, deletes the hashes the template can produce. The
+// commit log needs nothing made: its keys appear with the first claim.
+func (s *Sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool) error {
+	if err := s.Check(ctx, schema); err != nil {
+		return err
 	}
 	if !truncate {
 		return nil

@@ -52,7 +52,7 @@ func TestOpenErrors(t *testing.T) {
 		want string // at open, or else at Prepare
 	}{
 		{connectors.SinkConfig{DSN: dsn, Table: "orders"}, `table "orders" has no column "email" (columns: id, name)`},
-		{connectors.SinkConfig{DSN: dsn, Table: "fresh"}, `table "fresh" does not exist in ` + dsn + ` (set create_table to create it)`},
+		{connectors.SinkConfig{DSN: dsn, Table: "fresh"}, `sqlite sink fresh: prepare: ` + dsn + `: table does not exist (set sink.create_table: true to create it)`},
 		{connectors.SinkConfig{DSN: dsn, Table: "orders", Mode: connectors.Upsert}, "upsert mode needs the key columns"},
 		{connectors.SinkConfig{DSN: dsn, Table: "fresh", Mode: "merge"}, `unknown write mode "merge"`},
 		{connectors.SinkConfig{DSN: dsn, Table: "fresh", CreateTable: true, Key: []string{"nope"}}, `key column "nope" is not among the columns written`},
@@ -61,6 +61,10 @@ func TestOpenErrors(t *testing.T) {
 	for _, c := range sinks {
 		s, err := connectors.OpenSink(ctx, TypeName, c.cfg)
 		if err == nil {
+			// Check (datashift check) says what Prepare (a run) says.
+			if cerr := connectors.CheckSink(ctx, s, schema); cerr == nil || !strings.Contains(cerr.Error(), c.want) {
+				t.Errorf("check %+v: got %v, want an error containing %q", c.cfg, cerr, c.want)
+			}
 			err = s.Prepare(ctx, schema, false)
 		}
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -14,8 +14,9 @@ import (
 )
 
 var (
-	_ connectors.Sink   = (*sink)(nil)
-	_ connectors.Writer = (*writer)(nil)
+	_ connectors.Sink        = (*sink)(nil)
+	_ connectors.SinkChecker = (*sink)(nil)
+	_ connectors.Writer      = (*writer)(nil)
 )
 
 // maxParams is SQLite's default SQLITE_MAX_VARIABLE_NUMBER (since 3.32).
@@ -60,12 +61,13 @@ func openSink(ctx context.Context, cfg connectors.SinkConfig) (_ *sink, err erro
 	default:
 		return nil, fmt.Errorf("unknown write mode %q (append, truncate, upsert)", cfg.Mode)
 	}
-	opts, err := newOptions(cfg.Options, "busy_timeout", "synchronous", "rows_per_insert", "commit_table")
+	ov, err := sinkOptions.Values(cfg.Options)
 	if err != nil {
 		return nil, err
 	}
+	opts := options{v: ov}
 	commitTable := defaultCommitTable
-	if v, ok := cfg.Options["commit_table"]; ok {
+	if v, ok := opts.v.Lookup("commit_table"); ok {
 		commitTable = v
 	}
 	if s.commits, err = commitTableRef(commitTable); err != nil {
@@ -121,35 +123,82 @@ func (s *sink) conn(ctx context.Context) (*liteConn, error) {
 
 func (s *sink) Close() error { return nil }
 
-// Prepare creates the table when asked and missing, checks that an existing
-// one has every column, makes the commit table ready and empties the target
-// (never the commit table) for Truncate.
-func (s *sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool) (err error) {
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("sqlite sink %s: prepare: %w", s.cfg.Table, err)
-		}
-	}()
-	for _, k := range s.cfg.Key {
-		if len(schema.FieldIndices(k)) == 0 {
-			return fmt.Errorf("key column %q is not among the columns written (%s)", k, strings.Join(fieldNames(schema), ", "))
-		}
-	}
+// Check is what Prepare checks before it changes anything (SinkChecker).
+func (s *sink) Check(ctx context.Context, schema *arrow.Schema) error {
 	c, err := s.conn(ctx)
 	if err != nil {
-		return err
+		return s.prepareErr(err)
 	}
 	defer c.close()
 	stop := c.interruptOn(ctx)
 	defer stop()
-	ti, found, err := lookupTable(c, s.cfg.Table)
+	_, _, err = s.check(c, schema)
+	return s.prepareErr(err)
+}
+
+func (s *sink) prepareErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("sqlite sink %s: prepare: %w", s.cfg.Table, err)
+}
+
+// check refuses, reading only, what Prepare would fail on: a key column not
+// written, a missing table without create_table (or a schema with no
+// SQLite table for it), a column the table lacks, no unique index for
+// upsert. found reports whether the table is there.
+func (s *sink) check(c *liteConn, schema *arrow.Schema) (ti *tableInfo, found bool, err error) {
+	for _, k := range s.cfg.Key {
+		if len(schema.FieldIndices(k)) == 0 {
+			return ti, false, fmt.Errorf("key column %q is not among the columns written (%s)", k, strings.Join(fieldNames(schema), ", "))
+		}
+	}
+	ti, found, err = lookupTable(c, s.cfg.Table)
+	if err != nil {
+		return ti, false, err
+	}
+	if !found {
+		if !s.cfg.CreateTable {
+			return ti, false, fmt.Errorf("%s: %w", s.path, connectors.ErrNoTable)
+		}
+		_, err := createTableSQL(s.cfg.Table, schema, s.cfg.Key)
+		return ti, false, err
+	}
+	if _, err := s.targetColumns(ti, schema); err != nil {
+		return ti, true, err
+	}
+	if s.cfg.Mode == connectors.Upsert {
+		ok, err := uniqueOn(c, ti, s.cfg.Key)
+		if err != nil {
+			return ti, true, err
+		}
+		if !ok {
+			return ti, true, fmt.Errorf("upsert needs a primary key or unique index on (%s) in table %q", strings.Join(s.cfg.Key, ", "), ti.ref)
+		}
+	}
+	return ti, true, nil
+}
+
+// Prepare creates the table when asked and missing, checks that an existing
+// one has every column, makes the commit table ready and empties the target
+// (never the commit table) for Truncate.
+func (s *sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool) error {
+	c, err := s.conn(ctx)
+	if err != nil {
+		return s.prepareErr(err)
+	}
+	defer c.close()
+	stop := c.interruptOn(ctx)
+	defer stop()
+	return s.prepareErr(s.prepare(c, schema, truncate))
+}
+
+func (s *sink) prepare(c *liteConn, schema *arrow.Schema, truncate bool) error {
+	ti, found, err := s.check(c, schema)
 	if err != nil {
 		return err
 	}
 	if !found {
-		if !s.cfg.CreateTable {
-			return fmt.Errorf("table %q does not exist in %s (set create_table to create it)", s.cfg.Table, s.path)
-		}
 		ddl, err := createTableSQL(s.cfg.Table, schema, s.cfg.Key)
 		if err != nil {
 			return err
@@ -158,20 +207,9 @@ func (s *sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool)
 		if err := c.exec(ddl); err != nil {
 			return fmt.Errorf("create table: %w", err)
 		}
-		if ti, _, err = lookupTable(c, s.cfg.Table); err != nil {
+		// The created table is checked like one that was there.
+		if ti, _, err = s.check(c, schema); err != nil {
 			return err
-		}
-	}
-	if _, err := s.targetColumns(ti, schema); err != nil {
-		return err
-	}
-	if s.cfg.Mode == connectors.Upsert {
-		ok, err := uniqueOn(c, ti, s.cfg.Key)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("upsert needs a primary key or unique index on (%s) in table %q", strings.Join(s.cfg.Key, ", "), ti.ref)
 		}
 	}
 	if err := s.prepareCommitTable(c); err != nil {

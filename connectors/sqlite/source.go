@@ -77,10 +77,11 @@ func openSource(ctx context.Context, cfg connectors.SourceConfig) (_ *source, er
 	if s.batchBytes == 0 {
 		s.batchBytes = defaultBatchBytes
 	}
-	opts, err := newOptions(cfg.Options, "busy_timeout", "journal_mode")
+	ov, err := sourceOptions.Values(cfg.Options)
 	if err != nil {
 		return nil, err
 	}
+	opts := options{v: ov}
 	if s.busyMS, err = opts.int("busy_timeout", defaultBusyMS, 0, 1<<30); err != nil {
 		return nil, err
 	}

@@ -42,7 +42,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -55,11 +54,25 @@ const TypeName = "sqlite"
 func init() {
 	connectors.RegisterSource(TypeName, func(ctx context.Context, cfg connectors.SourceConfig) (connectors.Source, error) {
 		return openSource(ctx, cfg)
-	})
+	}, sourceOptions...)
 	connectors.RegisterSink(TypeName, func(ctx context.Context, cfg connectors.SinkConfig) (connectors.Sink, error) {
 		return openSink(ctx, cfg)
-	})
+	}, sinkOptions...)
 }
+
+// The options each side takes (connectors/REFERENCE.md).
+var (
+	sourceOptions = connectors.Options{
+		{Name: "busy_timeout", Doc: "milliseconds to wait for a lock before failing with a transient error (default 10000)"},
+		{Name: "journal_mode", Doc: "`wal` (default) switches the file to WAL so readers never block a writer; `keep` leaves its mode alone"},
+	}
+	sinkOptions = connectors.Options{
+		{Name: "busy_timeout", Doc: "milliseconds to wait for the write lock before failing with a transient error (default 10000)"},
+		{Name: "synchronous", Doc: "PRAGMA synchronous: `off`, `normal` (default), `full` or `extra`"},
+		{Name: "rows_per_insert", Doc: "rows per multi-row INSERT statement (default 128)"},
+		{Name: "commit_table", Doc: "the commit record table in the target file (default `datashift_commits`; `main.NAME` is the same)"},
+	}
+)
 
 const defaultBusyMS = 10_000
 
@@ -76,30 +89,15 @@ func dbPath(dsn string) string {
 	return dsn
 }
 
-// options reads connector options, refusing keys it does not know so that a
+// options adds the parsing of numbers and choices to the options a side
+// declared (sourceOptions, sinkOptions), which refused unknown keys so that a
 // typo fails at open rather than being ignored.
 type options struct {
-	m     map[string]string
-	known []string
-}
-
-func newOptions(m map[string]string, known ...string) (*options, error) {
-	o := &options{m: m, known: known}
-	var unknown []string
-	for k := range m {
-		if !contains(known, k) {
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return nil, fmt.Errorf("unknown option %q (known: %s)", unknown[0], strings.Join(known, ", "))
-	}
-	return o, nil
+	v connectors.OptionValues
 }
 
 func (o *options) int(key string, def, min, max int) (int, error) {
-	v, ok := o.m[key]
+	v, ok := o.v.Lookup(key)
 	if !ok {
 		return def, nil
 	}
@@ -111,13 +109,13 @@ func (o *options) int(key string, def, min, max int) (int, error) {
 }
 
 func (o *options) choice(key, def string, allowed ...string) (string, error) {
-	v, ok := o.m[key]
+	given, ok := o.v.Lookup(key)
 	if !ok {
 		return def, nil
 	}
-	v = strings.ToLower(strings.TrimSpace(v))
+	v := strings.ToLower(strings.TrimSpace(given))
 	if !contains(allowed, v) {
-		return "", fmt.Errorf("option %s: %q is not one of %s", key, o.m[key], strings.Join(allowed, ", "))
+		return "", fmt.Errorf("option %s: %q is not one of %s", key, given, strings.Join(allowed, ", "))
 	}
 	return v, nil
 }

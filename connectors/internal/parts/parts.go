@@ -77,11 +77,13 @@ package parts
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // seqDigits is the width of the commit number in file names: fixed so that
@@ -196,10 +198,34 @@ var anyLogFile = regexp.MustCompile(`^[^+]+\+[^+]+\+[^+]+(\+\d+\+-?\d+\.json|\.l
 // forms), commit number and lease.
 var anyRecord = regexp.MustCompile(`^([^+]+)\+([^+]+)\+([^+]+)\+(\d+)\+(-?\d+)\.json$`)
 
+// Check says, creating nothing, whether Prepare can make the dataset
+// directory: the nearest path of it that exists must be a directory.
+func (l Layout) Check() error {
+	for dir := l.logDir(); ; {
+		fi, err := os.Stat(dir)
+		switch {
+		case err == nil && !fi.IsDir():
+			return fmt.Errorf("create dataset directory: %s is not a directory", dir)
+		case err == nil:
+			return nil
+		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR): // ENOTDIR: a file above it
+			return fmt.Errorf("create dataset directory: %w", err)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return nil
+		}
+		dir = parent
+	}
+}
+
 // Prepare creates the dataset directory and its log folder and, when
 // truncate, removes every part of this layout's naming and every file of the
 // log (other files stay).
 func (l Layout) Prepare(truncate bool) error {
+	if err := l.Check(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(l.logDir(), 0o755); err != nil {
 		return fmt.Errorf("create dataset directory: %w", err)
 	}

@@ -502,3 +502,26 @@ func TestList(t *testing.T) {
 		t.Fatalf("a single file: %+v, %v", one, err)
 	}
 }
+
+// Check (datashift check) creates nothing and refuses, as Prepare does, a
+// dataset directory under a file.
+func TestLayoutCheck(t *testing.T) {
+	dir := t.TempDir()
+	l := Layout{Dir: filepath.Join(dir, "a", "b"), Ext: ".csv"}
+	if err := l.Check(); err != nil {
+		t.Fatalf("check of a directory to be made: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a")); !os.IsNotExist(err) {
+		t.Fatalf("check made the directory: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := "create dataset directory: " + filepath.Join(dir, "a") + " is not a directory"
+	if err := l.Check(); err == nil || err.Error() != want {
+		t.Fatalf("check under a file: %v, want %s", err, want)
+	}
+	if err := l.Prepare(false); err == nil || err.Error() != want {
+		t.Fatalf("prepare under a file: %v, want %s", err, want)
+	}
+}
