@@ -23,7 +23,7 @@ import (
 //	/after/JOB          the upstreams of a job that runs after others; the
 //	                    data of /after itself is bumped with every change,
 //	                    so a change of the graph is one compare-and-set
-//	/callbacks/JOB~RUN  a finished run's callbacks still to be posted,
+//	/callbacks/JOB~RUN~ENDED a finished run's callbacks still to be posted,
 //	                    created with the run's end
 const (
 	firesPath     = "/fires"

@@ -79,7 +79,8 @@ func settled(t *testing.T, c *coordinator.Cluster, jobs ...string) {
 }
 
 // checkTicksOnce checks a job's fire records account for every tick of
-// its schedule in (from, the last record] exactly once, and that every
+// its schedule in (from, the last record] exactly once (from: when the
+// job's submission returned; its mark is taken within it), and that every
 // queued fire became exactly one run for its tick. It returns the records.
 func checkTicksOnce(t *testing.T, c *coordinator.Cluster, job *engine.Job, from time.Time) []coordinator.FireRecord {
 	t.Helper()
@@ -144,14 +145,15 @@ func TestScheduleEachTickOnceAcrossFailover(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			nodes := []*node{startNode(t, b, 4), startNode(t, b, 4)}
 			c := nodes[0].Cluster()
-			from := time.Now().UTC()
 			var jobs []*engine.Job
+			from := map[string]time.Time{}
 			for i := range 6 {
 				job := cronJob(t, fmt.Sprintf("tick%d", i), "* * * * * *")
 				if _, err := c.SubmitJob(context.Background(), job); err != nil {
 					t.Fatal(err)
 				}
 				jobs = append(jobs, job)
+				from[job.Name] = time.Now().UTC()
 			}
 			time.Sleep(3 * time.Second)
 			victim := ownerNode(t, nodes, "tick0")
@@ -181,7 +183,7 @@ func TestScheduleEachTickOnceAcrossFailover(t *testing.T) {
 			}
 			settled(t, c, names...)
 			for _, job := range jobs {
-				fires := checkTicksOnce(t, c, job, from)
+				fires := checkTicksOnce(t, c, job, from[job.Name])
 				if len(fires) < 8 {
 					t.Errorf("job %s: %d fires in 10 s of an every-second schedule", job.Name, len(fires))
 				}
@@ -201,11 +203,12 @@ func TestSchedulePauseResumeMisfire(t *testing.T) {
 			once := cronJob(t, "once", "* * * * * *")
 			skip := cronJob(t, "skip", "* * * * * *")
 			skip.Schedule.Misfire = engine.MisfireSkip
-			from := time.Now().UTC()
+			from := map[string]time.Time{}
 			for _, j := range []*engine.Job{once, skip} {
 				if _, err := c.SubmitJob(context.Background(), j); err != nil {
 					t.Fatal(err)
 				}
+				from[j.Name] = time.Now().UTC()
 			}
 			time.Sleep(1500 * time.Millisecond)
 			for _, j := range []string{"once", "skip"} {
@@ -237,7 +240,7 @@ func TestSchedulePauseResumeMisfire(t *testing.T) {
 			time.Sleep(1500 * time.Millisecond)
 			settled(t, c, "once", "skip")
 			var standsFor, skipped int
-			for _, f := range checkTicksOnce(t, c, once, from) {
+			for _, f := range checkTicksOnce(t, c, once, from["once"]) {
 				if f.Outcome == coordinator.FireQueued && f.Ticks.Count > standsFor {
 					standsFor = f.Ticks.Count
 				}
@@ -245,7 +248,7 @@ func TestSchedulePauseResumeMisfire(t *testing.T) {
 			if standsFor < 2 {
 				t.Errorf("fire_once: no run stands for the ticks missed while paused")
 			}
-			for _, f := range checkTicksOnce(t, c, skip, from) {
+			for _, f := range checkTicksOnce(t, c, skip, from["skip"]) {
 				if strings.HasPrefix(f.Outcome, coordinator.FireSkipped) {
 					skipped += f.Ticks.Count
 				}

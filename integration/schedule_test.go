@@ -80,7 +80,8 @@ func TestClusterScheduleEveryTwoSeconds(t *testing.T) {
 	hooks := newCallbackServer(t)
 	nodes := c.startN(3, 2)
 	const jobs = 3
-	from := time.Now().UTC()
+	// Each job's ticks count from its submission: its mark is taken in it.
+	from := map[string]time.Time{}
 	for i := range jobs {
 		mustSubmit(t, nodes[i%3], fmt.Sprintf(`name: every2-%d
 source: {type: postgres, dsn: %q, table: orders, key: [id]}
@@ -88,6 +89,7 @@ sink: {type: postgres, dsn: %q, table: copy_%d, mode: upsert, create_table: true
 schedule: {cron: "*/2 * * * * *", misfire_grace: 1s, overlap: allow}
 callbacks: [{url: %q}]
 `, i, src, dst, i, hooks.URL))
+		from[fmt.Sprintf("every2-%d", i)] = time.Now().UTC()
 	}
 	time.Sleep(20 * time.Second)
 	var owned jobScheduleView
@@ -202,7 +204,7 @@ callbacks: [{url: %q}]
 			}
 		}
 		missing := 0
-		for tk := sched.Next(from); !tk.After(last); tk = sched.Next(tk) {
+		for tk := sched.Next(from[job]); !tk.After(last); tk = sched.Next(tk) {
 			if seen[tk] != 1 {
 				t.Errorf("%s: tick %s accounted for %d times", job, tk.Format(time.RFC3339), seen[tk])
 				missing++
