@@ -180,15 +180,6 @@ func (n *Node) Stop(ctx context.Context) error {
 		}
 	}
 	n.giveBackUnstarted(ctx)
-	// A leader lets the callbacks of the runs it ended be posted first
-	// (bounded by ctx): a cluster of one that stops now may not start
-	// again for a long time. Its steps go on meanwhile and take them up.
-	for (n.postingCount() > 0 || n.Leading() && n.outboxLen(ctx) > 0) && ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 	n.stop()
 	n.wg.Wait()
 	return nil
@@ -213,21 +204,6 @@ func (n *Node) giveBackUnstarted(ctx context.Context) {
 			n.log.Warn("cannot give back an assignment", "assignment", kid, "err", err)
 		}
 	}
-}
-
-// outboxLen counts the runs whose callbacks are still to be posted.
-func (n *Node) outboxLen(ctx context.Context) int {
-	kids, err := n.cfg.Store.Children(ctx, callbacksPath)
-	if err != nil {
-		return 0
-	}
-	return len(kids)
-}
-
-func (n *Node) postingCount() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return len(n.posting)
 }
 
 // Done is closed once the node has stopped.

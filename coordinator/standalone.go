@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,10 @@ type RunOptions struct {
 	Progress func(engine.Progress)
 	OnPlan   func(run *engine.RunRecord, parts []engine.PartitionRecord)
 	Log      *slog.Logger
+	// CallbackWait bounds how long RunJob waits, once the run is over,
+	// for its callbacks to be posted (default 15s). What is not posted by
+	// then stays in the job's state and is posted by its next run.
+	CallbackWait time.Duration
 	// Now and Sleep are the clock; nil: the real one.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -122,7 +127,30 @@ func RunJob(ctx context.Context, s store.Store, job *engine.Job, opts RunOptions
 			opts.OnPlan(&st.Run, st.Partitions)
 		}
 	}
-	return waitEnded(ctx, c, job.Name, active.ID)
+	run, err := waitEnded(ctx, c, job.Name, active.ID)
+	if run != nil && run.State != engine.RunRunning {
+		waitCallbacks(ctx, c, log, cmp.Or(opts.CallbackWait, 15*time.Second))
+	}
+	return run, err
+}
+
+// waitCallbacks waits up to wait for the outbox of callbacks to empty,
+// and says what it left.
+func waitCallbacks(ctx context.Context, c *Cluster, log *slog.Logger, wait time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		left, err := c.S.Children(ctx, callbacksPath)
+		if err != nil || len(left) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			log.Warn(fmt.Sprintf("callbacks not posted within %s; they stay in the job's state and are posted by its next run", wait), "left", len(left))
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // pendingTrigger returns the job's entry in the run queue, "" if none.

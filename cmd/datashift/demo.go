@@ -77,7 +77,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, rows int64, dir string, qu
 		if err != nil {
 			return err
 		}
-		_, err = runJob(ctx, job, state, w, quiet, false)
+		_, err = runJob(ctx, job, state, w, quiet, false, 0)
 		closeState()
 		if err != nil {
 			return err

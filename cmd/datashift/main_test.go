@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/datashift/datashift/connectors"
 	"github.com/datashift/datashift/engine"
@@ -171,5 +175,55 @@ func TestStateIsFoundByJobName(t *testing.T) {
 	out, err := datashift(t, "run", job, "-q")
 	if err == nil || !strings.Contains(err.Error(), `job "cli" is running in another process`) {
 		t.Fatalf("run of a job whose state is in use: %v\n%s", err, out)
+	}
+}
+
+// A callback nobody answers is said to be retried, and the run waits for
+// it no longer than --callback-wait; the next run of the job posts it.
+func TestUnreachableCallbackIsBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there for the first run
+	dir, job := demoJob(t, 1000, "callbacks: [{url: \"http://"+addr+"/hook\"}]\n")
+	state := filepath.Join(dir, "state")
+	began := time.Now()
+	out, err := datashift(t, "run", job, "--state", state, "-q", "--callback-wait", "2s")
+	took := time.Since(began)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	for _, want := range []string{`msg="callback failed; retrying" job=cli`, `callbacks not posted within 2s; they stay in the job's state and are posted by its next run`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if took > 10*time.Second {
+		t.Errorf("the run took %s with --callback-wait 2s", took)
+	}
+
+	// The next run posts the first run's end and its own.
+	var mu sync.Mutex
+	var heard []string
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		heard = append(heard, r.Header.Get("Idempotency-Key"))
+		mu.Unlock()
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	if out, err := datashift(t, "run", job, "--state", state, "-q"); err != nil {
+		t.Fatalf("second run: %v\n%s", err, out)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(heard) != 2 || heard[0] == heard[1] {
+		t.Errorf("callbacks heard by the second run's end: %v, want the first run's and its own", heard)
 	}
 }

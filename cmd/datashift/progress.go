@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"sync"
@@ -31,8 +32,10 @@ type progressUI struct {
 	resumed int64
 	done    int
 	n       int
-	start   time.Time
-	last    time.Time
+	// finished: the bars are gone; lines go straight to w.
+	finished bool
+	start    time.Time
+	last     time.Time
 }
 
 func newProgressUI(w io.Writer, quiet bool) *progressUI {
@@ -156,8 +159,35 @@ func (ui *progressUI) Wait() {
 	if ui.total != nil && !ui.total.Completed() {
 		ui.total.SetTotal(-1, true)
 	}
+	ui.finished = true
 	ui.mu.Unlock()
 	ui.p.Wait()
+}
+
+// Write prints a line of the run's log: above the bars while they run.
+func (ui *progressUI) Write(b []byte) (int, error) {
+	ui.mu.Lock()
+	bars := ui.bars && !ui.finished
+	ui.mu.Unlock()
+	if bars {
+		// Not under ui.mu: the bars' refresh waits for the line.
+		if n, err := ui.p.Write(b); err == nil {
+			return n, nil
+		}
+	}
+	return ui.w.Write(b)
+}
+
+// warnings is the log of a run for the person at the terminal: what is
+// retried or left undone, without timestamps.
+func warnings(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}}))
 }
 
 // countStarted counts the partitions an earlier attempt got to.

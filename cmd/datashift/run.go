@@ -35,10 +35,11 @@ func defaultStateDir() string {
 
 func runCmd() *cobra.Command {
 	var (
-		stateDir    string
-		quiet       bool
-		restart     bool
-		parallelism int
+		stateDir     string
+		quiet        bool
+		restart      bool
+		parallelism  int
+		callbackWait time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "run JOB.yaml",
@@ -69,13 +70,14 @@ what the sink committed, with no row lost or written twice.`,
 				return err
 			}
 			defer closeState()
-			_, err = runJob(ctx, job, state, cmd.ErrOrStderr(), quiet, restart)
+			_, err = runJob(ctx, job, state, cmd.ErrOrStderr(), quiet, restart, callbackWait)
 			return err
 		},
 	}
 	cmd.Flags().StringVar(&stateDir, "state", envOr("DATASHIFT_STATE", defaultStateDir()), "folder of the jobs' state files (one per job, by name)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bars")
 	cmd.Flags().IntVar(&parallelism, "parallelism", 0, fmt.Sprintf("partitions at once, 1 to %d (default: the job's parallelism)", engine.MaxParallelism))
+	cmd.Flags().DurationVar(&callbackWait, "callback-wait", 15*time.Second, "how long to wait, once the run is over, for its callbacks to be posted; what is not is posted by the job's next run")
 	cmd.Flags().BoolVar(&restart, "restart", false, "abandon the job's interrupted or failed run (its rows stay in the sink) and start a new one")
 	return cmd
 }
@@ -83,10 +85,10 @@ what the sink committed, with no row lost or written twice.`,
 // runJob runs job with progress bars on w and prints its summary.
 // It runs the job on a cluster of one over the job's state: the same
 // leader and worker as `datashift node`.
-func runJob(ctx context.Context, job *engine.Job, state store.Store, w io.Writer, quiet, restart bool) (*engine.RunRecord, error) {
+func runJob(ctx context.Context, job *engine.Job, state store.Store, w io.Writer, quiet, restart bool, callbackWait time.Duration) (*engine.RunRecord, error) {
 	ui := newProgressUI(w, quiet)
 	start := time.Now()
-	run, err := coordinator.RunJob(ctx, state, job, coordinator.RunOptions{Restart: restart, Progress: ui.Update, OnPlan: ui.Plan})
+	run, err := coordinator.RunJob(ctx, state, job, coordinator.RunOptions{Restart: restart, Progress: ui.Update, OnPlan: ui.Plan, Log: warnings(ui), CallbackWait: callbackWait})
 	ui.Wait()
 	if run == nil {
 		return nil, err
