@@ -9,6 +9,7 @@ import (
 
 	"github.com/datashift/datashift/engine"
 
+	_ "github.com/datashift/datashift/connectors/csv"
 	_ "github.com/datashift/datashift/connectors/parquet"
 	_ "github.com/datashift/datashift/connectors/sqlite"
 )
@@ -157,10 +158,11 @@ func TestParseJobRefusesUnknownFields(t *testing.T) {
 // make of it: `null: NULL` is the CSV option null set to "NULL", not a null
 // key that the decoder drops; the same in JSON.
 func TestParseJobKeepsOptionsAsWritten(t *testing.T) {
+	csvSink := strings.Replace(goodSpec, "type: parquet", "type: csv", 1) // the CSV sink's options
 	for _, spec := range []string{
-		strings.Replace(goodSpec, "  mode: append", "  options: {null: NULL, header: true, delimiter: ';'}", 1),
-		strings.Replace(goodSpec, "  mode: append", "  options:\n    null: NULL\n    header: true\n    delimiter: ;", 1),
-		`{"name":"j","source":{"type":"sqlite","dsn":"a.db","table":"t"},"sink":{"type":"parquet","dsn":"out","options":{"null":"NULL","header":"true","delimiter":";"}}}`,
+		strings.Replace(csvSink, "  mode: append", "  options: {null: NULL, header: true, delimiter: ';'}", 1),
+		strings.Replace(csvSink, "  mode: append", "  options:\n    null: NULL\n    header: true\n    delimiter: ;", 1),
+		`{"name":"j","source":{"type":"sqlite","dsn":"a.db","table":"t"},"sink":{"type":"csv","dsn":"out","options":{"null":"NULL","header":"true","delimiter":";"}}}`,
 	} {
 		j, err := engine.ParseJob([]byte(spec))
 		if err != nil {
