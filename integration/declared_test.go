@@ -121,6 +121,23 @@ func TestDeclaredTypesKept(t *testing.T) {
 	}
 }
 
+// TestDeclaredTypesThroughParquet: a Parquet dataset keeps the Arrow
+// schema with its field metadata, so a table created from it has the
+// declared types of the table the dataset was copied from.
+func TestDeclaredTypesThroughParquet(t *testing.T) {
+	src, dst := newStore(t, "postgres"), newStore(t, "mysql")
+	pq := store{typ: "parquet", dsn: t.TempDir()}
+	src.exec(t, declaredFixtures["postgres"]...)
+	copyNamed(t, src, "decl", pq, "decl")
+	copyNamed(t, pq, "decl", dst, "decl")
+	got := columnTypes(t, dst, "decl")
+	for col, typ := range declaredWant["postgres_to_mysql"] {
+		if got[col] != typ {
+			t.Errorf("column %s: created as %q, want %q", col, got[col], typ)
+		}
+	}
+}
+
 // TestCharExceptAll is the check a new user runs after a copy: PostgreSQL
 // character(84) copied to PostgreSQL, then a plain EXCEPT ALL both ways
 // against the original finds no row. Both tables are in one database so
@@ -182,8 +199,11 @@ func copyNamed(t *testing.T, src store, from string, dst store, to string) {
 	defer s.Close()
 	job := &engine.Job{
 		Name:   fmt.Sprintf("declared-%s-%s", src.typ, dst.typ),
-		Source: engine.SourceSpec{Type: src.typ, DSN: src.dsn, Table: from, Key: []string{"id"}},
+		Source: engine.SourceSpec{Type: src.typ, DSN: src.dsn, Table: from},
 		Sink:   engine.SinkSpec{Type: dst.typ, DSN: dst.dsn, Table: to, Mode: connectors.Append, CreateTable: true},
+	}
+	if src.typ != "parquet" { // files have no key order
+		job.Source.Key = []string{"id"}
 	}
 	job.Normalize()
 	if _, err := coordinator.RunJob(context.Background(), s, job, coordinator.RunOptions{}); err != nil {
