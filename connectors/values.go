@@ -16,7 +16,7 @@ import (
 // logical type in the field's metadata; sinks use it to pick the column type.
 const (
 	MetaLogical = "datashift.logical" // "json", "uuid", "numeric"
-	MetaSQLType = "datashift.sqltype" // the source's declared type, informational
+	MetaSQLType = "datashift.sqltype" // the source's own spelling of the declared type, for messages; sinks read MetaType
 )
 
 // Logical types carried in MetaLogical.

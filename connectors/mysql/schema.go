@@ -238,7 +238,50 @@ func (c *column) arrowField() arrow.Field {
 		keys = append(keys, connectors.MetaLogical)
 		vals = append(vals, logical)
 	}
+	if d, ok := c.declared(); ok {
+		keys = append(keys, connectors.MetaType)
+		vals = append(vals, d.String())
+	}
 	return arrow.Field{Name: c.name, Type: t, Nullable: c.nullable, Metadata: arrow.NewMetadata(keys, vals)}
+}
+
+// declared is the column's type in the portable form sinks declare again
+// (connectors.MetaType), for the types that have one.
+func (c *column) declared() (connectors.Declared, bool) {
+	switch c.kind {
+	case kInt, kUint:
+		name := c.dataType
+		if name == "int" {
+			name = "integer"
+		}
+		switch name {
+		case "tinyint", "smallint", "mediumint", "integer", "bigint":
+			return connectors.Declared{Name: name, Unsigned: c.kind == kUint}, true
+		}
+	case kDecimal, kNumeric:
+		if c.precision >= 1 {
+			return connectors.Declared{Name: "numeric", N: c.precision, Scale: c.scale}, true
+		}
+	case kString:
+		// A query's text columns say no length (queryColumns).
+		if (c.dataType == "char" || c.dataType == "varchar") && c.maxChars > 0 && !c.geometry {
+			return connectors.Declared{Name: c.dataType, N: int(c.maxChars)}, true
+		}
+	case kDatetime, kTimestamp, kTime:
+		if c.fsp < 0 || c.fsp > 6 {
+			return connectors.Declared{}, false
+		}
+		name := "time"
+		switch {
+		case c.kind == kTimestamp || c.utc:
+			// TIMESTAMP is an instant, read as UTC (TYPES.md).
+			name = "timestamptz"
+		case c.kind == kDatetime:
+			name = "timestamp"
+		}
+		return connectors.Declared{Name: name, N: c.fsp}, true
+	}
+	return connectors.Declared{}, false
 }
 
 // classifyColumn sets kind, width and precision from the declared type.
@@ -435,6 +478,15 @@ func queryColumns(ctx context.Context, db *sql.DB, query string) ([]*column, err
 		}
 		if p, s, ok := ct.DecimalSize(); ok {
 			c.precision, c.scale = int(p), int(s)
+		}
+		switch name {
+		case "datetime", "timestamp", "time":
+			// The result's decimals are the fractional digits; an
+			// expression's may be "not fixed" (31): no declared precision.
+			c.fsp = c.precision
+			if c.fsp > 6 {
+				c.fsp = -1
+			}
 		}
 		length, _ := ct.Length()
 		switch name {

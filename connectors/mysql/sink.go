@@ -288,13 +288,19 @@ func (s *sink) createTableSQL(schema *arrow.Schema) (string, error) {
 	for _, k := range s.cfg.Key {
 		isKey[k] = true
 	}
-	var defs []string
-	nullableKey := false
-	for _, f := range schema.Fields() {
+	types := make([]string, schema.NumFields())
+	for i, f := range schema.Fields() {
 		typ, err := s.columnType(f, isKey[f.Name])
 		if err != nil {
 			return "", err
 		}
+		types[i] = typ
+	}
+	fitRow(schema, types, isKey)
+	var defs []string
+	nullableKey := false
+	for i, f := range schema.Fields() {
+		typ := types[i]
 		def := quoteIdent(f.Name) + " " + typ
 		switch {
 		case !f.Nullable && strings.HasPrefix(typ, "TIMESTAMP"):
@@ -330,8 +336,110 @@ func (s *sink) createTableSQL(schema *arrow.Schema) (string, error) {
 		"\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin", nil
 }
 
-// columnType maps an Arrow field to a column type (TYPES.md).
+// maxRowBytes is the most a MariaDB/MySQL row may declare, not counting
+// what TEXT and BLOB columns keep out of the row.
+const maxRowBytes = 65535
+
+// fitRow keeps a created table within maxRowBytes: VARCHAR(n) counts 4n+2
+// bytes in utf8mb4, so a few wide declared varchar columns would make
+// CREATE TABLE fail where LONGTEXT (today's mapping) takes the values.
+// From the last column back, declared char/varchar columns that are not
+// keys become LONGTEXT until the row fits. Every other column is counted
+// at 32 bytes, more than any of them takes but BINARY(n) at n.
+func fitRow(schema *arrow.Schema, types []string, isKey map[string]bool) {
+	size := func(typ string) int {
+		var n int
+		switch {
+		case strings.HasPrefix(typ, "VARCHAR("), strings.HasPrefix(typ, "CHAR("):
+			typ = typ[strings.IndexByte(typ, '(')+1:]
+			fmt.Sscanf(typ, "%d", &n)
+			return 4*n + 2
+		case strings.HasPrefix(typ, "VARBINARY("), strings.HasPrefix(typ, "BINARY("):
+			typ = typ[strings.IndexByte(typ, '(')+1:]
+			fmt.Sscanf(typ, "%d", &n)
+			return n + 2
+		}
+		return 32
+	}
+	total := 0
+	for _, typ := range types {
+		total += size(typ)
+	}
+	for i := len(types) - 1; i >= 0 && total > maxRowBytes; i-- {
+		f := schema.Field(i)
+		d, ok := connectors.DeclaredType(f)
+		if isKey[f.Name] || !ok || d.Name != "char" && d.Name != "varchar" || types[i] == "LONGTEXT" {
+			continue
+		}
+		total -= size(types[i]) - size("LONGTEXT")
+		types[i] = "LONGTEXT"
+	}
+}
+
+// maxVarchar is the longest VARCHAR in utf8mb4 (65,532 bytes, 4 a character).
+const maxVarchar = 16383
+
+// declaredType is the column type for a source's declared type, when
+// MariaDB/MySQL has it (TYPES.md "Declared types"). Key columns keep the
+// byte-order collation every text key gets.
+func (s *sink) declaredType(d connectors.Declared, key bool) (string, bool) {
+	switch d.Name {
+	case "char", "varchar":
+		typ := ""
+		switch {
+		case d.N == 0 || d.N > maxVarchar:
+			return "", false
+		case key && d.N > 255:
+			// 255 characters is what every text key gets (4 bytes each,
+			// within InnoDB's 3,072-byte index entries for a few columns).
+			return "", false
+		case d.Name == "char" && d.N <= 255:
+			typ = fmt.Sprintf("CHAR(%d)", d.N)
+		default:
+			// CHAR stops at 255. Both sides read char(n) without its
+			// padding, so a VARCHAR holds the same values.
+			typ = fmt.Sprintf("VARCHAR(%d)", d.N)
+		}
+		if key {
+			typ += " CHARACTER SET utf8mb4 COLLATE " + s.textKeyCollation()
+		}
+		return typ, true
+	case "numeric":
+		maxScale := 30 // MySQL
+		if s.mariadb {
+			maxScale = 38
+		}
+		if d.N <= 65 && d.Scale <= maxScale {
+			return fmt.Sprintf("DECIMAL(%d,%d)", d.N, d.Scale), true
+		}
+	case "tinyint", "smallint", "mediumint", "integer", "bigint":
+		typ := strings.ToUpper(d.Name)
+		if d.Name == "integer" {
+			typ = "INT"
+		}
+		if d.Unsigned {
+			typ += " UNSIGNED"
+		}
+		return typ, true
+	case "timestamp":
+		return fmt.Sprintf("DATETIME(%d)", d.Fractional()), true
+	case "timestamptz":
+		return fmt.Sprintf("DATETIME(%d) COMMENT '%s'", d.Fractional(), utcDatetimeComment), true
+	case "time":
+		return fmt.Sprintf("TIME(%d)", d.Fractional()), true
+	}
+	return "", false
+}
+
+// columnType maps an Arrow field to a column type (TYPES.md): the source's
+// declared type where MariaDB/MySQL has it, else the type for the Arrow
+// type.
 func (s *sink) columnType(f arrow.Field, key bool) (string, error) {
+	if d, ok := connectors.DeclaredType(f); ok {
+		if typ, ok := s.declaredType(d, key); ok {
+			return typ, nil
+		}
+	}
 	logical := connectors.Logical(f)
 	switch t := f.Type.(type) {
 	case *arrow.Int8Type:

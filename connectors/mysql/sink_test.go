@@ -569,3 +569,88 @@ func TestTimestampTZBeyondTimestampRange(t *testing.T) {
 		t.Fatalf("%d rows", len(rows))
 	}
 }
+
+// A created table keeps the source's declared types where MariaDB has them
+// (TYPES.md "Declared types"), falls back to the Arrow type's column type
+// where it does not, and turns the last wide declared varchar columns into
+// LONGTEXT when the row would pass MariaDB's 65,535 bytes.
+func TestCreateDeclaredTypes(t *testing.T) {
+	dsn, db := testDB(t)
+	str, none := arrow.BinaryTypes.String, arrow.Metadata{}
+	num := connectors.WithLogical(connectors.LogicalNumeric)
+	ts := &arrow.TimestampType{Unit: arrow.Microsecond}
+	tstz := &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
+	field := func(name string, typ arrow.DataType, md arrow.Metadata, declared string) arrow.Field {
+		f := arrow.Field{Name: name, Type: typ, Nullable: name != "k",
+			Metadata: arrow.NewMetadata(append(md.Keys(), connectors.MetaType), append(md.Values(), declared))}
+		if _, ok := connectors.DeclaredType(f); !ok {
+			t.Fatalf("%s on %s is no declared type", declared, typ)
+		}
+		return f
+	}
+	fields := []arrow.Field{
+		field("k", str, none, "char(12)"),
+		field("k300", str, none, "varchar(300)"),
+		field("c84", str, none, "char(84)"),
+		field("c300", str, none, "char(300)"),
+		field("vc", str, none, "varchar(20)"),
+		field("vfree", str, none, "varchar"),
+		field("vhuge", str, none, "varchar(20000)"),
+		field("n", &arrow.Decimal128Type{Precision: 12, Scale: 2}, none, "numeric(12,2)"),
+		field("nw", str, num, "numeric(50,5)"),
+		field("n70", str, num, "numeric(70,5)"),
+		field("n40", str, num, "numeric(60,40)"),
+		field("i2", arrow.PrimitiveTypes.Int16, none, "smallint"),
+		field("m", arrow.PrimitiveTypes.Int32, none, "mediumint"),
+		field("um", arrow.PrimitiveTypes.Uint32, none, "mediumint unsigned"),
+		field("ts3", ts, none, "timestamp(3)"),
+		field("ts", ts, none, "timestamp"),
+		field("tz0", tstz, none, "timestamptz(0)"),
+		field("t2", arrow.FixedWidthTypes.Time64us, none, "time(2)"),
+	}
+	for i := 1; i <= 5; i++ {
+		fields = append(fields, field(fmt.Sprintf("w%d", i), str, none, "varchar(5000)"))
+	}
+	schema := arrow.NewSchema(fields, nil)
+	snk := openSnk(t, connectors.SinkConfig{DSN: dsn, Table: "decl", Key: []string{"k", "k300"}, CreateTable: true})
+	if err := snk.Prepare(testCtx(t), schema, false); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"k": "char(12)", "k300": "varchar(255)", // a longer key gets what every text key gets
+		"c84": "char(84)", "c300": "varchar(300)", "vc": "varchar(20)", "vfree": "longtext", "vhuge": "longtext",
+		"n": "decimal(12,2)", "nw": "decimal(50,5)", "n70": "decimal(65,30)", "n40": "decimal(65,30)",
+		"i2": "smallint(6)", "m": "mediumint(9)", "um": "mediumint(8) unsigned",
+		"ts3": "datetime(3)", "ts": "datetime(6)", "tz0": "datetime", "t2": "time(2)",
+		"w1": "varchar(5000)", "w2": "varchar(5000)", "w3": "varchar(5000)", "w4": "longtext", "w5": "longtext",
+	}
+	rows, err := db.Query(`SELECT COLUMN_NAME, COLUMN_TYPE, COALESCE(COLLATION_NAME, ''), COLUMN_COMMENT
+		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'decl'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var name, typ, coll, comment string
+		if err := rows.Scan(&name, &typ, &coll, &comment); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if typ != want[name] {
+			t.Errorf("column %s: created as %s, want %s", name, typ, want[name])
+		}
+		if (name == "k" || name == "k300") && coll != "utf8mb4_nopad_bin" {
+			t.Errorf("key column %s has collation %s", name, coll)
+		}
+		if name == "tz0" && comment != utcDatetimeComment {
+			t.Errorf("timestamptz(0) column has comment %q", comment)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(want) {
+		t.Errorf("created %d columns, want %d", n, len(want))
+	}
+}

@@ -41,32 +41,33 @@ func TestReadNativeTypes(t *testing.T) {
 		nullable bool
 		logical  string
 		sqltype  string
+		declared string // connectors.MetaType
 	}{
-		{"id", arrow.PrimitiveTypes.Uint32, false, "", "int(10) unsigned"},
-		{"flag", arrow.FixedWidthTypes.Boolean, false, "", "tinyint(1)"},
-		{"bit1", arrow.FixedWidthTypes.Boolean, true, "", "bit(1)"},
-		{"bits", arrow.PrimitiveTypes.Uint16, true, "", "bit(10)"},
-		{"med", arrow.PrimitiveTypes.Int32, true, "", "mediumint(9)"},
-		{"umed", arrow.PrimitiveTypes.Uint32, true, "", "mediumint(8) unsigned"},
-		{"yr", arrow.PrimitiveTypes.Int16, true, "", "year(4)"},
-		{"f", arrow.PrimitiveTypes.Float32, true, "", "float"},
-		{"d", arrow.PrimitiveTypes.Float64, true, "", "double"},
-		{"dec65", arrow.BinaryTypes.String, true, connectors.LogicalNumeric, "decimal(65,30)"},
-		{"dec0", &arrow.Decimal128Type{Precision: 20, Scale: 0}, true, "", "decimal(20,0)"},
-		{"e", arrow.BinaryTypes.String, true, "", "enum('small','large')"},
-		{"st", arrow.BinaryTypes.String, true, "", "set('a','b','c')"},
-		{"lat", arrow.BinaryTypes.String, true, "", "varchar(20)"},
-		{"fixed", arrow.BinaryTypes.String, true, "", "char(4)"},
-		{"vb", arrow.BinaryTypes.Binary, true, "", "varbinary(8)"},
-		{"bn", arrow.BinaryTypes.Binary, true, "", "binary(4)"},
-		{"tt", arrow.BinaryTypes.String, true, "", "tinytext"},
-		{"j", arrow.BinaryTypes.String, true, connectors.LogicalJSON, "json"},
-		{"u", connectors.UUIDType, true, connectors.LogicalUUID, "uuid"},
-		{"dt3", &arrow.TimestampType{Unit: arrow.Microsecond}, true, "", "datetime(3)"},
-		{"ts", &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, true, "", "timestamp"},
-		{"tm", arrow.FixedWidthTypes.Time64us, true, "", "time(2)"},
-		{"g", arrow.BinaryTypes.String, true, "", "point"},
-		{"ip", arrow.BinaryTypes.String, true, "", "inet6"},
+		{"id", arrow.PrimitiveTypes.Uint32, false, "", "int(10) unsigned", "integer unsigned"},
+		{"flag", arrow.FixedWidthTypes.Boolean, false, "", "tinyint(1)", ""},
+		{"bit1", arrow.FixedWidthTypes.Boolean, true, "", "bit(1)", ""},
+		{"bits", arrow.PrimitiveTypes.Uint16, true, "", "bit(10)", ""},
+		{"med", arrow.PrimitiveTypes.Int32, true, "", "mediumint(9)", "mediumint"},
+		{"umed", arrow.PrimitiveTypes.Uint32, true, "", "mediumint(8) unsigned", "mediumint unsigned"},
+		{"yr", arrow.PrimitiveTypes.Int16, true, "", "year(4)", ""},
+		{"f", arrow.PrimitiveTypes.Float32, true, "", "float", ""},
+		{"d", arrow.PrimitiveTypes.Float64, true, "", "double", ""},
+		{"dec65", arrow.BinaryTypes.String, true, connectors.LogicalNumeric, "decimal(65,30)", "numeric(65,30)"},
+		{"dec0", &arrow.Decimal128Type{Precision: 20, Scale: 0}, true, "", "decimal(20,0)", "numeric(20,0)"},
+		{"e", arrow.BinaryTypes.String, true, "", "enum('small','large')", ""},
+		{"st", arrow.BinaryTypes.String, true, "", "set('a','b','c')", ""},
+		{"lat", arrow.BinaryTypes.String, true, "", "varchar(20)", "varchar(20)"},
+		{"fixed", arrow.BinaryTypes.String, true, "", "char(4)", "char(4)"},
+		{"vb", arrow.BinaryTypes.Binary, true, "", "varbinary(8)", ""},
+		{"bn", arrow.BinaryTypes.Binary, true, "", "binary(4)", ""},
+		{"tt", arrow.BinaryTypes.String, true, "", "tinytext", ""},
+		{"j", arrow.BinaryTypes.String, true, connectors.LogicalJSON, "json", ""},
+		{"u", connectors.UUIDType, true, connectors.LogicalUUID, "uuid", ""},
+		{"dt3", &arrow.TimestampType{Unit: arrow.Microsecond}, true, "", "datetime(3)", "timestamp(3)"},
+		{"ts", &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, true, "", "timestamp", "timestamptz(0)"},
+		{"tm", arrow.FixedWidthTypes.Time64us, true, "", "time(2)", "time(2)"},
+		{"g", arrow.BinaryTypes.String, true, "", "point", ""},
+		{"ip", arrow.BinaryTypes.String, true, "", "inet6", ""},
 	}
 	if schema.NumFields() != len(want) {
 		t.Fatalf("schema has %d fields, want %d: %s", schema.NumFields(), len(want), schema)
@@ -74,10 +75,11 @@ func TestReadNativeTypes(t *testing.T) {
 	for i, w := range want {
 		f := schema.Field(i)
 		sqlType, _ := f.Metadata.GetValue(connectors.MetaSQLType)
+		declared, _ := f.Metadata.GetValue(connectors.MetaType)
 		if f.Name != w.name || !arrow.TypeEqual(f.Type, w.typ) || f.Nullable != w.nullable ||
-			connectors.Logical(f) != w.logical || sqlType != w.sqltype {
-			t.Errorf("field %d: got %s %s nullable=%v logical=%q sqltype=%q; want %s %s %v %q %q",
-				i, f.Name, f.Type, f.Nullable, connectors.Logical(f), sqlType, w.name, w.typ, w.nullable, w.logical, w.sqltype)
+			connectors.Logical(f) != w.logical || sqlType != w.sqltype || declared != w.declared {
+			t.Errorf("field %d: got %s %s nullable=%v logical=%q sqltype=%q declared=%q; want %s %s %v %q %q %q",
+				i, f.Name, f.Type, f.Nullable, connectors.Logical(f), sqlType, declared, w.name, w.typ, w.nullable, w.logical, w.sqltype, w.declared)
 		}
 	}
 	rows, _ := readAll(t, src, connectors.Range{})

@@ -36,7 +36,12 @@ type decCol struct {
 	kind  kind
 	name  string
 	scale int
-	b     array.Builder
+	// trim: a char(n) column, whose values come padded with spaces to n.
+	// They are read without the padding, as PostgreSQL's own char → text
+	// cast gives them and MariaDB's CHAR reads: the value a char column
+	// compares by, and what other stores should hold (TYPES.md).
+	trim bool
+	b    array.Builder
 
 	// dataLen is the bytes a variable-width column took in the last batch,
 	// to size the next one's data buffer in one allocation.
@@ -100,7 +105,7 @@ func newCopyDecoder(mem memory.Allocator, schema *arrow.Schema, cols []column, k
 	d.cols = make([]decCol, len(cols))
 	for i := range cols {
 		c := &d.cols[i]
-		c.kind, c.name = cols[i].kind(), cols[i].name
+		c.kind, c.name, c.trim = cols[i].kind(), cols[i].name, cols[i].typeOID == oidBpchar
 		c.b = array.NewBuilder(mem, schema.Field(i).Type)
 		switch b := c.b.(type) {
 		case *array.Int16Builder:
@@ -330,6 +335,9 @@ func (d *copyDecoder) tuple(t []byte) error {
 			}
 			c.bl.UnsafeAppend(v[0] != 0)
 		case kText, kCast:
+			if c.trim {
+				v = bytes.TrimRight(v, " ")
+			}
 			appendBytes(c.str.BinaryBuilder, v)
 		case kJSONB:
 			if l < 1 || v[0] != 1 {
@@ -467,7 +475,11 @@ func (d *copyDecoder) tupleKey(t []byte) connectors.Key {
 		if j < 0 {
 			return nil
 		}
-		k[i] = keyValue(d.cols[j].kind, d.cols[j].scale, fields[j])
+		v := fields[j]
+		if d.cols[j].trim {
+			v = bytes.TrimRight(v, " ")
+		}
+		k[i] = keyValue(d.cols[j].kind, d.cols[j].scale, v)
 	}
 	return k
 }

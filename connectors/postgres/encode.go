@@ -487,7 +487,21 @@ type timeEnc struct {
 	src    arrow.DataType
 	dst    kind // kDate, kTimestamp or kTime
 	target string
-	out    []int64 // converted values of the current batch
+	// step is 10^(6-p) for a timestamp(p) or time(p) target with p < 6,
+	// which PostgreSQL would round to: a value off the step is refused.
+	step int64
+	out  []int64 // converted values of the current batch
+}
+
+// newTimeEnc is the encoder from an Arrow temporal type into column t.
+func newTimeEnc(src arrow.DataType, t *column, target string) *timeEnc {
+	e := &timeEnc{src: src, dst: t.kind(), target: target, step: 1}
+	if e.dst != kDate && t.typmod >= 0 && t.typmod < 6 {
+		for range 6 - t.typmod {
+			e.step *= 10
+		}
+	}
+	return e
 }
 
 // convert turns the batch's values into the target's integers (µs since
@@ -549,6 +563,9 @@ func convertTimes[T ~int32 | ~int64](e *timeEnc, arr arrow.Array, vals []T, mul,
 				return &badValue{row: i, value: e.show(arr, i), reason: "is out of range for " + e.target}
 			}
 			v *= mul
+		}
+		if e.step > 1 && v%e.step != 0 {
+			return &badValue{row: i, value: e.show(arr, i), reason: "has more fractional digits than " + e.target + " keeps"}
 		}
 		switch e.dst {
 		case kTimestamp:
@@ -1155,11 +1172,11 @@ func newEncoder(f arrow.Field, t *column) (encoder, error) {
 		switch id {
 		case arrow.TIMESTAMP, arrow.DATE32, arrow.DATE64:
 			if k != kTime {
-				return &timeEnc{src: f.Type, dst: k, target: target}, nil
+				return newTimeEnc(f.Type, t, target), nil
 			}
 		case arrow.TIME32, arrow.TIME64:
 			if k == kTime {
-				return &timeEnc{src: f.Type, dst: k, target: target}, nil
+				return newTimeEnc(f.Type, t, target), nil
 			}
 		case arrow.STRING, arrow.LARGE_STRING:
 			return parseEnc(k, target), nil

@@ -279,7 +279,7 @@ func createTableSQL(table string, schema *arrow.Schema, key []string) (string, e
 			return "", err
 		}
 		def := quoteIdent(f.Name) + " " + typ
-		if isKey[f.Name] && typ == "text" {
+		if isKey[f.Name] && isCharType(typ) {
 			def += ` COLLATE "C"`
 		}
 		if !f.Nullable {
@@ -305,8 +305,61 @@ func createTableSQL(table string, schema *arrow.Schema, key []string) (string, e
 	return "CREATE TABLE IF NOT EXISTS " + table + " (" + strings.Join(defs, ", ") + ")", nil
 }
 
-// pgTypeFor is the column type a created table gets for an Arrow field.
+// isCharType reports whether a type pgTypeFor gives holds text that
+// compares by collation.
+func isCharType(typ string) bool {
+	return typ == "text" || strings.HasPrefix(typ, "character")
+}
+
+// maxCharLength is the largest n of PostgreSQL's char(n) and varchar(n).
+const maxCharLength = 10485760
+
+// pgDeclared is the PostgreSQL type for a source's declared type, when
+// PostgreSQL has it (TYPES.md "Declared types").
+func pgDeclared(d connectors.Declared) (string, bool) {
+	frac := ""
+	if d.N >= 0 {
+		frac = fmt.Sprintf("(%d)", d.N)
+	}
+	switch d.Name {
+	case "char":
+		if d.N >= 1 && d.N <= maxCharLength {
+			return fmt.Sprintf("character(%d)", d.N), true
+		}
+	case "varchar":
+		if d.N == 0 {
+			return "character varying", true
+		}
+		if d.N <= maxCharLength {
+			return fmt.Sprintf("character varying(%d)", d.N), true
+		}
+	case "numeric":
+		if d.N <= 1000 {
+			return fmt.Sprintf("numeric(%d,%d)", d.N, d.Scale), true
+		}
+	case "smallint", "integer", "bigint":
+		if !d.Unsigned {
+			return d.Name, true
+		}
+	case "timestamp":
+		return "timestamp" + frac + " without time zone", true
+	case "timestamptz":
+		return "timestamp" + frac + " with time zone", true
+	case "time":
+		return "time" + frac + " without time zone", true
+	}
+	return "", false
+}
+
+// pgTypeFor is the column type a created table gets for an Arrow field:
+// the source's declared type where PostgreSQL has it, else the type for
+// the Arrow type.
 func pgTypeFor(f arrow.Field) (string, error) {
+	if d, ok := connectors.DeclaredType(f); ok {
+		if typ, ok := pgDeclared(d); ok {
+			return typ, nil
+		}
+	}
 	switch connectors.Logical(f) {
 	case connectors.LogicalJSON:
 		return "jsonb", nil

@@ -421,7 +421,7 @@ func TestCommitLeaseLost(t *testing.T) {
 func TestValueErrors(t *testing.T) {
 	dsn, conn := newDB(t)
 	mustExec(t, conn, `CREATE TABLE ve (id bigint PRIMARY KEY, small int, big bigint, n numeric(10,2), vc varchar(3),
-		t text, ts timestamp, f real, req text NOT NULL DEFAULT 'x')`)
+		t text, ts timestamp, f real, req text NOT NULL DEFAULT 'x', ts3 timestamp(3), tm0 time(0))`)
 	snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "ve", Key: []string{"id"}})
 	id := arrow.Field{Name: "id", Type: arrow.PrimitiveTypes.Int64}
 	prepare(t, snk, arrow.NewSchema([]arrow.Field{id}, nil))
@@ -446,6 +446,11 @@ func TestValueErrors(t *testing.T) {
 			`postgres sink "ve": partition p: column "vc", row with key 9: value "abcd": has 4 characters, more than character varying(3) allows`, nil},
 		{"nanoseconds", field("ts", &arrow.TimestampType{Unit: arrow.Nanosecond}), `[{"id": 10, "ts": "2024-01-01T00:00:00.000000001"}]`,
 			`postgres sink "ve": partition p: column "ts", row with key 10: value 2024-01-01 00:00:00.000000001 +0000 UTC: has sub-microsecond precision, which timestamp without time zone would lose`, nil},
+		{"timestamp(3) precision", field("ts3", &arrow.TimestampType{Unit: arrow.Microsecond}),
+			`[{"id": 18, "ts3": "2024-01-01T00:00:00.123"}, {"id": 19, "ts3": "2024-01-01T00:00:00.1234"}]`,
+			`postgres sink "ve": partition p: column "ts3", row with key 19: value 2024-01-01 00:00:00.1234 +0000 UTC: has more fractional digits than timestamp(3) without time zone keeps`, nil},
+		{"time(0) precision", field("tm0", arrow.FixedWidthTypes.Time64us), `[{"id": 20, "tm0": "12:00:00"}, {"id": 21, "tm0": "12:00:00.5"}]`,
+			`postgres sink "ve": partition p: column "tm0", row with key 21: value 12h0m0.5s: has more fractional digits than time(0) without time zone keeps`, nil},
 		{"float precision", field("f", arrow.PrimitiveTypes.Float64), `[{"id": 11, "f": 0.5}, {"id": 12, "f": 0.1}]`,
 			`postgres sink "ve": partition p: column "f", row with key 12: value 0.1: cannot be held exactly by real`, nil},
 		{"not null", field("req", arrow.BinaryTypes.String), `[{"id": 13, "req": "ok"}, {"id": 14}]`,

@@ -196,7 +196,42 @@ func (c *column) field() arrow.Field {
 		f.Type = arrow.BinaryTypes.String
 		f.Metadata = arrow.NewMetadata([]string{connectors.MetaSQLType}, []string{c.sqlType})
 	}
+	if d, ok := c.declared(); ok {
+		f.Metadata = connectors.WithDeclared(f.Metadata, d)
+	}
 	return f
+}
+
+// declared is the column's type in the portable form sinks declare again
+// (connectors.MetaType), for the types that have one.
+func (c *column) declared() (connectors.Declared, bool) {
+	// A time type's typmod is its fractional digits; -1 when not given.
+	frac := max(int(c.typmod), -1)
+	switch c.typeOID {
+	case oidBpchar:
+		if n := c.varcharLen(); n > 0 {
+			return connectors.Declared{Name: "char", N: n}, true
+		}
+	case oidVarchar:
+		return connectors.Declared{Name: "varchar", N: c.varcharLen()}, true
+	case oidNumeric:
+		if p, s, ok := numericTypmod(c.typmod); ok && p >= 1 && s >= 0 && s <= p {
+			return connectors.Declared{Name: "numeric", N: int(p), Scale: int(s)}, true
+		}
+	case oidInt2:
+		return connectors.Declared{Name: "smallint"}, true
+	case oidInt4:
+		return connectors.Declared{Name: "integer"}, true
+	case oidInt8:
+		return connectors.Declared{Name: "bigint"}, true
+	case oidTimestamp:
+		return connectors.Declared{Name: "timestamp", N: frac}, true
+	case oidTimestamptz:
+		return connectors.Declared{Name: "timestamptz", N: frac}, true
+	case oidTime:
+		return connectors.Declared{Name: "time", N: frac}, true
+	}
+	return connectors.Declared{}, false
 }
 
 // isTextual reports whether the column's values compare as text in the key

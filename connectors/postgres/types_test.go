@@ -66,7 +66,7 @@ var typesWant = [][]any{
 		"-9999999999999999999999999999.9999999999", "-9999999999.99",
 		"-123456789012345678901234567890.123456789012345678901234567890",
 		"123456789012345678901234567890123456789012345.12345",
-		"", "héllo wörl", "ab   ", "name1", []byte{0, 0xff, 0},
+		"", "héllo wörl", "ab", "name1", []byte{0, 0xff, 0},
 		utc(-4712, 1, 1, 0, 0, 0, 0), utc(1970, 1, 1, 0, 0, 0, 0), utc(2000, 1, 1, 0, 0, 0, 0), time.Duration(0),
 		`{"b": 1,  "a": [1, 2]}`, `{"a": [1, 2], "b": 1}`, mustUUID("00000000-0000-0000-0000-000000000000"),
 		"1 day 02:03:04", "{1,2,NULL}", "192.168.0.1/24", "sad"},
@@ -80,7 +80,7 @@ var typesWant = [][]any{
 		nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil},
 	{int64(4), int64(0), int64(0), int64(0), float64(float32(0.1)), 0.1, true,
 		"0.0000000001", "100000000.00", "10000.0000", "0.00000",
-		"plain", "x", "x    ", "n", []byte{1},
+		"plain", "x", "x", "n", []byte{1},
 		utc(2000, 2, 29, 0, 0, 0, 0), utc(2000, 2, 29, 12, 0, 0, 500000), utc(1969, 12, 31, 23, 59, 59, 999999),
 		12*time.Hour + 34*time.Minute + 56*time.Second + 789*time.Millisecond,
 		`{"a":null}`, `null`, mustUUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
@@ -156,6 +156,16 @@ func TestTypesRead(t *testing.T) {
 		f, _ := schema.FieldsByName(name)
 		if v, _ := f[0].Metadata.GetValue(connectors.MetaSQLType); v == "" {
 			t.Errorf("field %s carries no %s", name, connectors.MetaSQLType)
+		}
+	}
+	// The declared types a sink creating its table keeps; "" for none.
+	declared := map[string]string{"id": "integer", "i2": "smallint", "i8": "bigint", "n38": "numeric(38,10)",
+		"nfree": "", "nbig": "numeric(50,5)", "t": "", "vc": "varchar(10)", "bp": "char(5)", "nm": "",
+		"ts": "timestamp", "tstz": "timestamptz", "tm": "time", "js": "", "u": "", "iv": ""}
+	for name, want := range declared {
+		f, _ := schema.FieldsByName(name)
+		if got, _ := f[0].Metadata.GetValue(connectors.MetaType); got != want {
+			t.Errorf("field %s: %s %q, want %q", name, connectors.MetaType, got, want)
 		}
 	}
 	if schema.Field(0).Nullable || !schema.Field(1).Nullable {
@@ -236,4 +246,50 @@ func TestSchemaTypesForCreate(t *testing.T) {
 	if err == nil || err.Error() != `column "l": no PostgreSQL type for Arrow list<item: int32, nullable>` {
 		t.Errorf("list column: %v", err)
 	}
+}
+
+// A declared type PostgreSQL has is created as declared; one it lacks (or
+// cannot take) falls back to the Arrow type's column type. Text keys of
+// any declared length compare in byte order.
+func TestCreateDeclaredTypes(t *testing.T) {
+	str, num := arrow.BinaryTypes.String, connectors.WithLogical(connectors.LogicalNumeric)
+	field := func(name string, typ arrow.DataType, md arrow.Metadata, declared string) arrow.Field {
+		return arrow.Field{Name: name, Type: typ, Nullable: true,
+			Metadata: connectors.WithDeclared(md, mustDeclared(t, typ, md, declared))}
+	}
+	ts := &arrow.TimestampType{Unit: arrow.Microsecond}
+	tstz := &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
+	fields := []arrow.Field{
+		field("k", str, arrow.Metadata{}, "char(12)"),
+		field("vc", str, arrow.Metadata{}, "varchar(20)"),
+		field("vfree", str, arrow.Metadata{}, "varchar"),
+		field("n", &arrow.Decimal128Type{Precision: 12, Scale: 2}, arrow.Metadata{}, "numeric(12,2)"),
+		field("nw", str, num, "numeric(50,5)"),
+		field("m", arrow.PrimitiveTypes.Int32, arrow.Metadata{}, "mediumint"),
+		field("tu", arrow.PrimitiveTypes.Uint8, arrow.Metadata{}, "tinyint unsigned"),
+		field("iu", arrow.PrimitiveTypes.Uint32, arrow.Metadata{}, "integer unsigned"),
+		field("ts3", ts, arrow.Metadata{}, "timestamp(3)"),
+		field("ts", ts, arrow.Metadata{}, "timestamp"),
+		field("tz0", tstz, arrow.Metadata{}, "timestamptz(0)"),
+		field("t2", arrow.FixedWidthTypes.Time64us, arrow.Metadata{}, "time(2)"),
+		field("c0", str, arrow.Metadata{}, "char(0)"),
+	}
+	got, err := createTableSQL(`"x"`, arrow.NewSchema(fields, nil), []string{"k"})
+	want := `CREATE TABLE IF NOT EXISTS "x" ("k" character(12) COLLATE "C", "vc" character varying(20), ` +
+		`"vfree" character varying, "n" numeric(12,2), "nw" numeric(50,5), "m" integer, "tu" smallint, "iu" bigint, ` +
+		`"ts3" timestamp(3) without time zone, "ts" timestamp without time zone, "tz0" timestamp(0) with time zone, ` +
+		`"t2" time(2) without time zone, "c0" text, UNIQUE ("k"))`
+	if err != nil || got != want {
+		t.Errorf("got  %s, %v\nwant %s", got, err, want)
+	}
+}
+
+func mustDeclared(t *testing.T, typ arrow.DataType, md arrow.Metadata, s string) connectors.Declared {
+	t.Helper()
+	f := arrow.Field{Type: typ, Metadata: arrow.NewMetadata(append(md.Keys(), connectors.MetaType), append(md.Values(), s))}
+	d, ok := connectors.DeclaredType(f)
+	if !ok {
+		t.Fatalf("%s on %s is no declared type", s, typ)
+	}
+	return d
 }

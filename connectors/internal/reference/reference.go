@@ -52,7 +52,7 @@ var connectorNotes = map[string]notes{
 		},
 		about:  "Reads with binary `COPY (SELECT …) TO STDOUT`, decoded straight into Arrow; writes with binary `COPY … FROM STDIN`, one COPY per commit in one transaction with the commit record. Upserts, and target columns of types it has no encoder for, go through a staging table and `INSERT … SELECT [ON CONFLICT … DO UPDATE]`.",
 		source: "A table (`schema.table`) or a query; `where` and `columns` apply. Split by sampled key quantiles (pg_stats, TABLESAMPLE, index probes). A table with no usable key is split by heap pages and read by ctid, as is the NULL-key range; a ctid position holds while the table does not change, or inside the exported snapshot (`snapshot: true`).",
-		sink:   "Modes append, truncate, upsert (by `source.key`, which needs a primary key or unique index on those columns). `create_table` creates the target from the Arrow schema (types: [TYPES.md](TYPES.md)).",
+		sink:   "Modes append, truncate, upsert (by `source.key`, which needs a primary key or unique index on those columns). `create_table` creates the target from the Arrow schema, with the source's declared types where PostgreSQL has them (types: [TYPES.md](TYPES.md)).",
 	},
 	"mysql": {
 		title: "MariaDB / MySQL",
@@ -61,7 +61,7 @@ var connectorNotes = map[string]notes{
 		},
 		about:  "Tested on MariaDB 10.11. Reads one SELECT per range over the text protocol, parsed straight into Arrow builders; writes with `LOAD DATA LOCAL INFILE` from a stream, or multi-row INSERTs, one transaction per commit with the commit record. Text keys whose collation is not byte order are compared as `CAST(col AS BINARY)`, which costs the index.",
 		source: "A table (`db.table`, or a name in the DSN's database) or a query; `where` and `columns` apply. Split points come from samples of the key. No exported snapshot (`snapshot: true` is refused). A table with no usable key, and the NULL-key range, have no positions: such a partition commits once, at its end, and starts over if interrupted.",
-		sink:   "Modes append, truncate, upsert (by `source.key`). `create_table` creates the target from the Arrow schema (types: [TYPES.md](TYPES.md)).",
+		sink:   "Modes append, truncate, upsert (by `source.key`). `create_table` creates the target from the Arrow schema, with the source's declared types where MariaDB/MySQL has them (types: [TYPES.md](TYPES.md)).",
 	},
 	"sqlite": {
 		title: "SQLite",
