@@ -18,8 +18,8 @@ import (
 // stores with different type maps (int32 vs int64, "1.50" vs "1.5", jsonb's
 // spacing) give the same checksum.
 type Checksum struct {
-	Rows int64
-	Sum  uint64
+	Rows int64  `json:"rows"`
+	Sum  uint64 `json:"sum"`
 }
 
 func (c Checksum) String() string { return fmt.Sprintf("%d rows, sum %016x", c.Rows, c.Sum) }
