@@ -105,6 +105,9 @@ func (v *Verification) Totals() (source, sink int64) {
 // partition differs.
 func Verify(ctx context.Context, job *Job) (*Verification, error) {
 	start := time.Now()
+	if _, ok := connectors.SourceOptions(job.Sink.Type); !ok {
+		return nil, &SpecError{Job: job.Name, Field: "sink.type", Reason: fmt.Sprintf("a %s sink cannot be read back to verify it", job.Sink.Type)}
+	}
 	if err := Check(ctx, job); err != nil {
 		return nil, err
 	}
@@ -209,9 +212,6 @@ func sinkConfigAsSource(job *Job, key, columns []string) connectors.SourceConfig
 // column, and reports whether it reads files (FileSet): those have no key
 // order, so they are compared whole.
 func sinkReadsWhole(ctx context.Context, job *Job, columns []string) (bool, error) {
-	if _, ok := connectors.SourceOptions(job.Sink.Type); !ok {
-		return false, &SpecError{Job: job.Name, Field: "sink.type", Reason: fmt.Sprintf("a %s sink cannot be read back to verify it", job.Sink.Type)}
-	}
 	s, err := connectors.OpenSource(ctx, job.Sink.Type, sinkConfigAsSource(job, nil, columns))
 	if err != nil {
 		return false, &SpecError{Job: job.Name, Field: "sink", Reason: "read it back: " + err.Error()}

@@ -96,3 +96,23 @@ partitions: {target_rows: 4000}
 		t.Fatalf("want 1 of at least 5 partitions differing, got %v of %d", named, len(v.Partitions))
 	}
 }
+
+// A Parquet sink has no key order to read ranges by: verify compares it
+// whole and says so; a sink that cannot be read back is refused as a spec
+// mistake.
+func TestVerifyFileSinkWholeAndRedisRefused(t *testing.T) {
+	dir, job := demoJob(t, 10000, "")
+	if out, err := datashift(t, "run", job, "-q", "--state", filepath.Join(dir, "state")); err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	out, err := datashift(t, "verify", job)
+	if err != nil || !strings.Contains(out, "job cli: 1 partitions, scheme single, parallelism 4\nparquet sink is read back as files, in no key order: the table is compared as one partition\n") ||
+		!strings.Contains(out, "job cli: the sink equals the source: 1 partitions checked, 10000 source rows, 10000 sink rows") {
+		t.Fatalf("verify of a Parquet copy: %v\n%s", err, out)
+	}
+	redis := writeFile(t, dir, "redis.yaml", "name: r\nsource: {type: sqlite, dsn: x.db, table: orders, key: [id]}\nsink: {type: redis, dsn: \"redis://127.0.0.1:6379/0\"}\n")
+	out, err = datashift(t, "verify", redis)
+	if want := `job "r": sink.type: a redis sink cannot be read back to verify it`; err == nil || err.Error() != want || exitCode(err) != 2 {
+		t.Fatalf("verify of a Redis sink:\ngot  %v (exit %d)\nwant %s\n%s", err, exitCode(err), want, out)
+	}
+}
