@@ -15,8 +15,8 @@ import (
 // Checksum is an order-independent fingerprint of a set of rows: the row
 // count and the sum of per-row hashes. Sums (not XOR) so that a duplicated row
 // changes it. Values are normalized first, so the same rows read from two
-// stores with different type maps (int32 vs int64, "1.50" vs "1.5", jsonb's
-// spacing) give the same checksum.
+// stores with different type maps (int32 vs int64, "1.50" vs "1.5", a
+// decimal 12.5 vs a float 12.5, jsonb's spacing) give the same checksum.
 type Checksum struct {
 	Rows int64  `json:"rows"`
 	Sum  uint64 `json:"sum"`
@@ -69,7 +69,12 @@ func appendNormalized(b []byte, v any, logical string) []byte {
 		if math.IsNaN(x) {
 			return append(b, "fNaN"...)
 		}
-		return strconv.AppendFloat(append(b, 'f'), x, 'g', -1, 64)
+		// As the shortest decimal that reads back as x, like a decimal:
+		// a float and a decimal column agree when they hold the same
+		// number (a CSV sink reads "12.50" back as a float, its source
+		// column was numeric), and a decimal with more digits than a
+		// float keeps does not.
+		return append(append(b, 'd'), normalizeDecimal(strconv.FormatFloat(x, 'f', -1, 64))...)
 	case bool:
 		if x {
 			return append(b, "b1"...)

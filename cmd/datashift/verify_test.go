@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -97,7 +98,16 @@ partitions: {target_rows: 4000}
 	}
 }
 
-// A Parquet sink has no key order to read ranges by: verify compares it
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// A Parquet or CSV sink has no key order to read ranges by: verify compares it
 // whole and says so; a sink that cannot be read back is refused as a spec
 // mistake.
 func TestVerifyFileSinkWholeAndRedisRefused(t *testing.T) {
@@ -109,6 +119,16 @@ func TestVerifyFileSinkWholeAndRedisRefused(t *testing.T) {
 	if err != nil || !strings.Contains(out, "job cli: 1 partitions, scheme single, parallelism 4\nparquet sink is read back as files, in no key order: the table is compared as one partition\n") ||
 		!strings.Contains(out, "job cli: the sink equals the source: 1 partitions checked, 10000 source rows, 10000 sink rows") {
 		t.Fatalf("verify of a Parquet copy: %v\n%s", err, out)
+	}
+	// A CSV sink reads back with the options both sides take (the
+	// delimiter) and its numeric column as floats: equal all the same.
+	spec := strings.Replace(readFile(t, job), "sink: {type: parquet", "sink: {type: csv, options: {delimiter: tab}", 1)
+	csv := writeFile(t, dir, "csv.yaml", strings.Replace(spec, filepath.Join(dir, "out")+",", filepath.Join(dir, "csv")+",", 1))
+	if out, err := datashift(t, "run", csv, "-q", "--state", filepath.Join(dir, "state")); err != nil {
+		t.Fatalf("run to CSV: %v\n%s", err, out)
+	}
+	if out, err := datashift(t, "verify", csv); err != nil || !strings.Contains(out, "csv sink is read back as files") || !strings.Contains(out, "the sink equals the source: 1 partitions checked, 10000 source rows, 10000 sink rows") {
+		t.Fatalf("verify of a CSV copy: %v\n%s", err, out)
 	}
 	redis := writeFile(t, dir, "redis.yaml", "name: r\nsource: {type: sqlite, dsn: x.db, table: orders, key: [id]}\nsink: {type: redis, dsn: \"redis://127.0.0.1:6379/0\"}\n")
 	out, err = datashift(t, "verify", redis)
