@@ -2,6 +2,7 @@ package connectors
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -18,11 +19,37 @@ import (
 // stores with different type maps (int32 vs int64, "1.50" vs "1.5", a
 // decimal 12.5 vs a float 12.5, jsonb's spacing) give the same checksum.
 type Checksum struct {
-	Rows int64  `json:"rows"`
-	Sum  uint64 `json:"sum"`
+	Rows int64
+	Sum  uint64
 }
 
 func (c Checksum) String() string { return fmt.Sprintf("%d rows, sum %016x", c.Rows, c.Sum) }
+
+type checksumJSON struct {
+	Rows int64  `json:"rows"`
+	Sum  string `json:"sum"`
+}
+
+// MarshalJSON writes the sum as 16 hex digits, as String does: a JSON
+// number past 2^53 is rounded by most readers (jq, JavaScript), and two
+// different sums could compare equal there.
+func (c Checksum) MarshalJSON() ([]byte, error) {
+	return json.Marshal(checksumJSON{Rows: c.Rows, Sum: fmt.Sprintf("%016x", c.Sum)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (c *Checksum) UnmarshalJSON(b []byte) error {
+	var j checksumJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	sum, err := strconv.ParseUint(j.Sum, 16, 64)
+	if err != nil {
+		return fmt.Errorf("checksum sum %q: %w", j.Sum, err)
+	}
+	c.Rows, c.Sum = j.Rows, sum
+	return nil
+}
 
 // Add folds every row of rec into the checksum, over the columns cols
 // (indexes into rec; nil means all columns).

@@ -1,6 +1,7 @@
 package connectors_test
 
 import (
+	"encoding/json"
 	"math"
 	"testing"
 
@@ -48,5 +49,18 @@ func TestChecksumDecimalEqualsFloat(t *testing.T) {
 	}
 	if d, f := dec("0.12345678901234567"), flt(0.12345678901234567); d == f {
 		t.Errorf("a decimal a float cannot hold sums like the float: %v", d)
+	}
+}
+
+// In JSON the sum is hex, as printed: no reader rounds it.
+func TestChecksumJSON(t *testing.T) {
+	c := connectors.Checksum{Rows: 3, Sum: 0xfedcba9876543211}
+	b, err := json.Marshal(c)
+	if err != nil || string(b) != `{"rows":3,"sum":"fedcba9876543211"}` {
+		t.Fatalf("%s, %v", b, err)
+	}
+	var back connectors.Checksum
+	if err := json.Unmarshal(b, &back); err != nil || back != c {
+		t.Fatalf("read back %v, %v", back, err)
 	}
 }
