@@ -65,17 +65,15 @@ type PartitionCheck struct {
 	Range  connectors.Range    `json:"range"`
 	Source connectors.Checksum `json:"source"`
 	Sink   connectors.Checksum `json:"sink"`
+	// Differs says the sink's rows of the range are not the source's.
+	Differs bool `json:"differs"`
 }
-
-// Differs reports whether the sink's rows of the range are not the
-// source's.
-func (p PartitionCheck) Differs() bool { return p.Source != p.Sink }
 
 // Differing returns the partitions that differ, in plan order.
 func (v *Verification) Differing() []PartitionCheck {
 	var out []PartitionCheck
 	for _, p := range v.Partitions {
-		if p.Differs() {
+		if p.Differs {
 			out = append(out, p)
 		}
 	}
@@ -255,6 +253,7 @@ func verifyPartitions(ctx context.Context, job *Job, v *Verification, keyed bool
 					errs <- fmt.Errorf("job %q: partition %s %s: sink: %w", job.Name, p.ID, p.Range, err)
 					cancel()
 				}
+				p.Differs = p.Source != p.Sink
 			}
 		})
 	}
