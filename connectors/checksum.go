@@ -2,6 +2,7 @@ package connectors
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -15,14 +16,40 @@ import (
 // Checksum is an order-independent fingerprint of a set of rows: the row
 // count and the sum of per-row hashes. Sums (not XOR) so that a duplicated row
 // changes it. Values are normalized first, so the same rows read from two
-// stores with different type maps (int32 vs int64, "1.50" vs "1.5", jsonb's
-// spacing) give the same checksum.
+// stores with different type maps (int32 vs int64, "1.50" vs "1.5", a
+// decimal 12.5 vs a float 12.5, jsonb's spacing) give the same checksum.
 type Checksum struct {
 	Rows int64
 	Sum  uint64
 }
 
 func (c Checksum) String() string { return fmt.Sprintf("%d rows, sum %016x", c.Rows, c.Sum) }
+
+type checksumJSON struct {
+	Rows int64  `json:"rows"`
+	Sum  string `json:"sum"`
+}
+
+// MarshalJSON writes the sum as 16 hex digits, as String does: a JSON
+// number past 2^53 is rounded by most readers (jq, JavaScript), and two
+// different sums could compare equal there.
+func (c Checksum) MarshalJSON() ([]byte, error) {
+	return json.Marshal(checksumJSON{Rows: c.Rows, Sum: fmt.Sprintf("%016x", c.Sum)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (c *Checksum) UnmarshalJSON(b []byte) error {
+	var j checksumJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	sum, err := strconv.ParseUint(j.Sum, 16, 64)
+	if err != nil {
+		return fmt.Errorf("checksum sum %q: %w", j.Sum, err)
+	}
+	c.Rows, c.Sum = j.Rows, sum
+	return nil
+}
 
 // Add folds every row of rec into the checksum, over the columns cols
 // (indexes into rec; nil means all columns).
@@ -69,7 +96,12 @@ func appendNormalized(b []byte, v any, logical string) []byte {
 		if math.IsNaN(x) {
 			return append(b, "fNaN"...)
 		}
-		return strconv.AppendFloat(append(b, 'f'), x, 'g', -1, 64)
+		// As the shortest decimal that reads back as x, like a decimal:
+		// a float and a decimal column agree when they hold the same
+		// number (a CSV sink reads "12.50" back as a float, its source
+		// column was numeric), and a decimal with more digits than a
+		// float keeps does not.
+		return append(append(b, 'd'), normalizeDecimal(strconv.FormatFloat(x, 'f', -1, 64))...)
 	case bool:
 		if x {
 			return append(b, "b1"...)

@@ -35,7 +35,8 @@ func main() {
 }
 
 // exitCode is 2 for a job refused before anything ran (its spec, or what
-// check found in its stores: errors naming a field), 1 for anything else.
+// check found in its stores: errors naming a field), 1 for anything else,
+// a sink that verify found different from its source included.
 func exitCode(err error) int {
 	var se *engine.SpecError
 	if errors.As(err, &se) {
@@ -52,6 +53,6 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), planCmd(), checkCmd(), demoCmd(), nodeCmd())
+	root.AddCommand(runCmd(), planCmd(), checkCmd(), verifyCmd(), demoCmd(), nodeCmd())
 	return root
 }
