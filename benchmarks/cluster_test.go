@@ -177,32 +177,13 @@ func BenchmarkClusterCoordination(b *testing.B) {
 
 	// The cluster: three nodes on ZooKeeper, counted.
 	servers, root := zktest.Root(b)
-	open := func() store.Store {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		s, err := zkstore.Open(ctx, zkstore.Config{Servers: servers, Root: root, SessionTimeout: zktest.SessionTimeout})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return s
-	}
+	open := zkOpener(b, servers, root)
 	var counters []*countingStore
-	for range nodes {
+	startNodes(b, nodes, slots, func() store.Store {
 		cs := &countingStore{Store: open()}
 		counters = append(counters, cs)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		n, err := coordinator.Start(ctx, coordinator.Config{Store: cs, Slots: slots, SessionTimeout: zktest.SessionTimeout})
-		cancel()
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			n.Stop(ctx)
-			cs.Close()
-		}()
-	}
+		return cs
+	})
 	client := open()
 	defer client.Close()
 	c := &coordinator.Cluster{S: client}
@@ -477,4 +458,37 @@ rate_limit: {rows_per_second: 8000}
 	res.add("verified: sink = source (%v)", got)
 	res.write(b)
 	_ = os.Remove(filepath.Join(dir, "src.sqlite"))
+}
+
+// zkOpener opens sessions on the benchmark's ZooKeeper root.
+func zkOpener(b *testing.B, servers []string, root string) func() store.Store {
+	return func() store.Store {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		s, err := zkstore.Open(ctx, zkstore.Config{Servers: servers, Root: root, SessionTimeout: zktest.SessionTimeout})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+}
+
+// startNodes starts count in-process nodes of slots each, each on a
+// session open makes, stopped when the benchmark ends.
+func startNodes(b *testing.B, count, slots int, open func() store.Store) {
+	for range count {
+		s := open()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		n, err := coordinator.Start(ctx, coordinator.Config{Store: s, Slots: slots, SessionTimeout: zktest.SessionTimeout})
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			n.Stop(ctx)
+			s.Close()
+		})
+	}
 }

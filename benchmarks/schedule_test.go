@@ -13,7 +13,6 @@ import (
 	mem "github.com/datashift/datashift/connectors/memory"
 	"github.com/datashift/datashift/coordinator"
 	"github.com/datashift/datashift/coordinator/store"
-	"github.com/datashift/datashift/coordinator/store/zkstore"
 	"github.com/datashift/datashift/coordinator/store/zkstore/zktest"
 	"github.com/datashift/datashift/engine"
 )
@@ -27,30 +26,8 @@ func BenchmarkSchedule10kJobs(b *testing.B) {
 	const jobs, nodes = 10000, 3
 	res := &result{name: "schedule_10k_jobs"}
 	servers, root := zktest.Root(b)
-	open := func() store.Store {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		s, err := zkstore.Open(ctx, zkstore.Config{Servers: servers, Root: root, SessionTimeout: zktest.SessionTimeout})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return s
-	}
-	for range nodes {
-		s := open()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		n, err := coordinator.Start(ctx, coordinator.Config{Store: s, Slots: 4, SessionTimeout: zktest.SessionTimeout})
-		cancel()
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			n.Stop(ctx)
-			s.Close()
-		}()
-	}
+	open := zkOpener(b, servers, root)
+	startNodes(b, nodes, 4, open)
 	client := open()
 	defer client.Close()
 	c := &coordinator.Cluster{S: client}

@@ -107,6 +107,21 @@ func (n *Node) lead(ctx context.Context, id, election string, epoch int64) {
 	}
 }
 
+// wakeOn sends on wake (without waiting: one wake-up is enough) when the
+// watch ch fires, unless ctx ends first.
+func wakeOn(ctx context.Context, ch <-chan store.Event, wake chan<- struct{}) {
+	go func() {
+		select {
+		case <-ch:
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		case <-ctx.Done():
+		}
+	}()
+}
+
 // isFenced reports whether a Multi failed on its fence: the election
 // znode is gone (or changed), so this node no longer leads.
 func isFenced(err error, fenceOps int) bool {
@@ -120,18 +135,7 @@ func isFenced(err error, fenceOps int) bool {
 func (l *leader) watch(ctx context.Context) <-chan struct{} {
 	wake := make(chan struct{}, 1)
 	s := l.n.cfg.Store
-	on := func(ch <-chan store.Event) {
-		go func() {
-			select {
-			case <-ch:
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			case <-ctx.Done():
-			}
-		}()
-	}
+	on := func(ch <-chan store.Event) { wakeOn(ctx, ch, wake) }
 	for _, p := range []string{nodesPath, queuePath, assignPath} {
 		if _, ch, err := s.ChildrenW(ctx, p); err == nil {
 			on(ch)

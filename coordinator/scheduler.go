@@ -111,18 +111,7 @@ func (sc *scheduler) run(ctx context.Context) {
 func (sc *scheduler) sync(ctx context.Context) (<-chan struct{}, error) {
 	s := sc.n.cfg.Store
 	changed := make(chan struct{}, 1)
-	on := func(ch <-chan store.Event) {
-		go func() {
-			select {
-			case <-ch:
-				select {
-				case changed <- struct{}{}:
-				default:
-				}
-			case <-ctx.Done():
-			}
-		}()
-	}
+	on := func(ch <-chan store.Event) { wakeOn(ctx, ch, changed) }
 	kids, kch, err := s.ChildrenW(ctx, sc.folder)
 	if errors.Is(err, store.ErrNoNode) {
 		// No job filed here yet: wait for the folder.
