@@ -352,12 +352,19 @@ func DescribeWindow(job *Job, run *RunRecord) string {
 		return b.String()
 	}
 	if len(run.CursorSkip) > 0 {
-		fmt.Fprintf(&b, "; at %s, skips the %d rows earlier runs copied", run.CursorFrom, len(run.CursorSkip))
+		fmt.Fprintf(&b, "; at %s, skips the %s earlier runs copied", run.CursorFrom, rows(len(run.CursorSkip)))
 	}
 	if run.CursorKeys != nil && len(run.CursorKeys) == 0 {
 		fmt.Fprintf(&b, "; at %s, copies no row: they cannot be listed (see the log), so they wait for a run that sees a greater value", run.CursorUpTo)
 	} else {
-		fmt.Fprintf(&b, "; at %s, copies only the %d rows there now (rows arriving at that value later go to the next run)", run.CursorUpTo, len(run.CursorKeys))
+		fmt.Fprintf(&b, "; at %s, copies only the %s there now (rows arriving at that value later go to the next run)", run.CursorUpTo, rows(len(run.CursorKeys)))
 	}
 	return b.String()
+}
+
+func rows(n int) string {
+	if n == 1 {
+		return "1 row"
+	}
+	return fmt.Sprintf("%d rows", n)
 }
