@@ -82,6 +82,32 @@ func (lb lookback) before(v any) (any, error) {
 	return nil, fmt.Errorf("the cursor's values are %T, so the lookback must be %s", v, want)
 }
 
+// checkLookback refuses, before a run, a lookback that does not fit the
+// cursor column's type; a run would refuse it only once a mark exists.
+func checkLookback(inc *IncrementalSpec, cursor arrow.Field) error {
+	if inc.Lookback == "" {
+		return nil
+	}
+	lb, err := parseLookback(inc.Lookback)
+	if err != nil {
+		return err
+	}
+	switch cursor.Type.ID() {
+	case arrow.TIMESTAMP, arrow.DATE32, arrow.DATE64, arrow.TIME32, arrow.TIME64:
+		if lb.isNum {
+			return fmt.Errorf("cursor %q holds %s values, so the lookback must be a duration like 10m (got %s)", cursor.Name, cursor.Type, inc.Lookback)
+		}
+	case arrow.INT8, arrow.INT16, arrow.INT32, arrow.INT64, arrow.UINT8, arrow.UINT16, arrow.UINT32, arrow.UINT64,
+		arrow.FLOAT16, arrow.FLOAT32, arrow.FLOAT64, arrow.DECIMAL128, arrow.DECIMAL256:
+		if !lb.isNum {
+			return fmt.Errorf("cursor %q holds %s values, so the lookback must be a number (got %s)", cursor.Name, cursor.Type, inc.Lookback)
+		}
+	default:
+		return fmt.Errorf("cursor %q holds %s values: a lookback needs a time or numeric cursor", cursor.Name, cursor.Type)
+	}
+	return nil
+}
+
 // cursorFrom is where a new run's window starts: at the mark, inclusive
 // (rows that arrived at the mark's value after the last run read it are
 // copied now), or the lookback before it.
@@ -156,7 +182,7 @@ func (s *Steps) cursorKeys(ctx context.Context, job *Job, run *RunRecord) ([]con
 		return fallback("the source has no key to tell its rows apart"), nil
 	}
 	cfg := sourceConfig(job, nil)
-	cfg.Columns = job.Source.Key
+	cfg.Columns = job.Source.Key // the cursor is among the source's columns, not needed in the rows
 	cfg.Cursor = &connectors.CursorWindow{Column: job.Incremental.Cursor, From: v, UpTo: v}
 	src, err := connectors.OpenSource(ctx, job.Source.Type, cfg)
 	if err != nil {

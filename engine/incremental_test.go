@@ -142,20 +142,24 @@ func TestIncrementalRowArrivingAtTheUpperEndDuringTheRun(t *testing.T) {
 // run leaves them all to a later run, whose window reaches past that
 // value; none is lost or doubled.
 func TestIncrementalTooManyRowsAtTheUpperEnd(t *testing.T) {
-	src, dst := sqliteEndpoint(t), sqliteEndpoint(t)
-	n := 500 + engine.MaxMarkKeys + 1
-	src.fill(t, n)
-	src.exec(t, `UPDATE orders SET updated_at = CASE WHEN id <= 500 THEN id ELSE 1000 END`)
-	job := incrementalJob(src, dst, connectors.Append)
-	job.Partitions.TargetRows = 5000
-	h := newHome(t)
-	run, err := h.run(job, proc{})
-	if err != nil || run.Rows != 500 {
-		t.Fatalf("first run copied %d rows (%v), want the 500 below the crowded value", run.Rows, err)
-	}
-	insertAt(t, src, n+1, n+1, 1001)
-	if run := syncRun(t, h, job, src, dst); run.Rows != int64(n-500+1) {
-		t.Fatalf("second run copied %d rows, want the %d at the crowded value and the one past it", run.Rows, n-500+1)
+	for _, from := range []func(*testing.T) endpoint{sqliteEndpoint, pgEndpoint} {
+		src, dst := from(t), sqliteEndpoint(t)
+		t.Run(src.typ, func(t *testing.T) {
+			n := 500 + engine.MaxMarkKeys + 1
+			src.fill(t, n)
+			src.exec(t, `UPDATE orders SET updated_at = CASE WHEN id <= 500 THEN id ELSE 1000 END`)
+			job := incrementalJob(src, dst, connectors.Append)
+			job.Partitions.TargetRows = 5000
+			h := newHome(t)
+			run, err := h.run(job, proc{})
+			if err != nil || run.Rows != 500 {
+				t.Fatalf("first run copied %d rows (%v), want the 500 below the crowded value", run.Rows, err)
+			}
+			insertAt(t, src, n+1, n+1, 1001)
+			if run := syncRun(t, h, job, src, dst); run.Rows != int64(n-500+1) {
+				t.Fatalf("second run copied %d rows, want the %d at the crowded value and the one past it", run.Rows, n-500+1)
+			}
+		})
 	}
 }
 
@@ -237,6 +241,10 @@ incremental: {cursor: updated_at, lookback: %s}
 	src.exec(t, `UPDATE orders SET updated_at = id`)
 	job := incrementalJob(src, dst, connectors.Upsert)
 	job.Incremental.Lookback = "10m"
+	err := engine.Check(context.Background(), job)
+	if err == nil || !strings.Contains(err.Error(), `incremental.lookback: cursor "updated_at" holds int64 values, so the lookback must be a number (got 10m)`) {
+		t.Fatalf("check of lookback 10m on a numeric cursor: %v", err)
+	}
 	h := newHome(t)
 	syncRun(t, h, job, src, dst) // no mark yet: no lookback to apply
 	// The refusal is recorded on the run and comes back as its text.

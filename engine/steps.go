@@ -53,8 +53,12 @@ func Check(ctx context.Context, job *Job) error {
 		return &SpecError{Job: job.Name, Field: "source.key", Reason: err.Error()}
 	}
 	if inc := job.Incremental; inc != nil {
-		if _, err := connectors.ColumnIndexes(schema, []string{inc.Cursor}); err != nil {
+		idx, err := connectors.ColumnIndexes(schema, []string{inc.Cursor})
+		if err != nil {
 			return &SpecError{Job: job.Name, Field: "incremental.cursor", Reason: err.Error()}
+		}
+		if err := checkLookback(inc, schema.Field(idx[0])); err != nil {
+			return &SpecError{Job: job.Name, Field: "incremental.lookback", Reason: err.Error()}
 		}
 		if _, ok := src.(connectors.CursorSource); !ok {
 			return &SpecError{Job: job.Name, Field: "incremental", Reason: fmt.Sprintf("source type %q does not support incremental syncs", job.Source.Type)}
