@@ -220,7 +220,7 @@ func (e *Executor) attempt(ctx context.Context, t Task, cp *Checkpoint) error {
 	r := part.Range.Resumed(cp.Position)
 	filter, err := NewCursorFilter(job, t.Run, schema)
 	if err != nil {
-		return err
+		return fmt.Errorf("partition %s: %w", part.ID, err)
 	}
 	read := func(ctx context.Context, fn func(arrow.RecordBatch, connectors.Key) error) error {
 		if filter != nil {
