@@ -34,17 +34,20 @@ type SourceConfig struct {
 	// partitions see the same data (PostgreSQL).
 	Snapshot string
 	// Cursor, when set, narrows the read to an incremental window:
-	// Cursor.After < column <= Cursor.UpTo (After nil: no lower bound).
+	// Cursor.From <= column <= Cursor.UpTo (From nil: no lower bound).
 	Cursor *CursorWindow
 	// Options holds connector-specific settings, validated by the connector.
 	Options map[string]string
 }
 
-// CursorWindow is the slice of an incremental sync a run copies. Values are
+// CursorWindow is the slice of an incremental sync a run copies, both ends
+// inclusive: rows that share the cursor value of the last run's upper end
+// must be read again, or a row that arrived at that value later would be
+// lost (the engine drops the ones an append sink already holds). Values are
 // key values (see Key): int64, float64, string, time.Time, ….
 type CursorWindow struct {
 	Column string
-	After  any
+	From   any
 	UpTo   any
 }
 

@@ -62,6 +62,9 @@ func progressPath(job, run, id string) string {
 // with each succeeded run's end.
 type jobState struct {
 	HighWater connectors.Key `json:"high_water,omitempty"`
+	// HighWaterKeys are the keys of the rows at exactly HighWater the job
+	// copied (engine.Mark.Keys).
+	HighWaterKeys []connectors.Key `json:"high_water_keys,omitempty"`
 	// LastSucceeded is the job's last succeeded run: the jobs that run
 	// after it fire once for each.
 	LastSucceeded string `json:"last_succeeded,omitempty"`
@@ -390,7 +393,7 @@ func (s *RunState) FinishRun(ctx context.Context, run *engine.RunRecord) error {
 		exists := err == nil
 		js.LastSucceeded = run.ID
 		if run.CursorUpTo != nil {
-			js.HighWater = run.CursorUpTo
+			js.HighWater, js.HighWaterKeys = run.CursorUpTo, run.CursorKeys
 		}
 		data, err := json.Marshal(js)
 		if err != nil {
@@ -474,13 +477,13 @@ func (s *RunState) History(ctx context.Context, job string) ([]engine.RunRecord,
 	return out, nil
 }
 
-func (s *RunState) HighWater(ctx context.Context, job string) (connectors.Key, error) {
+func (s *RunState) HighWater(ctx context.Context, job string) (engine.Mark, error) {
 	var js jobState
 	_, err := s.get(ctx, store.Join(jobStatePath, job), &js)
 	if errors.Is(err, store.ErrNoNode) {
-		return nil, nil
+		return engine.Mark{}, nil
 	}
-	return js.HighWater, err
+	return engine.Mark{Cursor: js.HighWater, Keys: js.HighWaterKeys}, err
 }
 
 func (s *RunState) get(ctx context.Context, path string, v any) (store.Stat, error) {

@@ -50,7 +50,7 @@ func TestRunStateLifecycle(t *testing.T) {
 				t.Fatalf("ActiveRun on an empty store: %v", err)
 			}
 			run := &engine.RunRecord{Job: "orders", ID: engine.NewRunID(time.Now()), State: engine.RunRunning,
-				CursorUpTo: connectors.Key{int64(500)}}
+				CursorUpTo: connectors.Key{int64(500)}, CursorKeys: []connectors.Key{{int64(3)}, {int64(17)}}}
 			parts := []engine.PartitionRecord{
 				{ID: "p0000", Range: connectors.Range{Hi: connectors.Key{int64(100)}}, State: engine.Pending},
 				{ID: "p0001", Range: connectors.Range{Lo: connectors.Key{int64(100)}}, State: engine.Pending},
@@ -86,7 +86,7 @@ func TestRunStateLifecycle(t *testing.T) {
 			if got, _ := st.Partitions(ctx, "orders", run.ID); got[1].State != engine.Done || got[1].Checkpoint.Rows != 150 {
 				t.Fatalf("ended partition: %+v", got[1])
 			}
-			if hw, err := st.HighWater(ctx, "orders"); err != nil || hw != nil {
+			if hw, err := st.HighWater(ctx, "orders"); err != nil || hw.Cursor != nil {
 				t.Fatalf("high-water before the run succeeded: %v, %v", hw, err)
 			}
 
@@ -98,7 +98,7 @@ func TestRunStateLifecycle(t *testing.T) {
 				t.Fatalf("finished run still active: %v", err)
 			}
 			hw, err := st.HighWater(ctx, "orders")
-			if err != nil || len(hw) != 1 || hw[0] != int64(500) {
+			if err != nil || len(hw.Cursor) != 1 || hw.Cursor[0] != int64(500) || len(hw.Keys) != 2 || hw.Keys[1][0] != int64(17) {
 				t.Fatalf("high-water after success = %v, %v", hw, err)
 			}
 			hist, err := st.History(ctx, "orders")
@@ -115,7 +115,7 @@ func TestRunStateLifecycle(t *testing.T) {
 			if err := st.FinishRun(ctx, run2); err != nil {
 				t.Fatal(err)
 			}
-			if hw, _ := st.HighWater(ctx, "orders"); hw[0] != int64(500) {
+			if hw, _ := st.HighWater(ctx, "orders"); hw.Cursor[0] != int64(500) || len(hw.Keys) != 2 {
 				t.Fatalf("failed run moved the high-water mark to %v", hw)
 			}
 			// ... and stays, with its partitions, to be continued.

@@ -218,7 +218,25 @@ func (e *Executor) attempt(ctx context.Context, t Task, cp *Checkpoint) error {
 	}
 	defer func() { p.w.Close() }()
 	r := part.Range.Resumed(cp.Position)
+	filter, err := NewCursorFilter(job, t.Run, schema)
+	if err != nil {
+		return fmt.Errorf("partition %s: %w", part.ID, err)
+	}
 	read := func(ctx context.Context, fn func(arrow.RecordBatch, connectors.Key) error) error {
+		if filter != nil {
+			// The rows dropped at the window's ends are dropped again when
+			// a resume reads them again: the window is fixed in the run. A
+			// batch keeps the position of its last row read, kept or not.
+			next := fn
+			fn = func(b arrow.RecordBatch, last connectors.Key) error {
+				kept, err := filter.Apply(b)
+				if err != nil || kept == nil {
+					return err
+				}
+				defer kept.Release()
+				return next(kept, last)
+			}
+		}
 		if order == byPosition {
 			return pr.ReadPositioned(ctx, r, fn)
 		}
@@ -604,8 +622,8 @@ func sourceConfig(job *Job, run *RunRecord) connectors.SourceConfig {
 		cfg.Snapshot = run.Snapshot
 		if job.Incremental != nil && run.CursorUpTo != nil {
 			cfg.Cursor = &connectors.CursorWindow{Column: job.Incremental.Cursor, UpTo: run.CursorUpTo[0]}
-			if run.CursorAfter != nil {
-				cfg.Cursor.After = run.CursorAfter[0]
+			if run.CursorFrom != nil {
+				cfg.Cursor.From = run.CursorFrom[0]
 			}
 		}
 	}

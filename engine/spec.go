@@ -71,10 +71,15 @@ type PartitionSpec struct {
 	Max         int   `yaml:"max,omitempty" json:"max,omitempty"`
 }
 
-// IncrementalSpec makes each run copy only rows whose cursor column grew past
-// the previous run's high-water mark.
+// IncrementalSpec makes each run copy only rows whose cursor column reached
+// the previous run's high-water mark (see docs/exactly-once.md).
 type IncrementalSpec struct {
 	Cursor string `yaml:"cursor" json:"cursor"`
+	// Lookback, with an upsert sink only, starts each window this far
+	// before the mark, to catch rows committed late with an older cursor
+	// value: a duration ("10m") for a time cursor, a number for a numeric
+	// one.
+	Lookback string `yaml:"lookback,omitempty" json:"lookback,omitempty"`
 }
 
 // Overlap policies: what a trigger does while the job's previous run is still going.
@@ -309,6 +314,13 @@ func (j *Job) Validate() error {
 			bad("incremental.cursor", "is required")
 		} else if len(j.Source.Columns) > 0 && !contains(j.Source.Columns, inc.Cursor) {
 			bad("incremental.cursor", "column %q must be among source.columns", inc.Cursor)
+		}
+		if inc.Lookback != "" {
+			if _, err := parseLookback(inc.Lookback); err != nil {
+				bad("incremental.lookback", "%v", err)
+			} else if j.Sink.Mode != connectors.Upsert {
+				bad("incremental.lookback", "needs sink.mode upsert (got %s): re-reading the rows before the mark would write them into the sink again", j.Sink.Mode)
+			}
 		}
 	}
 	if s := j.Schedule; s != nil {

@@ -96,12 +96,22 @@ type RunRecord struct {
 	// PlanKey is the plan's key (with nullability), to validate the plan
 	// again when the run is resumed.
 	PlanKey []partitioner.KeyColumn `json:"plan_key,omitempty"`
-	// Cursor is the incremental window of this run: rows with
-	// After < cursor <= UpTo. UpTo becomes the job's high-water mark when
-	// the run succeeds.
-	CursorAfter connectors.Key `json:"cursor_after,omitempty"`
-	CursorUpTo  connectors.Key `json:"cursor_up_to,omitempty"`
-	Snapshot    string         `json:"snapshot,omitempty"`
+	// The incremental window of this run: rows with
+	// CursorFrom <= cursor <= CursorUpTo, both fixed when the run is
+	// planned. CursorFrom is the job's high-water mark (minus the
+	// lookback, for an upsert sink); CursorUpTo becomes the mark when the
+	// run succeeds. A sink that does not upsert must not get a row twice,
+	// so for it the ends are narrowed by key: CursorSkip are the rows at
+	// CursorFrom that earlier runs copied (not copied again), and
+	// CursorKeys the only rows at CursorUpTo this run copies (those there
+	// when it was planned, with CursorSkip when both ends are one value);
+	// rows that arrive at CursorUpTo later are left to the next run, which
+	// skips CursorKeys. See CursorFilter.
+	CursorFrom connectors.Key   `json:"cursor_from,omitempty"`
+	CursorUpTo connectors.Key   `json:"cursor_up_to,omitempty"`
+	CursorSkip []connectors.Key `json:"cursor_skip,omitempty"`
+	CursorKeys []connectors.Key `json:"cursor_keys,omitempty"`
+	Snapshot   string           `json:"snapshot,omitempty"`
 	// PlanDuration is how long planning the run took (opening the source,
 	// its statistics and the split), so a summary can show it apart from
 	// the copy. In JSON, nanoseconds.
@@ -168,9 +178,19 @@ type State interface {
 	EndPartition(ctx context.Context, job, run, id string, epoch int64, state, reason string) error
 	// FinishRun records the run's outcome in the history. A succeeded or
 	// abandoned run's active state is dropped (on success with a cursor
-	// window the high-water mark moves to run.CursorUpTo in the same step);
-	// a failed run's stays, to be continued.
+	// window the high-water mark moves to Mark{run.CursorUpTo,
+	// run.CursorKeys} in the same step); a failed run's stays, to be
+	// continued.
 	FinishRun(ctx context.Context, run *RunRecord) error
-	// HighWater returns the job's incremental high-water mark (nil: none yet).
-	HighWater(ctx context.Context, job string) (connectors.Key, error)
+	// HighWater returns the job's incremental high-water mark (zero: none yet).
+	HighWater(ctx context.Context, job string) (Mark, error)
+}
+
+// Mark is a job's incremental high-water mark: the upper end of its last
+// succeeded run's window, and the keys of the rows at exactly that cursor
+// value that the job has copied (kept for sinks that do not upsert, so
+// the next run, which reads from the mark inclusive, skips them).
+type Mark struct {
+	Cursor connectors.Key   `json:"cursor,omitempty"`
+	Keys   []connectors.Key `json:"keys,omitempty"`
 }

@@ -53,8 +53,12 @@ func Check(ctx context.Context, job *Job) error {
 		return &SpecError{Job: job.Name, Field: "source.key", Reason: err.Error()}
 	}
 	if inc := job.Incremental; inc != nil {
-		if _, err := connectors.ColumnIndexes(schema, []string{inc.Cursor}); err != nil {
+		idx, err := connectors.ColumnIndexes(schema, []string{inc.Cursor})
+		if err != nil {
 			return &SpecError{Job: job.Name, Field: "incremental.cursor", Reason: err.Error()}
+		}
+		if err := checkLookback(inc, schema.Field(idx[0])); err != nil {
+			return &SpecError{Job: job.Name, Field: "incremental.lookback", Reason: err.Error()}
 		}
 		if _, ok := src.(connectors.CursorSource); !ok {
 			return &SpecError{Job: job.Name, Field: "incremental", Reason: fmt.Sprintf("source type %q does not support incremental syncs", job.Source.Type)}
@@ -76,15 +80,41 @@ func Check(ctx context.Context, job *Job) error {
 	return nil
 }
 
-// Plan plans a job's source without running anything.
-func Plan(ctx context.Context, job *Job) (partitioner.Plan, error) {
-	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, nil))
-	if err != nil {
-		return partitioner.Plan{}, fmt.Errorf("job %q: open source: %w", job.Name, err)
+// Plan says what the job's next run would copy, storing nothing: the
+// unfinished run it would continue (continued), or a new run planned as
+// Steps.NewRun plans it, with its incremental window from the job's
+// high-water mark in st (nil: the job has no state yet).
+func Plan(ctx context.Context, job *Job, st State) (run *RunRecord, plan partitioner.Plan, continued bool, err error) {
+	if st == nil {
+		st = noState{}
 	}
-	defer src.Close()
-	return planSource(ctx, job, src)
+	var parts []PartitionRecord
+	run, err = st.ActiveRun(ctx, job.Name)
+	switch {
+	case err == nil:
+		continued = true
+		if parts, err = st.Partitions(ctx, job.Name, run.ID); err != nil {
+			return nil, plan, false, fmt.Errorf("job %q: read partitions of run %s: %w", job.Name, run.ID, err)
+		}
+	case errors.Is(err, ErrNotFound):
+		if run, parts, err = (&Steps{State: st}).NewRun(ctx, job); err != nil {
+			return nil, plan, false, err
+		}
+	default:
+		return nil, plan, false, fmt.Errorf("job %q: read active run: %w", job.Name, err)
+	}
+	plan = partitioner.Plan{Scheme: run.Scheme, Reason: run.Reason, Key: run.PlanKey}
+	for _, p := range parts {
+		plan.Partitions = append(plan.Partitions, partitioner.Partition{ID: p.ID, Range: p.Range, EstRows: p.EstRows})
+	}
+	return run, plan, continued, nil
 }
+
+// noState is the state of a job that has never run: no runs, no mark.
+type noState struct{ State }
+
+func (noState) ActiveRun(context.Context, string) (*RunRecord, error) { return nil, ErrNotFound }
+func (noState) HighWater(context.Context, string) (Mark, error)       { return Mark{}, nil }
 
 func planSource(ctx context.Context, job *Job, src connectors.Source) (partitioner.Plan, error) {
 	return partitioner.PlanSource(ctx, src, job.Source.Key, partitioner.Options{
@@ -157,18 +187,21 @@ func (s *Steps) NewRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRe
 	pin := job.Pin()
 	run := &RunRecord{Job: job.Name, ID: NewRunID(s.now()), State: RunRunning, Started: s.now(), SpecHash: pin.Hash(), Spec: pin}
 	cfg := sourceConfig(job, nil)
+	var mark Mark
 	if job.Incremental != nil {
-		hw, err := s.State.HighWater(ctx, job.Name)
-		if err != nil {
+		var err error
+		if mark, err = s.State.HighWater(ctx, job.Name); err != nil {
 			return nil, nil, fmt.Errorf("job %q: read high-water mark: %w", job.Name, err)
 		}
-		run.CursorAfter = hw
-		// Plan the rows past the mark: the window's upper end is not known
-		// before the source is open, and rows arriving meanwhile only make
-		// the estimates a little high.
+		if run.CursorFrom, err = cursorFrom(job, mark); err != nil {
+			return nil, nil, err
+		}
+		// Plan the rows from the window's start: its upper end is not
+		// known before the source is open, and rows arriving meanwhile
+		// only make the estimates a little high.
 		cfg.Cursor = &connectors.CursorWindow{Column: job.Incremental.Cursor}
-		if hw != nil {
-			cfg.Cursor.After = hw[0]
+		if run.CursorFrom != nil {
+			cfg.Cursor.From = run.CursorFrom[0]
 		}
 	}
 	src, err := connectors.OpenSource(ctx, job.Source.Type, cfg)
@@ -182,7 +215,7 @@ func (s *Steps) NewRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRe
 		}
 	}
 	if job.Incremental != nil {
-		if err := cursorUpTo(ctx, job, src, run); err != nil {
+		if err := s.cursorUpTo(ctx, job, src, run, mark); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -200,27 +233,6 @@ func (s *Steps) NewRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRe
 	}
 	run.PlanDuration = s.now().Sub(run.Started)
 	return run, parts, nil
-}
-
-// cursorUpTo fixes the upper end of this run's incremental window at the
-// greatest cursor value now: rows that arrive during the run are left for
-// the next run, whole.
-func cursorUpTo(ctx context.Context, job *Job, src connectors.Source, run *RunRecord) error {
-	cs, ok := src.(connectors.CursorSource)
-	if !ok {
-		return &SpecError{Job: job.Name, Field: "incremental", Reason: fmt.Sprintf("source type %q does not support incremental syncs", job.Source.Type)}
-	}
-	upTo, err := cs.MaxCursor(ctx, job.Incremental.Cursor)
-	if err != nil {
-		return fmt.Errorf("job %q: incremental.cursor %q: %w", job.Name, job.Incremental.Cursor, err)
-	}
-	switch {
-	case upTo != nil:
-		run.CursorUpTo = connectors.Key{upTo}
-	case run.CursorAfter != nil:
-		run.CursorUpTo = run.CursorAfter // no rows at all: an empty window
-	}
-	return nil
 }
 
 // resume continues an unfinished run once it is sure the run still means

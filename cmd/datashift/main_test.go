@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"github.com/datashift/datashift/connectors"
 	"github.com/datashift/datashift/engine"
 	"github.com/datashift/datashift/internal/demodata"
+
+	_ "modernc.org/sqlite"
 )
 
 // datashift runs the CLI in-process and returns what it printed.
@@ -225,5 +228,51 @@ func TestUnreachableCallbackIsBounded(t *testing.T) {
 	defer mu.Unlock()
 	if len(heard) != 2 || heard[0] == heard[1] {
 		t.Errorf("callbacks heard by the second run's end: %v, want the first run's and its own", heard)
+	}
+}
+
+// plan shows the incremental window the next run would copy, from the
+// high-water mark in the job's state file, and estimates the rows of that
+// window; planning a job that never ran creates no state file.
+func TestPlanShowsTheIncrementalWindow(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.sqlite")
+	if err := demodata.Generate(context.Background(), src, 10000); err != nil {
+		t.Fatal(err)
+	}
+	job := writeFile(t, dir, "job.yaml", `name: cli-incr
+source: {type: sqlite, dsn: `+src+`, table: orders, key: [id]}
+sink: {type: sqlite, dsn: `+filepath.Join(dir, "out.sqlite")+`, table: orders, mode: append, create_table: true}
+incremental: {cursor: id}
+`)
+	state := filepath.Join(dir, "state")
+	out, err := datashift(t, "plan", job, "--state", state)
+	if err != nil || !strings.Contains(out, "incremental window: id <= 10000 (no high-water mark yet") {
+		t.Fatalf("plan before any run: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Fatalf("plan created the state folder: %v", err)
+	}
+	if out, err := datashift(t, "run", job, "--state", state, "-q"); err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	db, err := sql.Open("sqlite", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`INSERT INTO orders SELECT id + 3, customer, status, amount, created, note FROM orders WHERE id > 9997`); err != nil {
+		t.Fatal(err)
+	}
+	out, err = datashift(t, "plan", job, "--state", state)
+	if err != nil {
+		t.Fatalf("plan after a run: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "incremental window: 10000 <= id <= 10003, both ends inclusive (from the high-water mark); at 10000, skips the 1 row earlier runs copied; at 10003, copies only the 1 row there now") {
+		t.Fatalf("plan after a run does not show the window:\n%s", out)
+	}
+	m := regexp.MustCompile(`job cli-incr: \d+ partitions, scheme \S+, ~(\d+) rows`).FindStringSubmatch(out)
+	if m == nil || m[1] != "4" {
+		t.Fatalf("plan after a run should estimate the 4 rows of the window (10000 to 10003):\n%s", out)
 	}
 }

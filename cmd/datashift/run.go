@@ -159,18 +159,37 @@ func openJobState(dir, job string) (store.Store, func(), error) {
 }
 
 func planCmd() *cobra.Command {
-	var asJSON bool
+	var (
+		asJSON   bool
+		stateDir string
+	)
 	cmd := &cobra.Command{
 		Use:   "plan JOB.yaml",
 		Short: "Print the partitions a run of the job would have, with bounds and estimated rows",
-		Args:  cobra.ExactArgs(1),
+		Long: `Plans the job as its next run would, storing nothing: the partitions with
+their bounds and estimated rows, and for an incremental job the window of
+cursor values the run would copy, from the high-water mark in the job's state
+file (--state). A job with an unfinished run shows that run, which the next
+run continues.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			job, err := engine.LoadJob(args[0])
 			if err != nil {
 				return err
 			}
 			start := time.Now()
-			plan, err := engine.Plan(cmd.Context(), job)
+			var st engine.State
+			// A job that never ran has no state file: plan it without
+			// creating one.
+			if _, err := os.Stat(filepath.Join(stateDir, job.Name+".db")); err == nil {
+				s, closeState, err := openJobState(stateDir, job.Name)
+				if err != nil {
+					return err
+				}
+				defer closeState()
+				st = &coordinator.RunState{S: s}
+			}
+			run, plan, continued, err := engine.Plan(cmd.Context(), job, st)
 			if err != nil {
 				return err
 			}
@@ -184,8 +203,14 @@ func planCmd() *cobra.Command {
 			for _, p := range plan.Partitions {
 				total += p.EstRows
 			}
+			if continued {
+				fmt.Fprintf(out, "job %s: run %s is unfinished; the next run continues it\n", job.Name, run.ID)
+			}
 			fmt.Fprintf(out, "job %s: %d partitions, scheme %s, ~%d rows, planned in %s\n%s\n",
 				job.Name, len(plan.Partitions), plan.Scheme, total, time.Since(start).Round(time.Millisecond), plan.Reason)
+			if w := engine.DescribeWindow(job, run); w != "" {
+				fmt.Fprintf(out, "%s\n", w)
+			}
 			for _, p := range plan.Partitions {
 				fmt.Fprintf(out, "  %-6s %-60s ~%d rows\n", p.ID, p.Range, p.EstRows)
 			}
@@ -193,6 +218,7 @@ func planCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	cmd.Flags().StringVar(&stateDir, "state", envOr("DATASHIFT_STATE", defaultStateDir()), "folder of the jobs' state files, where the incremental high-water mark is")
 	return cmd
 }
 

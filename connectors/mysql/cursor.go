@@ -10,7 +10,7 @@ import (
 
 var _ connectors.CursorSource = (*source)(nil)
 
-// cursorCond is the incremental window After < cursor <= UpTo, compared the
+// cursorCond is the incremental window From <= cursor <= UpTo, compared the
 // way keys are so a text cursor orders by bytes like the high-water mark.
 func cursorCond(c *column, prefix string, w *connectors.CursorWindow) (string, []any, error) {
 	var conds []string
@@ -18,7 +18,7 @@ func cursorCond(c *column, prefix string, w *connectors.CursorWindow) (string, [
 	for _, b := range []struct {
 		v  any
 		op string
-	}{{w.After, ">"}, {w.UpTo, "<="}} {
+	}{{w.From, ">="}, {w.UpTo, "<="}} {
 		if b.v == nil {
 			continue
 		}

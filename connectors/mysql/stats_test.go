@@ -253,7 +253,7 @@ func TestPlanStrideCompositeFiltered(t *testing.T) {
 	exec(t, db, "INSERT INTO ck SELECT ELT(1 + seq % 7, 'a', 'B', 'a', 'a', 'c', 'D', 'a'), seq, seq % 100 FROM seq_1_to_40000")
 	exec(t, db, "ANALYZE TABLE ck")
 	cfg := connectors.SourceConfig{DSN: dsn, Table: "ck", Key: []string{"g", "n"}, Where: "n % 5 <> 0",
-		Cursor: &connectors.CursorWindow{Column: "upd", After: int64(9), UpTo: int64(89)}}
+		Cursor: &connectors.CursorWindow{Column: "upd", From: int64(10), UpTo: int64(89)}}
 	want := count(t, db, "SELECT COUNT(*) FROM ck WHERE n % 5 <> 0 AND upd > 9 AND upd <= 89")
 	src, qc := countedSource(t, cfg)
 	st, err := src.Stats(testCtx(t), 64)

@@ -10,7 +10,7 @@ import (
 var _ connectors.CursorSource = (*Source)(nil)
 
 // cursorConds are the conditions of the incremental window
-// After < cursor <= UpTo, compared in key order (text by bytes) like the
+// From <= cursor <= UpTo, compared in key order (text by bytes) like the
 // high-water mark they come from.
 func cursorConds(all []column, what string, w *connectors.CursorWindow) ([]string, error) {
 	cols, err := findColumns(all, []string{w.Column}, "cursor", what)
@@ -21,7 +21,7 @@ func cursorConds(all []column, what string, w *connectors.CursorWindow) ([]strin
 	for _, b := range []struct {
 		v  any
 		op string
-	}{{w.After, ">"}, {w.UpTo, "<="}} {
+	}{{w.From, ">="}, {w.UpTo, "<="}} {
 		if b.v == nil {
 			continue
 		}

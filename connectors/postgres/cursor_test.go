@@ -34,10 +34,11 @@ func TestCursorWindow(t *testing.T) {
 		want int
 	}{
 		{connectors.CursorWindow{Column: "seq", UpTo: int64(1000)}, 90},
-		{connectors.CursorWindow{Column: "seq", After: int64(500), UpTo: int64(1000)}, 50},
-		{connectors.CursorWindow{Column: "seq", After: int64(500), UpTo: int64(505)}, 0},
-		{connectors.CursorWindow{Column: "at", After: time.Date(2024, 1, 1, 0, 30, 0, 0, time.UTC), UpTo: maxAt}, 69},
-		{connectors.CursorWindow{Column: "tag", After: "v5", UpTo: "v7"}, 20}, // by bytes: v50..v59, v60..v69 (v6, v7 have id <= 10)
+		{connectors.CursorWindow{Column: "seq", From: int64(500), UpTo: int64(1000)}, 51}, // both ends inclusive
+		{connectors.CursorWindow{Column: "seq", From: int64(500), UpTo: int64(505)}, 1},
+		{connectors.CursorWindow{Column: "seq", From: int64(501), UpTo: int64(509)}, 0},
+		{connectors.CursorWindow{Column: "at", From: time.Date(2024, 1, 1, 0, 30, 0, 0, time.UTC), UpTo: maxAt}, 70},
+		{connectors.CursorWindow{Column: "tag", From: "v5", UpTo: "v7"}, 20}, // by bytes: v50..v59, v60..v69 (v5, v6, v7 have id <= 10)
 	}
 	for _, tt := range tests {
 		w := tt.w

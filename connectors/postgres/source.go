@@ -189,6 +189,10 @@ func (s *Source) selectSQL(r connectors.Range, list string, ordered bool) (strin
 	return q, nil
 }
 
+// filtered reports whether reads see fewer rows than the table holds (a
+// where, an incremental window), so table-wide statistics do not count them.
+func (s *Source) filtered() bool { return s.cfg.Where != "" || len(s.cursorConds) > 0 }
+
 func (s *Source) userWhere() string {
 	if s.cfg.Where == "" {
 		return ""

@@ -88,13 +88,13 @@ FROM pg_class c LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid WHERE c.oid = 
 	if est < exactLimit {
 		return s.exactStats(ctx, conn, sampleSize, curPages, "small table")
 	}
-	if s.cfg.Where != "" {
-		e, err := explainRows(ctx, conn, "SELECT 1 FROM "+s.from+whereClause(nil, s.userWhere()))
+	if s.filtered() {
+		e, err := explainRows(ctx, conn, "SELECT 1 FROM "+s.from+whereClause(s.cursorConds, s.userWhere()))
 		if err != nil {
 			return connectors.Stats{}, err
 		}
 		est = e
-		notes = append(notes, "rows of the filter estimated by EXPLAIN")
+		notes = append(notes, "rows of the filter and incremental window estimated by EXPLAIN")
 	}
 	st := connectors.Stats{Bytes: size, PageCount: curPages}
 	if len(s.keys) == 0 {
@@ -105,7 +105,7 @@ FROM pg_class c LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid WHERE c.oid = 
 
 	var sample []connectors.Key
 	nullFrac := -1.0
-	if len(s.keys) == 1 && s.cfg.Where == "" && histogramUsable(&s.keys[0]) {
+	if len(s.keys) == 1 && !s.filtered() && histogramUsable(&s.keys[0]) {
 		var err error
 		sample, nullFrac, err = s.histogramSample(ctx, conn, sampleSize)
 		if err != nil {
@@ -215,14 +215,14 @@ func hasNull(k connectors.Key) bool {
 func (s *Source) exactStats(ctx context.Context, conn *pgx.Conn, sampleSize int, pages int64, why string) (connectors.Stats, error) {
 	st := connectors.Stats{Exact: true, PageCount: pages, Bytes: pages * 8192}
 	if len(s.keys) == 0 {
-		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+s.from+whereClause(nil, s.userWhere())).Scan(&st.Rows); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+s.from+whereClause(s.cursorConds, s.userWhere())).Scan(&st.Rows); err != nil {
 			return st, err
 		}
 		st.Method = "exact count (" + why + "), no key: ctid pages"
 		return st, nil
 	}
 	var keys []connectors.Key
-	err := s.keyReader(ctx, conn, "SELECT "+s.keySelectList()+" FROM "+s.from+whereClause(nil, s.userWhere()), func(k connectors.Key) {
+	err := s.keyReader(ctx, conn, "SELECT "+s.keySelectList()+" FROM "+s.from+whereClause(s.cursorConds, s.userWhere()), func(k connectors.Key) {
 		if hasNull(k) {
 			st.NullRows++
 			return
@@ -264,7 +264,7 @@ func (s *Source) tableSample(ctx context.Context, conn *pgx.Conn, sampleSize int
 		var keys []connectors.Key
 		nulls, total = 0, 0
 		q := fmt.Sprintf("SELECT %s FROM %s TABLESAMPLE %s (%s) REPEATABLE (42)%s",
-			s.keySelectList(), s.from, method, strconv.FormatFloat(pct, 'f', 6, 64), whereClause(nil, s.userWhere()))
+			s.keySelectList(), s.from, method, strconv.FormatFloat(pct, 'f', 6, 64), whereClause(s.cursorConds, s.userWhere()))
 		err = s.keyReader(ctx, conn, q, func(k connectors.Key) {
 			total++
 			if hasNull(k) {
@@ -405,7 +405,7 @@ func (s *Source) probeMinMax(ctx context.Context, conn *pgx.Conn) (lo, hi connec
 	if err != nil {
 		return nil, nil, err
 	}
-	base := "SELECT " + s.keySelectList() + " FROM " + s.from + whereClause(conds, s.userWhere())
+	base := "SELECT " + s.keySelectList() + " FROM " + s.from + whereClause(append(conds, s.cursorConds...), s.userWhere())
 	desc := make([]string, len(s.keys))
 	for i := range s.keys {
 		desc[i] = s.keys[i].orderExpr() + " DESC"
@@ -427,7 +427,7 @@ func (s *Source) probeMinMax(ctx context.Context, conn *pgx.Conn) (lo, hi connec
 // queryStats plans a query source: EXPLAIN for the size; a small result is
 // read whole, a big one sampled with random() in one pass.
 func (s *Source) queryStats(ctx context.Context, conn *pgx.Conn, sampleSize int) (connectors.Stats, error) {
-	est, err := explainRows(ctx, conn, "SELECT 1 FROM "+s.from+whereClause(nil, s.userWhere()))
+	est, err := explainRows(ctx, conn, "SELECT 1 FROM "+s.from+whereClause(s.cursorConds, s.userWhere()))
 	if err != nil {
 		return connectors.Stats{}, err
 	}
@@ -438,7 +438,7 @@ func (s *Source) queryStats(ctx context.Context, conn *pgx.Conn, sampleSize int)
 	frac := math.Min(1, float64(20*sampleSize)/est)
 	var keys []connectors.Key
 	nulls, total := 0, 0
-	q := "SELECT " + s.keySelectList() + " FROM " + s.from + whereClause([]string{"random() < " + strconv.FormatFloat(frac, 'f', 8, 64)}, s.userWhere())
+	q := "SELECT " + s.keySelectList() + " FROM " + s.from + whereClause(append([]string{"random() < " + strconv.FormatFloat(frac, 'f', 8, 64)}, s.cursorConds...), s.userWhere())
 	if err := s.keyReader(ctx, conn, q, func(k connectors.Key) {
 		total++
 		if hasNull(k) {

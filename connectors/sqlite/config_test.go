@@ -207,10 +207,10 @@ func TestCursor(t *testing.T) {
 		t.Fatalf("MaxCursor: %v (%v), want %v", maxAt, err, day(3))
 	}
 	win := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "ev", Key: []string{"id"},
-		Cursor: &connectors.CursorWindow{Column: "at", After: day(1), UpTo: day(3)}})
+		Cursor: &connectors.CursorWindow{Column: "at", From: day(2), UpTo: day(3)}})
 	rows, _ := readRows(t, win, connectors.Range{})
 	if len(rows) != 2 || rows[0][0] != int64(2) || rows[1][0] != int64(3) {
-		t.Errorf("window (Jan 1, Jan 3]: got %v, want ids 2 and 3", rows)
+		t.Errorf("window [Jan 2, Jan 3]: got %v, want ids 2 and 3", rows)
 	}
 	if n, _ := win.(connectors.Counter).Count(context.Background(), connectors.Range{}); n != 2 {
 		t.Errorf("count of the window: %d, want 2", n)

@@ -169,12 +169,12 @@ func openSource(ctx context.Context, cfg connectors.SourceConfig) (_ *source, er
 		if err := sniffTime(c, s.from, col); err != nil {
 			return nil, err
 		}
-		if cur.After != nil {
-			v, err := keyArg(col, cur.After)
+		if cur.From != nil {
+			v, err := keyArg(col, cur.From)
 			if err != nil {
 				return nil, fmt.Errorf("cursor: %w", err)
 			}
-			s.filter = append(s.filter, keyExpr(col)+" > ?")
+			s.filter = append(s.filter, keyExpr(col)+" >= ?")
 			s.filterArgs = append(s.filterArgs, v)
 		}
 		if cur.UpTo != nil {

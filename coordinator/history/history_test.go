@@ -90,7 +90,7 @@ func TestRoundTrip(t *testing.T) {
 	h, _, prefix := open(t, 0)
 	run := runAt("orders", 1, engine.RunFailed)
 	run.Error = "partition p001: connection reset"
-	run.CursorAfter, run.CursorUpTo = connectors.Key{int64(5)}, connectors.Key{int64(99)}
+	run.CursorFrom, run.CursorUpTo = connectors.Key{int64(5)}, connectors.Key{int64(99)}
 	ps := parts(40, 0, 60)
 	ps[1].State, ps[1].Attempts, ps[1].Error = engine.Failed, 3, "connection reset"
 	ps[1].Checkpoint = engine.Checkpoint{Rows: 12, Bytes: 120, BadRows: 2, Error: "worker: connection reset"}
