@@ -180,3 +180,14 @@ func TestFindCycleAndDependants(t *testing.T) {
 		t.Errorf("dependants of a: %v", got)
 	}
 }
+
+func TestRefusedRunNamesItsJobOnce(t *testing.T) {
+	for reason, want := range map[string]string{
+		`job "x": incremental.lookback: must be positive`: `job "x": incremental.lookback: must be positive`,
+		`open source: connection refused`:                 `job "x": open source: connection refused`,
+	} {
+		if got := refusedRun("x", reason).Error(); got != want {
+			t.Errorf("refusedRun(%q) = %q, want %q", reason, got, want)
+		}
+	}
+}

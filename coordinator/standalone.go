@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/datashift/datashift/coordinator/store"
@@ -189,7 +190,7 @@ func waitStarted(ctx context.Context, c *Cluster, job, entry string, since time.
 			case err == nil && run.State == engine.RunRunning:
 				return run, nil
 			case err == nil:
-				return nil, fmt.Errorf("job %q: %s", job, run.Error)
+				return nil, refusedRun(job, run.Error)
 			case !errors.Is(err, engine.ErrNotFound):
 				return nil, err
 			}
@@ -200,7 +201,7 @@ func waitStarted(ctx context.Context, c *Cluster, job, entry string, since time.
 			for _, h := range hist {
 				if !h.Finished.Before(since) {
 					if h.State == engine.RunFailed {
-						return nil, fmt.Errorf("job %q: %s", job, h.Error)
+						return nil, refusedRun(job, h.Error)
 					}
 					return &h, nil
 				}
@@ -239,4 +240,13 @@ func waitEnded(ctx context.Context, c *Cluster, job, run string) (*engine.RunRec
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// refusedRun is the error of a run refused before it started, named by its
+// job once: the reason often names it already (a spec error).
+func refusedRun(job, reason string) error {
+	if prefix := fmt.Sprintf("job %q", job); strings.HasPrefix(reason, prefix) {
+		return errors.New(reason)
+	}
+	return fmt.Errorf("job %q: %s", job, reason)
 }
