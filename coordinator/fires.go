@@ -283,12 +283,14 @@ func (c *Cluster) Resume(ctx context.Context, job string) error {
 
 func (c *Cluster) setPaused(ctx context.Context, name string, paused bool) error {
 	for {
-		spec, owner, err := c.Job(ctx, name)
+		owner, nst, err := c.owner(ctx, name)
 		if err != nil {
 			return err
 		}
-		_, nst, err := c.owner(ctx, name)
-		if err != nil {
+		spec := &engine.Job{}
+		if err := getJSON(ctx, c.S, store.Join(jobsPath, owner, name), spec); errors.Is(err, store.ErrNoNode) {
+			continue // moving between owners
+		} else if err != nil {
 			return err
 		}
 		st, fst, err := fireState(ctx, c.S, name)

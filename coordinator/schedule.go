@@ -196,39 +196,19 @@ func Dependants(graph map[string][]string, job string) []string {
 }
 
 // FindCycle returns the jobs along a cycle that adding job with its
-// upstreams to graph would close (job first and last), or nil.
+// upstreams to an acyclic graph would close (job first and last), or nil.
 func FindCycle(graph map[string][]string, job string, after []string) []string {
-	// A cycle through job is a path from one of its upstreams back to it.
-	var path []string
-	seen := map[string]bool{}
-	var reach func(n string) bool
-	reach = func(n string) bool {
-		if n == job {
-			return true
-		}
-		if seen[n] {
-			return false
-		}
-		seen[n] = true
-		path = append(path, n)
-		ups := append([]string(nil), graph[n]...)
-		sort.Strings(ups)
-		for _, u := range ups {
-			if reach(u) {
-				return true
-			}
-		}
-		path = path[:len(path)-1]
-		return false
+	with := make(map[string][]string, len(graph)+1)
+	for n, ups := range graph {
+		with[n] = ups
 	}
-	ups := append([]string(nil), after...)
-	sort.Strings(ups)
-	for _, u := range ups {
-		path = path[:0]
-		if reach(u) {
-			// job runs after u, which runs (through path) after job.
-			return append(append([]string{job}, path...), job)
+	with[job] = after
+	cycle := engine.FindCycle(with)
+	// The graph had none: the cycle runs through job. Start it there.
+	for i, n := range cycle {
+		if n == job && i > 0 {
+			return append(append(cycle[i:len(cycle)-1:len(cycle)-1], cycle[:i]...), job)
 		}
 	}
-	return nil
+	return cycle
 }

@@ -170,6 +170,10 @@ func TestFindCycleAndDependants(t *testing.T) {
 	if got := FindCycle(graph, "a", []string{"c"}); !reflect.DeepEqual(got, []string{"a", "c", "b", "a"}) {
 		t.Errorf("cycle: got %v", got)
 	}
+	// A cycle found from another job is told from the job added.
+	if got := FindCycle(map[string][]string{"a": {"c"}, "b": {"a"}}, "c", []string{"b"}); !reflect.DeepEqual(got, []string{"c", "b", "a", "c"}) {
+		t.Errorf("cycle from c: got %v", got)
+	}
 	if got := FindCycle(graph, "e", []string{"d"}); got != nil {
 		t.Errorf("no cycle expected, got %v", got)
 	}

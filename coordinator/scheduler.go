@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -150,7 +151,7 @@ func (sc *scheduler) sync(ctx context.Context) (<-chan struct{}, error) {
 	}
 	sc.folderVer = fst.Version
 	for _, name := range kids {
-		if j, ok := sc.jobs[name]; ok && !j.moved && !contains(reload, name) {
+		if j, ok := sc.jobs[name]; ok && !j.moved && !slices.Contains(reload, name) {
 			continue
 		}
 		if err := sc.load(ctx, name); err != nil {
@@ -158,15 +159,6 @@ func (sc *scheduler) sync(ctx context.Context) (<-chan struct{}, error) {
 		}
 	}
 	return changed, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // forgetAll drops the jobs not among names.

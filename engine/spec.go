@@ -430,16 +430,25 @@ func ValidateSet(jobs []*Job) error {
 	return nil
 }
 
-// findCycle returns the names along one cycle of `after` edges, first name
-// repeated at the end, or nil.
+// findCycle returns the names along one cycle of the jobs' `after` edges,
+// first name repeated at the end, or nil.
 func findCycle(jobs []*Job) []string {
 	after := map[string][]string{}
-	var names []string
 	for _, j := range jobs {
-		names = append(names, j.Name)
 		if j.Schedule != nil {
 			after[j.Name] = j.Schedule.After
 		}
+	}
+	return FindCycle(after)
+}
+
+// FindCycle returns the names along one cycle of a graph of `after` edges
+// (each job's upstreams), first name repeated at the end, or nil. Jobs are
+// tried in name order, so the same graph gives the same cycle.
+func FindCycle(after map[string][]string) []string {
+	names := make([]string, 0, len(after))
+	for n := range after {
+		names = append(names, n)
 	}
 	sort.Strings(names)
 	const (

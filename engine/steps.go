@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -24,8 +23,6 @@ import (
 type Steps struct {
 	State State
 	Log   *slog.Logger
-	// HTTPClient posts callbacks; nil: a client with a 10s timeout.
-	HTTPClient *http.Client
 	// Sleep and Now are the clock; nil: the real one.
 	Sleep func(ctx context.Context, d time.Duration) error
 	Now   func() time.Time

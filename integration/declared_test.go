@@ -198,7 +198,7 @@ func copyNamed(t *testing.T, src store, from string, dst store, to string) {
 	defer db.Close()
 	defer s.Close()
 	job := &engine.Job{
-		Name:   fmt.Sprintf("declared-%s-%s", src.typ, dst.typ),
+		Name:   fmt.Sprintf("copy-%s-%s", src.typ, dst.typ),
 		Source: engine.SourceSpec{Type: src.typ, DSN: src.dsn, Table: from},
 		Sink:   engine.SinkSpec{Type: dst.typ, DSN: dst.dsn, Table: to, Mode: connectors.Append, CreateTable: true},
 	}

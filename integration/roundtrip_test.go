@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -11,8 +10,6 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/datashift/datashift/connectors"
-	"github.com/datashift/datashift/coordinator"
-	"github.com/datashift/datashift/coordinator/store/embedded"
 	"github.com/datashift/datashift/engine"
 	"github.com/datashift/datashift/internal/testenv"
 )
@@ -147,20 +144,5 @@ func TestRoundTripEveryPair(t *testing.T) {
 
 func copyTable(t *testing.T, src, dst store) {
 	t.Helper()
-	db := embedded.Memory()
-	s, err := db.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	defer s.Close()
-	job := &engine.Job{
-		Name:   fmt.Sprintf("roundtrip-%s-%s", src.typ, dst.typ),
-		Source: engine.SourceSpec{Type: src.typ, DSN: src.dsn, Table: "types", Key: []string{"id"}},
-		Sink:   engine.SinkSpec{Type: dst.typ, DSN: dst.dsn, Table: "types", Mode: connectors.Append, CreateTable: true},
-	}
-	job.Normalize()
-	if _, err := coordinator.RunJob(context.Background(), s, job, coordinator.RunOptions{}); err != nil {
-		t.Fatalf("copy %s → %s: %v", src.typ, dst.typ, err)
-	}
+	copyNamed(t, src, "types", dst, "types")
 }

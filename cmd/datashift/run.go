@@ -51,15 +51,9 @@ process is killed, the same job run again, from any directory, continues from
 what the sink committed, with no row lost or written twice.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			job, err := engine.LoadJob(args[0])
+			job, err := loadJob(cmd, args[0], parallelism)
 			if err != nil {
 				return err
-			}
-			if cmd.Flags().Changed("parallelism") {
-				if err := engine.CheckParallelism(parallelism); err != nil {
-					return &engine.SpecError{Job: job.Name, Field: "--parallelism", Reason: err.Error()}
-				}
-				job.Parallelism = parallelism
 			}
 			ctx := cmd.Context()
 			if err := engine.Check(ctx, job); err != nil {
@@ -80,6 +74,22 @@ what the sink committed, with no row lost or written twice.`,
 	cmd.Flags().DurationVar(&callbackWait, "callback-wait", 15*time.Second, "how long to wait, once the run is over, for its callbacks to be posted; what is not is posted by the job's next run")
 	cmd.Flags().BoolVar(&restart, "restart", false, "abandon the job's interrupted or failed run (its rows stay in the sink) and start a new one")
 	return cmd
+}
+
+// loadJob reads a job spec, with the --parallelism flag, if given, in
+// place of the spec's.
+func loadJob(cmd *cobra.Command, path string, parallelism int) (*engine.Job, error) {
+	job, err := engine.LoadJob(path)
+	if err != nil {
+		return nil, err
+	}
+	if cmd.Flags().Changed("parallelism") {
+		if err := engine.CheckParallelism(parallelism); err != nil {
+			return nil, &engine.SpecError{Job: job.Name, Field: "--parallelism", Reason: err.Error()}
+		}
+		job.Parallelism = parallelism
+	}
+	return job, nil
 }
 
 // runJob runs job with progress bars on w and prints its summary.

@@ -24,15 +24,9 @@ as a source of its type), in parallel. It writes nothing. Exit status: 0 when
 every partition matches, 1 when any differs, 2 when the job is refused.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			job, err := engine.LoadJob(args[0])
+			job, err := loadJob(cmd, args[0], parallelism)
 			if err != nil {
 				return err
-			}
-			if cmd.Flags().Changed("parallelism") {
-				if err := engine.CheckParallelism(parallelism); err != nil {
-					return &engine.SpecError{Job: job.Name, Field: "--parallelism", Reason: err.Error()}
-				}
-				job.Parallelism = parallelism
 			}
 			v, err := engine.Verify(cmd.Context(), job)
 			if v == nil {
