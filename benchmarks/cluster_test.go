@@ -212,7 +212,7 @@ func BenchmarkClusterCoordination(b *testing.B) {
 	}
 	var run engine.RunRecord
 	for {
-		runs, err := c.Runs(ctx, j.Name)
+		runs, err := c.Runs(ctx, j.Name, 0)
 		if err != nil {
 			b.Fatal(err)
 		}

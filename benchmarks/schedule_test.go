@@ -92,7 +92,7 @@ func BenchmarkSchedule10kJobs(b *testing.B) {
 	// then counted once at most, never twice.
 	seen, started := map[string]int{}, 0
 	for i := range jobs {
-		runs, err := c.Runs(ctx, fmt.Sprintf("cron%05d", i))
+		runs, err := c.Runs(ctx, fmt.Sprintf("cron%05d", i), 0)
 		if err != nil {
 			b.Fatal(err)
 		}

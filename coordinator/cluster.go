@@ -312,6 +312,44 @@ func (c *Cluster) Jobs(ctx context.Context) ([]JobInfo, error) {
 	return out, nil
 }
 
+// JobOverview is a job as a list of jobs shows it: its spec, owner,
+// schedule and newest run.
+type JobOverview struct {
+	JobInfo
+	Schedule *ScheduleInfo
+	// LastRun is the newest run, going or finished; nil before the first.
+	LastRun *engine.RunRecord
+}
+
+// Overview lists every job, by name, with its schedule and newest run.
+func (c *Cluster) Overview(ctx context.Context) ([]JobOverview, error) {
+	jobs, err := c.Jobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	graph, _, err := dependencyGraph(ctx, c.S)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]JobOverview, 0, len(jobs))
+	for _, j := range jobs {
+		sched, err := c.scheduleInfo(ctx, j.Job, graph)
+		if err != nil {
+			return nil, fmt.Errorf("job %q: %w", j.Job.Name, err)
+		}
+		o := JobOverview{JobInfo: j, Schedule: sched}
+		runs, err := c.Runs(ctx, j.Job.Name, 1)
+		if err != nil {
+			return nil, fmt.Errorf("job %q: %w", j.Job.Name, err)
+		}
+		if len(runs) > 0 {
+			o.LastRun = &runs[0]
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
 // DeleteJob removes a job. A run of it that is going goes on to its end
 // with the spec it was started with. A job other jobs run after is
 // refused, naming them.
@@ -366,8 +404,9 @@ func (c *Cluster) Trigger(ctx context.Context, name, trigger string) (string, er
 }
 
 // Runs lists a job's runs, newest first: those going or failed (from the
-// run state) and the finished ones of its history.
-func (c *Cluster) Runs(ctx context.Context, job string) ([]engine.RunRecord, error) {
+// run state) and the finished ones of its history; limit > 0 keeps the
+// newest limit of them.
+func (c *Cluster) Runs(ctx context.Context, job string, limit int) ([]engine.RunRecord, error) {
 	out, err := c.runs().runRecords(ctx, job)
 	if err != nil {
 		return nil, err
@@ -376,7 +415,7 @@ func (c *Cluster) Runs(ctx context.Context, job string) ([]engine.RunRecord, err
 	for _, rec := range out {
 		seen[rec.ID] = true
 	}
-	hist, err := c.history(ctx, job)
+	hist, err := c.history(ctx, job, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -387,17 +426,21 @@ func (c *Cluster) Runs(ctx context.Context, job string) ([]engine.RunRecord, err
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
 	return out, nil
 }
 
-// history lists the job's finished runs: from History when there is one
-// (with the store's few as a fallback for runs it missed), else the store's.
-func (c *Cluster) history(ctx context.Context, job string) ([]engine.RunRecord, error) {
+// history lists the job's finished runs, newest first: from History when
+// there is one (with the store's few as a fallback for runs it missed),
+// else the store's. limit > 0 reads no more than that from History.
+func (c *Cluster) history(ctx context.Context, job string, limit int) ([]engine.RunRecord, error) {
 	kept, err := c.runs().History(ctx, job)
 	if err != nil || c.History == nil {
 		return kept, err
 	}
-	long, err := c.History.List(ctx, job, 0)
+	long, err := c.History.List(ctx, job, limit)
 	if err != nil {
 		return nil, err
 	}

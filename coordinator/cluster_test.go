@@ -139,7 +139,7 @@ func waitRun(t *testing.T, c *coordinator.Cluster, job string, within time.Durat
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
-		runs, err := c.Runs(context.Background(), job)
+		runs, err := c.Runs(context.Background(), job, 0)
 		if err == nil && len(runs) > 0 && runs[0].State != engine.RunRunning {
 			return runs[0]
 		}
@@ -275,7 +275,7 @@ func waitForWorkOn(t *testing.T, c *coordinator.Cluster, job string, nodes []*no
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		runs, err := c.Runs(context.Background(), job)
+		runs, err := c.Runs(context.Background(), job, 0)
 		if err == nil && len(runs) > 0 {
 			st, err := c.Run(context.Background(), job, runs[0].ID)
 			if err == nil {
@@ -424,7 +424,7 @@ func TestClusterDrainGivesPartitionsBack(t *testing.T) {
 			victim := waitForWorkOn(t, c, job.Name, followers)
 			victimID := victim.ID()
 			others := liveCluster(nodes, victim)
-			runs, err := others.Runs(context.Background(), job.Name)
+			runs, err := others.Runs(context.Background(), job.Name, 0)
 			if err != nil || len(runs) == 0 {
 				t.Fatalf("runs: %v, %v", runs, err)
 			}

@@ -214,6 +214,16 @@ func (c *Cluster) fireStateOp(ctx context.Context, job *engine.Job) (store.Op, e
 // Schedule returns what the API shows of a job's schedule: paused, the
 // last tick, the next five fires, the jobs up and down stream.
 func (c *Cluster) Schedule(ctx context.Context, job *engine.Job) (*ScheduleInfo, error) {
+	graph, _, err := dependencyGraph(ctx, c.S)
+	if err != nil {
+		return nil, err
+	}
+	return c.scheduleInfo(ctx, job, graph)
+}
+
+// scheduleInfo is Schedule with the dependency graph read once for many
+// jobs.
+func (c *Cluster) scheduleInfo(ctx context.Context, job *engine.Job, graph map[string][]string) (*ScheduleInfo, error) {
 	st, _, err := fireState(ctx, c.S, job.Name)
 	if err != nil && !errors.Is(err, store.ErrNoNode) {
 		return nil, err
@@ -233,10 +243,6 @@ func (c *Cluster) Schedule(ctx context.Context, job *engine.Job) (*ScheduleInfo,
 			}
 			info.NextFires = sched.NextFires(from, 5)
 		}
-	}
-	graph, _, err := dependencyGraph(ctx, c.S)
-	if err != nil {
-		return nil, err
 	}
 	info.Dependants = Dependants(graph, job.Name)
 	return info, nil

@@ -58,7 +58,7 @@ func settled(t *testing.T, c *coordinator.Cluster, jobs ...string) {
 	for time.Now().Before(deadline) {
 		busy := false
 		for _, j := range jobs {
-			runs, err := c.Runs(context.Background(), j)
+			runs, err := c.Runs(context.Background(), j, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,7 +110,7 @@ func checkTicksOnce(t *testing.T, c *coordinator.Cluster, job *engine.Job, from 
 			t.Errorf("job %s: tick %s accounted for %d times", job.Name, tk.Format(time.RFC3339), seen[tk])
 		}
 	}
-	runs, err := c.Runs(context.Background(), job.Name)
+	runs, err := c.Runs(context.Background(), job.Name, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +327,7 @@ func TestScheduleAfterChain(t *testing.T) {
 				t.Fatal(err)
 			}
 			time.Sleep(6 * time.Second) // longer than the leader's full look at dependants
-			if runs, _ := c.Runs(ctx, "b"); len(runs) != 1 {
+			if runs, _ := c.Runs(ctx, "b", 0); len(runs) != 1 {
 				t.Fatalf("b ran %d times after a failed, want once (before)", len(runs))
 			}
 			if _, err := c.Trigger(ctx, "a", coordinator.TriggerManual); err != nil {
@@ -344,7 +344,7 @@ func TestScheduleAfterChain(t *testing.T) {
 			}
 			settled(t, c, "a", "b", "c")
 			for job, want := range map[string]int{"a": 3, "b": 2, "c": 2} {
-				if runs, _ := c.Runs(ctx, job); len(runs) != want {
+				if runs, _ := c.Runs(ctx, job, 0); len(runs) != want {
 					t.Errorf("%s ran %d times, want %d", job, len(runs), want)
 				}
 			}
@@ -357,7 +357,7 @@ func waitRunAfter(t *testing.T, c *coordinator.Cluster, job, after string, withi
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
-		runs, err := c.Runs(context.Background(), job)
+		runs, err := c.Runs(context.Background(), job, 0)
 		if err == nil && len(runs) > 0 && runs[0].ID > after && runs[0].State != engine.RunRunning {
 			return runs[0]
 		}

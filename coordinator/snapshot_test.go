@@ -55,7 +55,7 @@ func TestClusterSnapshotRunOutlivesItsLeader(t *testing.T) {
 			c := nodes[0].Cluster()
 			submitAndTrigger(t, c, job)
 			waitForWorkOn(t, c, job.Name, nodes)
-			runs, err := c.Runs(ctx, job.Name)
+			runs, err := c.Runs(ctx, job.Name, 0)
 			if err != nil || len(runs) == 0 || runs[0].Snapshot == "" {
 				t.Fatalf("the run while it copies: %+v, %v; want its snapshot", runs, err)
 			}

@@ -209,6 +209,9 @@ type jobBody struct {
 	Owner    string                    `json:"owner"`
 	Spec     *engine.Job               `json:"spec,omitempty"`
 	Schedule *coordinator.ScheduleInfo `json:"schedule,omitempty"`
+	// LastRun is the job's newest run, going or over (lists and job
+	// pages; absent before the first run).
+	LastRun *engine.RunRecord `json:"last_run,omitempty"`
 }
 
 func (a *api) submit(w http.ResponseWriter, r *http.Request) {
@@ -246,14 +249,14 @@ func (a *api) update(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) jobs(w http.ResponseWriter, r *http.Request) {
-	list, err := a.node.Cluster().Jobs(r.Context())
+	list, err := a.node.Cluster().Overview(r.Context())
 	if err != nil {
 		failFor(w, err)
 		return
 	}
 	out := make([]jobBody, 0, len(list))
 	for _, j := range list {
-		out = append(out, jobBody{Name: j.Job.Name, Owner: j.Owner, Spec: j.Job.Redacted()})
+		out = append(out, jobBody{Name: j.Job.Name, Owner: j.Owner, Spec: j.Job.Redacted(), Schedule: j.Schedule, LastRun: j.LastRun})
 	}
 	reply(w, http.StatusOK, out)
 }
@@ -269,7 +272,16 @@ func (a *api) job(w http.ResponseWriter, r *http.Request) {
 		failFor(w, err)
 		return
 	}
-	reply(w, http.StatusOK, jobBody{Name: job.Name, Owner: owner, Spec: job.Redacted(), Schedule: sched})
+	body := jobBody{Name: job.Name, Owner: owner, Spec: job.Redacted(), Schedule: sched}
+	runs, err := a.node.Cluster().Runs(r.Context(), job.Name, 1)
+	if err != nil {
+		failFor(w, err)
+		return
+	}
+	if len(runs) > 0 {
+		body.LastRun = &runs[0]
+	}
+	reply(w, http.StatusOK, body)
 }
 
 func (a *api) pause(w http.ResponseWriter, r *http.Request) {
@@ -337,7 +349,16 @@ func (a *api) runs(w http.ResponseWriter, r *http.Request) {
 		failFor(w, err)
 		return
 	}
-	runs, err := a.node.Cluster().Runs(r.Context(), name)
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			fail(w, http.StatusBadRequest, fmt.Errorf("limit %q: want a whole number of runs, 1 or more", v))
+			return
+		}
+		limit = n
+	}
+	runs, err := a.node.Cluster().Runs(r.Context(), name, limit)
 	if err != nil {
 		failFor(w, err)
 		return

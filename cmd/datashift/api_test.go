@@ -721,6 +721,29 @@ func TestAPITriggerRun(t *testing.T) {
 		t.Fatalf("callback: %+v", p)
 	}
 
+	// The list of jobs and the job show the run as the newest, with the
+	// schedule (none: a job run by hand).
+	var list []jobBody
+	n.anon("GET", "/api/jobs", "").decode(t, &list)
+	if len(list) != 1 || list[0].LastRun == nil || list[0].LastRun.ID != id || list[0].LastRun.State != engine.RunSucceeded ||
+		list[0].LastRun.Rows != src.rows || list[0].Schedule == nil || list[0].Schedule.Paused || len(list[0].Schedule.NextFires) != 0 {
+		t.Fatalf("the list of jobs after the run: %+v", list)
+	}
+	var one jobBody
+	n.anon("GET", "/api/jobs/orders", "").decode(t, &one)
+	if one.LastRun == nil || one.LastRun.ID != id {
+		t.Fatalf("the job after the run: %+v", one)
+	}
+	if a := n.anon("GET", "/api/jobs/orders/runs?limit=1", ""); a.code != http.StatusOK || !strings.Contains(string(a.body), id) {
+		t.Fatalf("runs?limit=1: %s", a)
+	}
+	for _, bad := range []string{"0", "-3", "many"} {
+		e := n.anon("GET", "/api/jobs/orders/runs?limit="+bad, "").errBody(t, http.StatusBadRequest)
+		if !strings.Contains(e.Error, `limit "`+bad+`"`) {
+			t.Errorf("runs?limit=%s: %+v", bad, e)
+		}
+	}
+
 	// Runs that are not there.
 	for _, p := range []string{"/api/runs/orders/20000101T000000.000000Z-000000", "/api/runs/nope/" + id} {
 		e := n.anon("GET", p, "").errBody(t, http.StatusNotFound)
