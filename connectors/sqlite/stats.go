@@ -45,12 +45,20 @@ func (s *source) Stats(ctx context.Context, sampleSize int) (st connectors.Stats
 	defer stop()
 
 	if s.table != nil && s.table.rowid {
-		spans, rows, err := s.rowidSpans(ctx, c, sampleSize)
+		// The rowids' range bounds the rows: a table whose range is small
+		// is scanned without measuring its density first.
+		whole, empty, err := s.rowidRange(c)
 		if err != nil {
 			return st, err
 		}
-		if rows >= float64(exactBelow) {
-			return s.probeStats(ctx, c, spans, rows, sampleSize)
+		if !empty && whole.width() >= scanBelow(sampleSize) {
+			spans, rows, err := s.rowidSpans(ctx, c, whole, sampleSize)
+			if err != nil {
+				return st, err
+			}
+			if rows >= scanBelow(sampleSize) {
+				return s.probeStats(ctx, c, spans, rows, sampleSize)
+			}
 		}
 	}
 	if len(s.keys) == 0 {
@@ -89,19 +97,8 @@ const (
 // gives its density. The span holding the most rows is then split in eight
 // and probed again, until no span holds more than a fraction of a sample
 // interval or the probe budget is spent.
-func (s *source) rowidSpans(ctx context.Context, c *liteConn, sampleSize int) ([]span, float64, error) {
-	t := s.table.ref.sql()
-	var lo, hi int64
-	empty := false
-	err := c.query("SELECT (SELECT min(rowid) FROM "+t+"), (SELECT max(rowid) FROM "+t+")", nil, func(q *liteStmt) error {
-		empty = q.colType(0) == typNull
-		lo, hi = q.colInt64(0), q.colInt64(1)
-		return nil
-	})
-	if err != nil || empty {
-		return nil, 0, err
-	}
-	p, err := c.prepare("SELECT rowid FROM " + t + " WHERE rowid >= ? ORDER BY rowid LIMIT " + fmt.Sprint(perProbe))
+func (s *source) rowidSpans(ctx context.Context, c *liteConn, whole span, sampleSize int) ([]span, float64, error) {
+	p, err := c.prepare("SELECT rowid FROM " + s.table.ref.sql() + " WHERE rowid >= ? ORDER BY rowid LIMIT " + fmt.Sprint(perProbe))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -135,7 +132,7 @@ func (s *source) rowidSpans(ctx context.Context, c *liteConn, sampleSize int) ([
 		}
 		return nil
 	}
-	spans := splitSpan(span{lo: lo, hi: hi}, initialSpans)
+	spans := splitSpan(whole, initialSpans)
 	for i := range spans {
 		if err := probe(&spans[i]); err != nil {
 			return nil, 0, err
@@ -169,6 +166,18 @@ func (s *source) rowidSpans(ctx context.Context, c *liteConn, sampleSize int) ([
 		spans = append(spans[:big], append(parts, spans[big+1:]...)...)
 	}
 	return spans, total(), nil
+}
+
+// rowidRange reads the table's least and greatest rowid (two index walks);
+// empty when it has no rows.
+func (s *source) rowidRange(c *liteConn) (whole span, empty bool, err error) {
+	t := s.table.ref.sql()
+	err = c.query("SELECT (SELECT min(rowid) FROM "+t+"), (SELECT max(rowid) FROM "+t+")", nil, func(q *liteStmt) error {
+		empty = q.colType(0) == typNull
+		whole.lo, whole.hi = q.colInt64(0), q.colInt64(1)
+		return nil
+	})
+	return whole, empty, err
 }
 
 // splitSpan cuts sp into at most n spans of nearly equal width.
@@ -255,6 +264,11 @@ func (s *source) scanStats(ctx context.Context, c *liteConn, sampleSize int) (co
 	return st, ctx.Err()
 }
 
+// probeCount is how many rows probeStats fetches for a sample of
+// sampleSize keys: more than the sample, since rows that fail the filter
+// or have a NULL key are not in it.
+func probeCount(sampleSize int) int { return min(max(4*sampleSize, 1000), 20_000) }
+
 // probeStats samples a large rowid table at evenly spaced ranks of the
 // rowid density (see Stats).
 func (s *source) probeStats(ctx context.Context, c *liteConn, spans []span, total float64, sampleSize int) (connectors.Stats, error) {
@@ -279,7 +293,7 @@ func (s *source) probeStats(ctx context.Context, c *liteConn, spans []span, tota
 		return st, err
 	}
 	defer p.finalize()
-	probes := min(max(4*sampleSize, 1000), 20_000)
+	probes := probeCount(sampleSize)
 	nk := len(s.keys)
 	idx := make([]int, nk)
 	all := make([]int, nk)

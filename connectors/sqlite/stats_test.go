@@ -75,8 +75,8 @@ func TestStatsExact(t *testing.T) {
 // TestStatsSampled: above the exact threshold a rowid table is probed, not
 // scanned; the estimates are close and the ends exact.
 func TestStatsSampled(t *testing.T) {
-	defer func(v int64) { exactBelow = v }(exactBelow)
-	exactBelow = 1000
+	defer func(v float64) { rowsPerProbe = v }(rowsPerProbe)
+	rowsPerProbe = 1 // 1000 probes: tables of 1000 rows and more are sampled
 	dsn := newDB(t)
 	skewed(t, dsn, 20_000)
 	for _, c := range []struct {
@@ -119,8 +119,8 @@ func TestStatsSampled(t *testing.T) {
 // would sample the key space, not the rows; the density estimate must find
 // the cluster so that split points at the sample's quantiles balance.
 func TestStatsSparseRowids(t *testing.T) {
-	defer func(v int64) { exactBelow = v }(exactBelow)
-	exactBelow = 1000
+	defer func(v float64) { rowsPerProbe = v }(rowsPerProbe)
+	rowsPerProbe = 1 // 1000 probes: tables of 1000 rows and more are sampled
 	dsn := newDB(t)
 	db := sqlDB(t, dsn)
 	mustExec(t, db, `CREATE TABLE skew (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)`)
@@ -172,8 +172,8 @@ func TestStatsSparseRowids(t *testing.T) {
 // TestStatsExtremeRowids: rowids at both ends of int64 must not overflow
 // the span arithmetic.
 func TestStatsExtremeRowids(t *testing.T) {
-	defer func(v int64) { exactBelow = v }(exactBelow)
-	exactBelow = 100
+	defer func(v float64) { rowsPerProbe = v }(rowsPerProbe)
+	rowsPerProbe = 0.1 // 1000 probes: tables of 100 rows and more are sampled
 	dsn := newDB(t)
 	db := sqlDB(t, dsn)
 	mustExec(t, db, `CREATE TABLE x (id INTEGER PRIMARY KEY, k TEXT)`)
