@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -274,5 +276,15 @@ incremental: {cursor: id}
 	m := regexp.MustCompile(`job cli-incr: \d+ partitions, scheme \S+, ~(\d+) rows`).FindStringSubmatch(out)
 	if m == nil || m[1] != "4" {
 		t.Fatalf("plan after a run should estimate the 4 rows of the window (10000 to 10003):\n%s", out)
+	}
+	out, err = datashift(t, "plan", job, "--state", state, "--json")
+	var plan planBody
+	if err != nil || json.Unmarshal([]byte(out), &plan) != nil {
+		t.Fatalf("plan --json: %v\n%s", err, out)
+	}
+	w := plan.Window
+	if plan.Job != "cli-incr" || w == nil || w.Cursor != "id" || fmt.Sprint(w.From, w.UpTo, w.SkipAtFrom, w.OnlyAtUpTo) != "10000 10003 [10000] [10003]" ||
+		!strings.HasPrefix(w.Description, "incremental window: 10000 <= id <= 10003") || len(plan.Partitions) == 0 {
+		t.Fatalf("plan --json after a run: window %+v\n%s", w, out)
 	}
 }

@@ -12,10 +12,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/datashift/datashift/connectors"
 	"github.com/datashift/datashift/coordinator"
 	"github.com/datashift/datashift/coordinator/store"
 	"github.com/datashift/datashift/coordinator/store/embedded"
 	"github.com/datashift/datashift/engine"
+	"github.com/datashift/datashift/partitioner"
 )
 
 // defaultStateDir is the per-user folder where standalone runs keep their
@@ -205,9 +207,13 @@ run continues.`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
+				body := planBody{Job: job.Name, Plan: plan, Window: windowOf(job, run)}
+				if continued {
+					body.Continues = run.ID
+				}
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				return enc.Encode(plan)
+				return enc.Encode(body)
 			}
 			var total int64
 			for _, p := range plan.Partitions {
@@ -279,4 +285,38 @@ func humanCount(f float64) string {
 		return fmt.Sprintf("%.1fk", f/1e3)
 	}
 	return fmt.Sprintf("%.0f", f)
+}
+
+// planBody is what plan --json prints: the plan, and what the text shows
+// beside it.
+type planBody struct {
+	Job string `json:"job"`
+	// Continues is the unfinished run the next run continues.
+	Continues string `json:"continues_run,omitempty"`
+	partitioner.Plan
+	Window *windowBody `json:"window,omitempty"`
+}
+
+// windowBody is the incremental window of a run (see engine.RunRecord):
+// rows with From <= cursor <= UpTo, less the keys SkipAtFrom, and at UpTo
+// only the keys OnlyAtUpTo when it is set (sinks that do not upsert).
+type windowBody struct {
+	Cursor      string           `json:"cursor"`
+	From        connectors.Key   `json:"from,omitempty"`
+	UpTo        connectors.Key   `json:"up_to,omitempty"`
+	SkipAtFrom  []connectors.Key `json:"skip_at_from,omitempty"`
+	OnlyAtUpTo  []connectors.Key `json:"only_at_up_to,omitempty"`
+	Lookback    string           `json:"lookback,omitempty"`
+	Description string           `json:"description"`
+}
+
+func windowOf(job *engine.Job, run *engine.RunRecord) *windowBody {
+	if job.Incremental == nil {
+		return nil
+	}
+	return &windowBody{
+		Cursor: job.Incremental.Cursor, From: run.CursorFrom, UpTo: run.CursorUpTo,
+		SkipAtFrom: run.CursorSkip, OnlyAtUpTo: run.CursorKeys, Lookback: job.Incremental.Lookback,
+		Description: engine.DescribeWindow(job, run),
+	}
 }
