@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -49,7 +50,44 @@ func (a *api) routes() http.Handler {
 	mux.HandleFunc("GET /api/nodes", a.nodes)
 	mux.HandleFunc("GET /api/config", a.getConfig)
 	mux.HandleFunc("PUT /api/config", a.write(a.putConfig))
+	mux.HandleFunc("/api/", noRoute(mux))
 	return mux
+}
+
+// noRoute answers, in JSON, a request no API route takes: 405 naming the
+// methods the path has, or 404.
+func noRoute(mux *http.ServeMux) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var allowed []string
+		for _, m := range []string{http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "/api/" {
+				allowed = append(allowed, m)
+			}
+		}
+		if len(allowed) == 0 {
+			fail(w, http.StatusNotFound, fmt.Errorf("no such API route: %s %s", r.Method, r.URL.Path))
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		fail(w, http.StatusMethodNotAllowed, fmt.Errorf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
+	}
+}
+
+// readBody reads a write's body, answering 413 when it is over the cap.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(r.Body)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		fail(w, http.StatusRequestEntityTooLarge, fmt.Errorf("the request body is over %d bytes", maxBody))
+		return nil, false
+	}
+	if err != nil {
+		fail(w, http.StatusBadRequest, err)
+		return nil, false
+	}
+	return body, true
 }
 
 // write wraps a handler that changes the cluster: the token is checked and
@@ -119,14 +157,8 @@ func failFor(w http.ResponseWriter, err error) {
 
 // readJob decodes a job spec body (YAML or JSON) and checks it.
 func (a *api) readJob(w http.ResponseWriter, r *http.Request) (*engine.Job, bool) {
-	body, err := io.ReadAll(r.Body)
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		fail(w, http.StatusRequestEntityTooLarge, fmt.Errorf("the request body is over %d bytes", maxBody))
-		return nil, false
-	}
-	if err != nil {
-		fail(w, http.StatusBadRequest, err)
+	body, ok := readBody(w, r)
+	if !ok {
 		return nil, false
 	}
 	cfg, err := a.node.Cluster().Config(r.Context())
@@ -460,15 +492,14 @@ func (a *api) getConfig(w http.ResponseWriter, r *http.Request) {
 // putConfig replaces the cluster's settings; every node applies them as it
 // hears of the change.
 func (a *api) putConfig(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
 	var cfg coordinator.ClusterConfig
-	dec := json.NewDecoder(r.Body)
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			fail(w, http.StatusRequestEntityTooLarge, fmt.Errorf("the request body is over %d bytes", maxBody))
-			return
-		}
 		fail(w, http.StatusBadRequest, fmt.Errorf("config: %w", err))
 		return
 	}
