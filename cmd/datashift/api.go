@@ -32,6 +32,8 @@ type api struct {
 	// check reaches a submitted job's stores before it is filed, as
 	// datashift check does.
 	check func(ctx context.Context, job *engine.Job) error
+	// metrics serves /metrics and ui every path outside /api/, when set.
+	metrics, ui http.Handler
 }
 
 func (a *api) routes() http.Handler {
@@ -51,6 +53,12 @@ func (a *api) routes() http.Handler {
 	mux.HandleFunc("GET /api/config", a.getConfig)
 	mux.HandleFunc("PUT /api/config", a.write(a.putConfig))
 	mux.HandleFunc("/api/", noRoute(mux))
+	if a.metrics != nil {
+		mux.Handle("GET /metrics", a.metrics)
+	}
+	if a.ui != nil {
+		mux.Handle("GET /", a.ui)
+	}
 	return mux
 }
 
