@@ -79,3 +79,22 @@ func TestAPIMalformedRequests(t *testing.T) {
 		}
 	}
 }
+
+// The token and a Redis URL (which may hold a password) come from the
+// environment without --help showing them.
+func TestNodeHelpShowsNoSecrets(t *testing.T) {
+	t.Setenv("DATASHIFT_TOKEN", "s3cret-token")
+	t.Setenv("DATASHIFT_REDIS", "redis://:hunter2@127.0.0.1:6379/0")
+	out, err := datashift(t, "node", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"s3cret-token", "hunter2"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("datashift node --help shows %q:\n%s", secret, out)
+		}
+	}
+	if !strings.Contains(out, "default $DATASHIFT_TOKEN") {
+		t.Errorf("--help does not say where the token comes from:\n%s", out)
+	}
+}

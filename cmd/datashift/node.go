@@ -43,6 +43,9 @@ ones at their last checkpoint, hands them back so that other nodes continue them
 at once, and leaves.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Secrets come from the environment here, not as flag
+			// defaults, which --help would print.
+			redisURL, token = orEnv(redisURL, "DATASHIFT_REDIS"), orEnv(token, "DATASHIFT_TOKEN")
 			if slots < 1 {
 				return fmt.Errorf("--slots must be at least 1 (got %d)", slots)
 			}
@@ -112,9 +115,9 @@ at once, and leaves.`,
 	f.StringVar(&stateDir, "state", envOr("DATASHIFT_STATE", defaultStateDir()), "folder of the embedded store (without --zk)")
 	f.DurationVar(&sessionTimeout, "session-timeout", 10*time.Second, "ZooKeeper session timeout: a node silent this long is taken for dead")
 	f.DurationVar(&drainTimeout, "drain-timeout", 30*time.Second, "how long a drain may take on SIGTERM")
-	f.StringVar(&redisURL, "redis", os.Getenv("DATASHIFT_REDIS"), "Redis URL (redis://host:port/db) that keeps finished runs; empty: the store keeps the last few")
+	f.StringVar(&redisURL, "redis", "", "Redis URL (redis://host:port/db) that keeps finished runs (default $DATASHIFT_REDIS); empty: the store keeps the last few")
 	f.StringVar(&redisPrefix, "redis-prefix", history.DefaultPrefix, "put before every key in Redis, so that several clusters can share one")
-	f.StringVar(&token, "token", os.Getenv("DATASHIFT_TOKEN"), "bearer token the API requires for changes (empty: none)")
+	f.StringVar(&token, "token", "", "bearer token the API requires for changes (default $DATASHIFT_TOKEN; empty: none)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

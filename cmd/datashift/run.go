@@ -264,6 +264,15 @@ func envOr(name, def string) string {
 	return def
 }
 
+// orEnv is a flag's value, or the environment variable's when the flag
+// was left empty: for secrets, which a flag default would show in --help.
+func orEnv(flag, name string) string {
+	if flag != "" {
+		return flag
+	}
+	return os.Getenv(name)
+}
+
 func humanBytes(n int64) string {
 	const unit = 1024
 	if n < unit {
