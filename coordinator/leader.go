@@ -445,7 +445,7 @@ func (l *leader) startRun(ctx context.Context, entry string, q QueueEntry, job *
 	}
 	if run != nil {
 		run.Trigger, run.Scheduled, run.Ticks, run.Upstream, run.Queued = q.Trigger, q.Scheduled, q.Ticks, q.Upstream, q.Requested
-		run.FirstStarted = time.Time{}
+		run.FirstStarted, run.QueueEntry = time.Time{}, store.Base(entry)
 	}
 	if err == nil && fresh {
 		if err = l.steps.Prepare(ctx, job); err == nil {
@@ -517,7 +517,7 @@ func (l *leader) refuse(ctx context.Context, entry string, q QueueEntry, job *en
 	l.n.log.Warn("trigger refused", "job", job.Name, "err", cause)
 	now := l.n.cluster.now()
 	if active, err := l.rs.ActiveRun(ctx, job.Name); err == nil {
-		active.Error = cause.Error()
+		active.Error, active.QueueEntry = cause.Error(), store.Base(entry)
 		data, err := json.Marshal(active)
 		if err != nil {
 			return err
@@ -529,7 +529,7 @@ func (l *leader) refuse(ctx context.Context, entry string, q QueueEntry, job *en
 		run = &engine.RunRecord{Job: job.Name, ID: engine.NewRunID(now), Started: now}
 	}
 	run.State, run.Finished, run.Error = engine.RunFailed, now, cause.Error()
-	run.Trigger, run.Scheduled, run.Ticks, run.Queued = q.Trigger, q.Scheduled, q.Ticks, q.Requested
+	run.Trigger, run.Scheduled, run.Ticks, run.Queued, run.QueueEntry = q.Trigger, q.Scheduled, q.Ticks, q.Requested, store.Base(entry)
 	ops, err := l.rs.historyOps(ctx, run)
 	if err != nil {
 		return err

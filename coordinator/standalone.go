@@ -93,7 +93,6 @@ func RunJob(ctx context.Context, s store.Store, job *engine.Job, opts RunOptions
 	if err != nil {
 		return nil, err
 	}
-	since := c.now()
 
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	node, err := Start(startCtx, Config{Store: s, Slots: max(1, job.Parallelism), Log: log, Tick: 500 * time.Millisecond,
@@ -119,7 +118,7 @@ func RunJob(ctx context.Context, s store.Store, job *engine.Job, opts RunOptions
 		}
 	}
 	if entry != "" {
-		if active, err = waitStarted(ctx, c, job.Name, entry, since); err != nil {
+		if active, err = waitStarted(ctx, c, job.Name, entry); err != nil {
 			return nil, err
 		}
 	}
@@ -176,8 +175,9 @@ func pendingTrigger(ctx context.Context, c *Cluster, job string) (string, error)
 }
 
 // waitStarted waits for the leader to take the queue entry and returns the
-// run it started, or the reason it refused the trigger.
-func waitStarted(ctx context.Context, c *Cluster, job, entry string, since time.Time) (*engine.RunRecord, error) {
+// run it started, or the reason it refused the trigger: the run whose
+// record names the entry.
+func waitStarted(ctx context.Context, c *Cluster, job, entry string) (*engine.RunRecord, error) {
 	rs := c.runs()
 	for {
 		ok, _, err := c.S.Exists(ctx, store.Join(queuePath, entry))
@@ -187,11 +187,11 @@ func waitStarted(ctx context.Context, c *Cluster, job, entry string, since time.
 		if !ok {
 			run, err := rs.ActiveRun(ctx, job)
 			switch {
-			case err == nil && run.State == engine.RunRunning:
+			case err == nil && run.QueueEntry == entry && run.State == engine.RunRunning:
 				return run, nil
-			case err == nil:
+			case err == nil && run.QueueEntry == entry:
 				return nil, refusedRun(job, run.Error)
-			case !errors.Is(err, engine.ErrNotFound):
+			case err != nil && !errors.Is(err, engine.ErrNotFound):
 				return nil, err
 			}
 			hist, err := rs.History(ctx, job)
@@ -199,12 +199,13 @@ func waitStarted(ctx context.Context, c *Cluster, job, entry string, since time.
 				return nil, err
 			}
 			for _, h := range hist {
-				if !h.Finished.Before(since) {
-					if h.State == engine.RunFailed {
-						return nil, refusedRun(job, h.Error)
-					}
-					return &h, nil
+				if h.QueueEntry != entry {
+					continue
 				}
+				if h.State == engine.RunFailed {
+					return nil, refusedRun(job, h.Error)
+				}
+				return &h, nil
 			}
 			return nil, fmt.Errorf("job %q: the trigger was taken but no run came of it", job)
 		}

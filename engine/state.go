@@ -131,6 +131,10 @@ type RunRecord struct {
 	Upstream     map[string]string `json:"upstream,omitempty"`
 	Queued       time.Time         `json:"queued,omitzero"`
 	FirstStarted time.Time         `json:"first_started,omitzero"`
+	// QueueEntry names the trigger that started the run, or last continued
+	// it (what a trigger's answer gave), so the one who triggered it can
+	// find it.
+	QueueEntry string `json:"queue_entry,omitempty"`
 }
 
 // ErrNotFound is returned by State lookups of runs or partitions that do

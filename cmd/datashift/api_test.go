@@ -653,7 +653,7 @@ func TestAPITriggerRun(t *testing.T) {
 		return a.code == http.StatusOK && len(runs) == 1
 	})
 	id := runs[0].ID
-	if runs[0].Job != "orders" || runs[0].Scheme != "key-range" || runs[0].Spec.Source.Table != "orders" {
+	if runs[0].Job != "orders" || runs[0].Scheme != "key-range" || runs[0].Spec.Source.Table != "orders" || runs[0].QueueEntry != queued["queued"] {
 		t.Fatalf("the run as listed: %+v", runs[0])
 	}
 
