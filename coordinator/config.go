@@ -33,7 +33,7 @@ type ClusterConfig struct {
 func (c ClusterConfig) Validate() error {
 	var errs engine.SpecErrors
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, &engine.SpecError{Field: field, Reason: fmt.Sprintf(format, args...)})
+		errs = append(errs, &engine.SpecError{Of: "cluster config", Field: field, Reason: fmt.Sprintf(format, args...)})
 	}
 	if c.Slots < 0 || c.Slots > 1024 {
 		bad("slots", "must be between 1 and 1024, or 0 for each node's own (got %d)", c.Slots)

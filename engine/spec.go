@@ -204,11 +204,17 @@ type SpecError struct {
 	Job    string
 	Field  string
 	Reason string
+	// Of names what Field is a field of when it is not a job spec (the
+	// cluster's config).
+	Of string
 }
 
 func (e *SpecError) Error() string {
 	where := "job spec"
-	if e.Job != "" {
+	switch {
+	case e.Of != "":
+		where = e.Of
+	case e.Job != "":
 		where = fmt.Sprintf("job %q", e.Job)
 	}
 	if e.Field == "" { // the spec as a whole

@@ -822,7 +822,7 @@ func TestAPIConfig(t *testing.T) {
 	if a := n.anon("PUT", "/api/config", `{"batch_rows": 123}`); a.code != http.StatusUnauthorized {
 		t.Fatalf("PUT without the token: %s", a)
 	}
-	if e := n.do("PUT", "/api/config", `{"slots": -1}`).errBody(t, http.StatusBadRequest); e.Field != "slots" {
+	if e := n.do("PUT", "/api/config", `{"slots": -1}`).errBody(t, http.StatusBadRequest); e.Field != "slots" || !strings.HasPrefix(e.Error, "cluster config: slots: must be between 1 and 1024") {
 		t.Fatalf("a bad slots value: %+v", e)
 	}
 	if a := n.do("PUT", "/api/config", `{"slot": 3}`); a.code != http.StatusBadRequest || !strings.Contains(string(a.body), `unknown field \"slot\"`) {
