@@ -461,6 +461,15 @@ func TestAPIToken(t *testing.T) {
 				}
 			}
 		}
+		if w.path == "/api/jobs/tok/trigger" {
+			// The run ends before its job is deleted, and before the
+			// test's folders are.
+			eventually(t, 30*time.Second, "the triggered run ends", func() bool {
+				var runs []engine.RunRecord
+				n.anon("GET", "/api/jobs/tok/runs", "").decode(t, &runs)
+				return len(runs) == 1 && runs[0].State == engine.RunSucceeded
+			})
+		}
 	}
 	// A refused write is refused before its body is read or checked.
 	if a := n.anon("POST", "/api/jobs", "{"); a.code != http.StatusUnauthorized {
