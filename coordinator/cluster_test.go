@@ -321,12 +321,17 @@ func TestClusterConfigIsAppliedLive(t *testing.T) {
 			nodes := []*node{startNode(t, b, 4), startNode(t, b, 4)}
 			c := nodes[0].Cluster()
 			ctx := context.Background()
-			if err := c.SetConfig(ctx, coordinator.ClusterConfig{Slots: -3, LogLevel: "loud"}); err == nil ||
+			if _, err := c.SetConfig(ctx, coordinator.ClusterConfig{Slots: -3, LogLevel: "loud"}, coordinator.AnyRevision); err == nil ||
 				!strings.Contains(err.Error(), "slots: must be between") || !strings.Contains(err.Error(), `log_level: must be debug, info, warn or error (got "loud")`) {
 				t.Fatalf("a bad config: %v", err)
 			}
-			if err := c.SetConfig(ctx, coordinator.ClusterConfig{Slots: 1, BatchRows: 77}); err != nil {
-				t.Fatal(err)
+			rev, err := c.SetConfig(ctx, coordinator.ClusterConfig{Slots: 1, BatchRows: 77}, 0)
+			if err != nil || rev != 1 {
+				t.Fatalf("the first config: revision %d, %v", rev, err)
+			}
+			// A change against a revision that is gone is refused.
+			if _, err := c.SetConfig(ctx, coordinator.ClusterConfig{Slots: 3}, 0); !errors.Is(err, coordinator.ErrConfigChanged) {
+				t.Fatalf("a change against revision 0 once 1 is there: %v", err)
 			}
 			deadline := time.Now().Add(10 * time.Second)
 			for {
@@ -346,9 +351,9 @@ func TestClusterConfigIsAppliedLive(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			got, err := nodes[1].Cluster().Config(ctx)
-			if err != nil || got.Slots != 1 || got.BatchRows != 77 {
-				t.Fatalf("config read back: %+v, %v", got, err)
+			got, rev, err := nodes[1].Cluster().Config(ctx)
+			if err != nil || got.Slots != 1 || got.BatchRows != 77 || rev != 1 {
+				t.Fatalf("config read back: %+v revision %d, %v", got, rev, err)
 			}
 		})
 	}

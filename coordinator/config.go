@@ -61,35 +61,77 @@ func (c ClusterConfig) JobDefaults() engine.JobDefaults {
 	return engine.JobDefaults{BatchRows: c.BatchRows, CommitRows: c.CommitRows}
 }
 
+// ErrConfigChanged refuses a config change made against a revision that
+// is no longer the newest: someone else changed it since it was read.
+var ErrConfigChanged = errors.New("the cluster config changed since it was read")
+
+// AnyRevision makes SetConfig replace whatever config is there.
+const AnyRevision int64 = -1
+
 // Config reads the cluster's settings (zero when none were ever set) and
-// their version.
-func (c *Cluster) Config(ctx context.Context) (ClusterConfig, error) {
+// their revision: 0 before the first change, then one more per change.
+func (c *Cluster) Config(ctx context.Context) (ClusterConfig, int64, error) {
 	var cfg ClusterConfig
-	err := getJSON(ctx, c.S, configsPath, &cfg)
+	data, stat, err := c.S.Get(ctx, configsPath)
 	if errors.Is(err, store.ErrNoNode) {
-		return ClusterConfig{}, nil
+		return ClusterConfig{}, 0, nil
 	}
-	return cfg, err
+	if err != nil {
+		return cfg, 0, err
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return cfg, 0, fmt.Errorf("decode %s: %w", configsPath, err)
+	}
+	return cfg, int64(stat.Version) + 1, nil
 }
 
-// SetConfig replaces the cluster's settings; every node applies them as its
-// watch fires.
-func (c *Cluster) SetConfig(ctx context.Context, cfg ClusterConfig) error {
+// SetConfig replaces the cluster's settings, if their revision is still
+// ifRevision (AnyRevision: whatever it is), and returns the new revision;
+// every node applies them as its watch fires.
+func (c *Cluster) SetConfig(ctx context.Context, cfg ClusterConfig, ifRevision int64) (int64, error) {
 	if err := cfg.Validate(); err != nil {
-		return err
+		return 0, err
 	}
 	data, err := json.Marshal(cfg)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	_, err = c.S.Set(ctx, configsPath, data, store.AnyVersion)
-	if errors.Is(err, store.ErrNoNode) {
-		_, err = c.S.Create(ctx, configsPath, data, 0)
-		if errors.Is(err, store.ErrNodeExists) {
-			_, err = c.S.Set(ctx, configsPath, data, store.AnyVersion)
+	version := store.AnyVersion
+	if ifRevision > 0 {
+		version = int32(ifRevision - 1)
+	}
+	if ifRevision != 0 {
+		stat, err := c.S.Set(ctx, configsPath, data, version)
+		switch {
+		case err == nil:
+			return int64(stat.Version) + 1, nil
+		case errors.Is(err, store.ErrBadVersion), ifRevision > 0 && errors.Is(err, store.ErrNoNode):
+			return 0, changedSince(ctx, c, ifRevision)
+		case !errors.Is(err, store.ErrNoNode):
+			return 0, err
 		}
 	}
-	return err
+	// Never set: the first change makes the node.
+	if _, err := c.S.Create(ctx, configsPath, data, 0); err != nil {
+		if errors.Is(err, store.ErrNodeExists) {
+			if ifRevision == AnyRevision {
+				return c.SetConfig(ctx, cfg, ifRevision)
+			}
+			return 0, changedSince(ctx, c, ifRevision)
+		}
+		return 0, err
+	}
+	return 1, nil
+}
+
+// changedSince is ErrConfigChanged with the revisions, for the one who
+// must read the config again.
+func changedSince(ctx context.Context, c *Cluster, was int64) error {
+	_, now, err := c.Config(ctx)
+	if err != nil {
+		return fmt.Errorf("%w (revision %d)", ErrConfigChanged, was)
+	}
+	return fmt.Errorf("%w: revision %d, now %d; read it again", ErrConfigChanged, was, now)
 }
 
 // watchConfig applies the cluster's settings as they change, for the

@@ -169,7 +169,7 @@ func (a *api) readJob(w http.ResponseWriter, r *http.Request) (*engine.Job, bool
 	if !ok {
 		return nil, false
 	}
-	cfg, err := a.node.Cluster().Config(r.Context())
+	cfg, _, err := a.node.Cluster().Config(r.Context())
 	if err != nil {
 		fail(w, http.StatusInternalServerError, err)
 		return nil, false
@@ -488,18 +488,31 @@ func (a *api) nodes(w http.ResponseWriter, r *http.Request) {
 	reply(w, http.StatusOK, out)
 }
 
+// getConfig answers the cluster's settings with their revision as the
+// ETag, which a PUT may give back in If-Match to change only that one.
 func (a *api) getConfig(w http.ResponseWriter, r *http.Request) {
-	cfg, err := a.node.Cluster().Config(r.Context())
+	cfg, rev, err := a.node.Cluster().Config(r.Context())
 	if err != nil {
 		failFor(w, err)
 		return
 	}
+	w.Header().Set("ETag", revisionTag(rev))
 	reply(w, http.StatusOK, cfg)
 }
 
 // putConfig replaces the cluster's settings; every node applies them as it
-// hears of the change.
+// hears of the change. With If-Match it replaces only the revision read
+// (412 when another change came first).
 func (a *api) putConfig(w http.ResponseWriter, r *http.Request) {
+	ifRev := coordinator.AnyRevision
+	if m := r.Header.Get("If-Match"); m != "" && m != "*" {
+		n, err := strconv.ParseInt(strings.Trim(m, `"`), 10, 64)
+		if err != nil || n < 0 {
+			fail(w, http.StatusBadRequest, fmt.Errorf("If-Match %s: want the ETag GET /api/config answered", m))
+			return
+		}
+		ifRev = n
+	}
 	body, ok := readBody(w, r)
 	if !ok {
 		return
@@ -511,9 +524,17 @@ func (a *api) putConfig(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, fmt.Errorf("config: %w", err))
 		return
 	}
-	if err := a.node.Cluster().SetConfig(r.Context(), cfg); err != nil {
+	rev, err := a.node.Cluster().SetConfig(r.Context(), cfg, ifRev)
+	if errors.Is(err, coordinator.ErrConfigChanged) {
+		fail(w, http.StatusPreconditionFailed, err)
+		return
+	}
+	if err != nil {
 		failFor(w, err)
 		return
 	}
+	w.Header().Set("ETag", revisionTag(rev))
 	reply(w, http.StatusOK, cfg)
 }
+
+func revisionTag(rev int64) string { return strconv.Quote(strconv.FormatInt(rev, 10)) }

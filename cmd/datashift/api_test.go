@@ -123,7 +123,9 @@ func (n *apiNode) anon(method, path, body string) answer {
 	return n.send(method, path, body, "")
 }
 
-func (n *apiNode) send(method, path, body, token string) answer {
+// send makes one request; header holds further header names and values,
+// in pairs.
+func (n *apiNode) send(method, path, body, token string, header ...string) answer {
 	n.t.Helper()
 	var r io.Reader
 	if body != "" {
@@ -135,6 +137,9 @@ func (n *apiNode) send(method, path, body, token string) answer {
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := n.srv.Client().Do(req)
 	if err != nil {
@@ -824,9 +829,10 @@ func TestAPIConfig(t *testing.T) {
 	n := startAPI(t, nodeOpts{token: "s3cret"})
 	src := demoSource(t, 100)
 	var cfg coordinator.ClusterConfig
-	n.anon("GET", "/api/config", "").decode(t, &cfg)
-	if cfg != (coordinator.ClusterConfig{}) {
-		t.Fatalf("config of a new cluster: %+v", cfg)
+	a := n.anon("GET", "/api/config", "")
+	a.decode(t, &cfg)
+	if cfg != (coordinator.ClusterConfig{}) || a.header.Get("ETag") != `"0"` {
+		t.Fatalf("config of a new cluster: %+v, ETag %s", cfg, a.header.Get("ETag"))
 	}
 	if a := n.anon("PUT", "/api/config", `{"batch_rows": 123}`); a.code != http.StatusUnauthorized {
 		t.Fatalf("PUT without the token: %s", a)
@@ -837,8 +843,17 @@ func TestAPIConfig(t *testing.T) {
 	if a := n.do("PUT", "/api/config", `{"slot": 3}`); a.code != http.StatusBadRequest || !strings.Contains(string(a.body), `unknown field \"slot\"`) {
 		t.Fatalf("an unknown field: %s", a)
 	}
-	if a := n.do("PUT", "/api/config", `{"batch_rows": 123, "log_level": "debug"}`); a.code != http.StatusOK {
-		t.Fatalf("PUT: %s", a)
+	if a := n.send("PUT", "/api/config", `{"batch_rows": 123, "log_level": "debug"}`, "s3cret", "If-Match", `"0"`); a.code != http.StatusOK || a.header.Get("ETag") != `"1"` {
+		t.Fatalf("PUT against revision 0: %s, ETag %s", a, a.header.Get("ETag"))
+	}
+	// A change made against the revision before is refused: someone
+	// changed the config since it was read.
+	e := n.send("PUT", "/api/config", `{"batch_rows": 5}`, "s3cret", "If-Match", `"0"`).errBody(t, http.StatusPreconditionFailed)
+	if e.Error != "the cluster config changed since it was read: revision 0, now 1; read it again" {
+		t.Fatalf("PUT against a stale revision: %+v", e)
+	}
+	if e := n.send("PUT", "/api/config", `{"batch_rows": 5}`, "s3cret", "If-Match", "yesterday").errBody(t, http.StatusBadRequest); !strings.Contains(e.Error, "If-Match yesterday: want the ETag") {
+		t.Fatalf("a bad If-Match: %+v", e)
 	}
 	n.anon("GET", "/api/config", "").decode(t, &cfg)
 	if cfg.BatchRows != 123 || cfg.LogLevel != "debug" {
