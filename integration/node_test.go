@@ -2,10 +2,12 @@ package integration
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/datashift/datashift/connectors"
@@ -106,5 +108,75 @@ func TestClusterHistoryInRedis(t *testing.T) {
 	var v runView
 	if err := nodes[2].get("/api/runs/kept/"+run.ID, &v); err != nil || v.State != engine.RunSucceeded || len(v.Partitions) != 0 {
 		t.Fatalf("the run once Redis lost it: %s with %d partitions, %v; want the store's record without partitions", v.State, len(v.Partitions), err)
+	}
+}
+
+// No line a node logs shows a DSN's password (at debug level, for the
+// lines that may come there), not in the errors of a run refused for its source; nor does any answer of
+// its API about the job.
+func TestNodeLogsHideDSNPasswords(t *testing.T) {
+	const secret = "Hunter2Secret"
+	src, dst := testenv.Postgres(t), testenv.Postgres(t)
+	source(t, src, 20000)
+	// PostgreSQL trusts the tests' connections: any password works.
+	withPassword := func(dsn string) string {
+		return strings.Replace(dsn, "postgres@", "postgres:"+secret+"@", 1)
+	}
+	if withPassword(src) == src {
+		t.Fatalf("no user to give a password to in %s", src)
+	}
+	c := newLocalCluster(t)
+	c.extra = []string{"--log-level", "debug"}
+	n := c.start(2)
+	mustSubmit(t, n, copyJob("pw", withPassword(src), withPassword(dst), 0))
+	trigger(t, n, "pw")
+	if run := c.watchRun("pw").waitEnd(time.Minute); run.State != engine.RunSucceeded {
+		t.Fatalf("the first run: %+v", run)
+	}
+	// The source table gone, the next trigger is refused in planning,
+	// with the driver's error in the log and in the run's record.
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP TABLE orders"); err != nil {
+		t.Fatal(err)
+	}
+	trigger(t, n, "pw")
+	var runs []engine.RunRecord
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if err := n.get("/api/jobs/pw/runs", &runs); err != nil {
+			t.Fatal(err)
+		}
+		if len(runs) == 2 && runs[0].State == engine.RunFailed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run without a source table: %+v", runs)
+		}
+	}
+	if !strings.Contains(runs[0].Error, "orders") {
+		t.Errorf("the refused run's error does not name the table: %q", runs[0].Error)
+	}
+	for _, path := range []string{"/api/jobs", "/api/jobs/pw", "/api/jobs/pw/runs", "/api/runs/pw/" + runs[0].ID, "/api/runs/pw/" + runs[1].ID} {
+		code, body, err := n.call(http.MethodGet, path, "", "")
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s %v", path, code, body, err)
+		}
+		if strings.Contains(string(body), secret) {
+			t.Errorf("GET %s shows the password:\n%s", path, body)
+		}
+	}
+	n.stop(t)
+	log := n.out.String()
+	if !strings.Contains(log, "trigger refused") || !strings.Contains(log, "run finished") {
+		t.Fatalf("the node's log has no run or no refusal, so it proves nothing:\n%s", log)
+	}
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, secret) {
+			t.Errorf("the node logged the password: %s", line)
+		}
 	}
 }
