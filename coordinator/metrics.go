@@ -47,8 +47,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		runDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "datashift_run_duration_seconds",
 			Help: "Time from a run's start to its end, observed by the leader that ends it, by job and the run's final state.",
-			// 1s to about 9h: copies range from a small table to a large one.
-			Buckets: prometheus.ExponentialBuckets(1, 3, 10),
+			// 0.1s to about 5h: copies range from a small table to a large one.
+			Buckets: prometheus.ExponentialBuckets(0.1, 3, 12),
 		}, []string{"job", "state"}),
 		fireLag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "datashift_fire_lag_seconds",
@@ -126,6 +126,12 @@ type committed struct {
 func (m *Metrics) committed(job string, from engine.Checkpoint) *committed {
 	if m == nil {
 		return nil
+	}
+	// The job's counters show from its first partition here, at 0 if need
+	// be, so that a rate over them starts with the job rather than with
+	// its first retry or bad row.
+	for _, v := range []*prometheus.CounterVec{m.rows, m.bytes, m.badRows, m.retries} {
+		v.WithLabelValues(job)
 	}
 	return &committed{m: m, job: job, seen: from}
 }
