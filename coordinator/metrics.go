@@ -21,6 +21,11 @@ type Metrics struct {
 	retries              *prometheus.CounterVec
 	runDuration          *prometheus.HistogramVec
 	fireLag              prometheus.Histogram
+
+	mu sync.Mutex
+	// ended is the run last observed ending, by job: a leader whose
+	// record of a run's end failed ends it again at its next step.
+	ended map[string]string
 }
 
 // NewMetrics makes a node's counters and registers them with reg. The
@@ -28,6 +33,7 @@ type Metrics struct {
 // registered apart, once the node is started: see NewStateCollector.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
+		ended: map[string]string{},
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "datashift_rows_copied_total",
 			Help: "Rows this node committed to sinks, by job.",
@@ -76,6 +82,13 @@ func (m *Metrics) retried(job string) {
 // runEnded observes a run's duration once its leader has ended it.
 func (m *Metrics) runEnded(run *engine.RunRecord) {
 	if m == nil || run == nil || run.State == engine.RunRunning || run.Finished.IsZero() {
+		return
+	}
+	m.mu.Lock()
+	again := m.ended[run.Job] == run.ID
+	m.ended[run.Job] = run.ID
+	m.mu.Unlock()
+	if again {
 		return
 	}
 	m.runDuration.WithLabelValues(run.Job, run.State).Observe(max(0, run.Finished.Sub(run.Started).Seconds()))
@@ -159,6 +172,8 @@ type countedLease struct {
 	engine.Lease
 	count *committed
 }
+
+var _ engine.Lease = countedLease{}
 
 func (l countedLease) Save(ctx context.Context, cp engine.Checkpoint) error {
 	err := l.Lease.Save(ctx, cp)
