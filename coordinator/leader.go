@@ -671,6 +671,7 @@ func (l *leader) finish(ctx context.Context, run *engine.RunRecord, runErr error
 	if isFenced(err, len(l.fence)) {
 		return errNotLeader
 	}
+	l.n.cfg.Metrics.runEnded(done)
 	if done != nil && done.State != engine.RunRunning && l.n.cfg.History != nil {
 		// Kept even when the node is stopping: the run is over in the
 		// store already, and this is its only long record.

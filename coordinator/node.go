@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/datashift/datashift/coordinator/history"
@@ -52,6 +53,9 @@ type Config struct {
 	NoSchedule bool
 	// HTTPClient posts callbacks; nil: a client with a 10s timeout.
 	HTTPClient *http.Client
+	// Metrics, if set, counts what the node does (rows committed, retries,
+	// runs ended, fires taken) for Prometheus; nil: nothing is counted.
+	Metrics *Metrics
 	// Now and Sleep are the clock; nil: the real one.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -82,6 +86,8 @@ type Node struct {
 	running  map[PartitionKey]context.CancelFunc
 	changed  chan struct{}   // resources to republish
 	posting  map[string]bool // callback entries being posted
+
+	session atomic.Int32 // the store session's state as last heard (store.SessionState)
 
 	registered chan struct{} // closed once the first membership is up
 	done       chan struct{}
@@ -142,6 +148,12 @@ func (n *Node) Leading() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.leading
+}
+
+// StoreConnected reports whether the node's store session is connected
+// now, as its session events last said.
+func (n *Node) StoreConnected() bool {
+	return store.SessionState(n.session.Load()) == store.Connected
 }
 
 // Cluster is the node's view of the cluster's tree, for its API.
@@ -240,6 +252,7 @@ func (n *Node) sessions(ctx context.Context) {
 			if !ok {
 				return
 			}
+			n.session.Store(int32(ev.State))
 			switch ev.State {
 			case store.Connected:
 				lost = nil

@@ -351,6 +351,7 @@ func nextState(st FireState, d Due) FireState {
 func (sc *scheduler) fired(ctx context.Context, j *scheduled, next FireState, version int32, d Due, now time.Time) {
 	crossed := next.Fires/50 != j.state.Fires/50
 	j.state, j.stateVer = next, version
+	sc.n.cfg.Metrics.fired(d.Fires, now)
 	for _, f := range d.Fires {
 		sc.n.log.Info("fired", "job", j.name, "tick", f.Tick, "stands_for", f.Ticks.Count, "lag", now.Sub(f.Tick).Round(time.Millisecond))
 	}

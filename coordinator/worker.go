@@ -24,7 +24,7 @@ import (
 func (n *Node) work(ctx context.Context, id string) {
 	s := n.cfg.Store
 	dir := store.Join(assignPath, id)
-	execs := &executors{byRun: map[string]*sharedExecutor{}, sleep: n.cfg.Sleep, now: n.cfg.Now, progress: n.cfg.Progress}
+	execs := &executors{byRun: map[string]*sharedExecutor{}, sleep: n.cfg.Sleep, now: n.cfg.Now, progress: n.cfg.Metrics.progress(n.cfg.Progress)}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for ctx.Err() == nil {
@@ -115,15 +115,20 @@ func (n *Node) execute(ctx, pctx context.Context, id string, k PartitionKey, exe
 		log.Warn("cannot read the run's partitions", "err", re.err)
 		return // the assignment stays: the next look takes it up again
 	}
+	count := n.cfg.Metrics.committed(k.Job, part.Checkpoint)
 	if err != nil {
 		cp := part.Checkpoint
 		cp.Error = err.Error()
-		n.endPartition(ctx, log, l, cp, apath)
+		n.endPartition(ctx, log, l, cp, apath, count)
 		return
 	}
 	defer release()
+	var held engine.Lease = l
+	if count != nil {
+		held = countedLease{l, count}
+	}
 	log.Info("partition started", "lease", a.Lease, "leader", a.Leader)
-	cp, err := exec.Execute(pctx, engine.Task{Job: &job, Run: &run, Partition: part, Lease: l})
+	cp, err := exec.Execute(pctx, engine.Task{Job: &job, Run: &run, Partition: part, Lease: held})
 	for errors.Is(err, connectors.ErrSnapshotGone) && pctx.Err() == nil {
 		// The leader that exported the run's snapshot is gone: its
 		// successor exports another, and the partition goes on in it
@@ -134,7 +139,7 @@ func (n *Node) execute(ctx, pctx context.Context, id string, k PartitionKey, exe
 		}
 		log.Warn("the run's snapshot went with its leader; the partition goes on in a new one", "old", run.Snapshot, "new", fresh.Snapshot)
 		run, part.Checkpoint = fresh, cp
-		cp, err = exec.Execute(pctx, engine.Task{Job: &job, Run: &run, Partition: part, Lease: l})
+		cp, err = exec.Execute(pctx, engine.Task{Job: &job, Run: &run, Partition: part, Lease: held})
 	}
 	switch {
 	case errors.Is(err, engine.ErrLeaseLost):
@@ -151,9 +156,9 @@ func (n *Node) execute(ctx, pctx context.Context, id string, k PartitionKey, exe
 		// gives the partition back when this node's znode goes.
 	case err != nil:
 		cp.Error = err.Error()
-		n.endPartition(ctx, log, l, cp, apath)
+		n.endPartition(ctx, log, l, cp, apath, count)
 	default:
-		n.endPartition(ctx, log, l, cp, apath)
+		n.endPartition(ctx, log, l, cp, apath, count)
 	}
 }
 
@@ -180,11 +185,12 @@ func (n *Node) nextSnapshot(ctx context.Context, k PartitionKey, old string) (en
 }
 
 // endPartition reports the partition's outcome under its lease: the final
-// checkpoint and the assignment's deletion, together.
+// checkpoint and the assignment's deletion, together; count hears the
+// checkpoint once it is in.
 func (n *Node) endPartition(ctx context.Context, log interface {
 	Info(string, ...any)
 	Warn(string, ...any)
-}, l *lease, cp engine.Checkpoint, apath string) {
+}, l *lease, cp engine.Checkpoint, apath string, count *committed) {
 	cp.Updated = n.cluster.now()
 	data, err := json.Marshal(cp)
 	if err != nil {
@@ -198,6 +204,7 @@ func (n *Node) endPartition(ctx context.Context, log interface {
 		log.Warn("cannot report the partition's end", "err", err)
 		return
 	}
+	count.saved(cp)
 	log.Info("partition ended", "done", cp.Done, "rows", cp.Rows, "error", cp.Error)
 }
 

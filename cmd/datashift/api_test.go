@@ -40,6 +40,8 @@ type nodeOpts struct {
 	noCheck bool
 	// wrap, if set, wraps the node's store session.
 	wrap func(store.Store) store.Store
+	// metrics serves GET /metrics as `datashift node` does.
+	metrics bool
 }
 
 func startAPI(t *testing.T, o nodeOpts) *apiNode {
@@ -55,12 +57,25 @@ func startAPI(t *testing.T, o nodeOpts) *apiNode {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	node, err := coordinator.Start(ctx, coordinator.Config{Store: s, Addr: "127.0.0.1:0", Slots: 2,
-		Tick: 100 * time.Millisecond, ResourceEvery: 100 * time.Millisecond})
+	cfg := coordinator.Config{Store: s, Addr: "127.0.0.1:0", Slots: 2,
+		Tick: 100 * time.Millisecond, ResourceEvery: 100 * time.Millisecond}
+	var metrics *nodeMetrics
+	if o.metrics {
+		if metrics, err = newNodeMetrics(); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Metrics = metrics.counts
+	}
+	node, err := coordinator.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := &api{node: node, token: o.token, check: engine.Check}
+	if metrics != nil {
+		if a.metrics, err = metrics.serve(node, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if o.noCheck {
 		a.check = nil
 	}

@@ -67,7 +67,11 @@ at once, and leaves.`,
 				return err
 			}
 			defer closeStore()
-			cfg := coordinator.Config{Store: s, SessionTimeout: timeout, Addr: ln.Addr().String(), Slots: slots, Log: log, LogLevel: level}
+			metrics, err := newNodeMetrics()
+			if err != nil {
+				return err
+			}
+			cfg := coordinator.Config{Store: s, SessionTimeout: timeout, Addr: ln.Addr().String(), Slots: slots, Log: log, LogLevel: level, Metrics: metrics.counts}
 			if redisURL != "" {
 				h, err := history.OpenRedis(ctx, redisURL, redisPrefix, 0)
 				if err != nil {
@@ -82,8 +86,12 @@ at once, and leaves.`,
 			if err != nil {
 				return err
 			}
+			scrape, err := metrics.serve(node, log)
+			if err != nil {
+				return err
+			}
 			srv := &http.Server{
-				Handler:           (&api{node: node, token: token, check: engine.Check}).routes(),
+				Handler:           (&api{node: node, token: token, check: engine.Check, metrics: scrape}).routes(),
 				ReadHeaderTimeout: 10 * time.Second,
 			}
 			served := make(chan error, 1)
