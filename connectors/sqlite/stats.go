@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/connectors/internal/density"
 )
 
 // Stats estimates the key distribution for planning. Small tables, queries
@@ -51,7 +51,7 @@ func (s *source) Stats(ctx context.Context, sampleSize int) (st connectors.Stats
 		if err != nil {
 			return st, err
 		}
-		if !empty && whole.width() >= scanBelow(sampleSize) {
+		if !empty && whole.Width() >= scanBelow(sampleSize) {
 			spans, rows, err := s.rowidSpans(ctx, c, whole, sampleSize)
 			if err != nil {
 				return st, err
@@ -73,148 +73,47 @@ func (s *source) Stats(ctx context.Context, sampleSize int) (st connectors.Stats
 	return s.scanStats(ctx, c, sampleSize)
 }
 
-// span is a stretch [lo, hi] of rowids (inclusive: rowids may reach
-// math.MaxInt64) and the rows it is estimated to hold.
-type span struct {
-	lo, hi int64
-	rows   float64
-	exact  bool // rows were counted, not estimated
-}
-
-// width is the number of rowids in the span, as a float: a span may cover
-// all 2^64 of them.
-func (sp span) width() float64 { return float64(uint64(sp.hi)-uint64(sp.lo)) + 1 }
-
-const (
-	perProbe     = 16   // rowids read by one density probe
-	initialSpans = 256  // equal stretches probed first
-	maxProbes    = 4096 // density probes at most
-)
-
-// rowidSpans measures the density of the table's rowids. Each span is
-// probed at its start for the next perProbe rowids: if they run past the
-// span's end, the span's rows are counted exactly; otherwise their spread
-// gives its density. The span holding the most rows is then split in eight
-// and probed again, until no span holds more than a fraction of a sample
-// interval or the probe budget is spent.
-func (s *source) rowidSpans(ctx context.Context, c *liteConn, whole span, sampleSize int) ([]span, float64, error) {
-	p, err := c.prepare("SELECT rowid FROM " + s.table.ref.sql() + " WHERE rowid >= ? ORDER BY rowid LIMIT " + fmt.Sprint(perProbe))
+// rowidSpans measures the density of the table's rowids (see
+// density.Measure), probing them here one after another: each probe is an
+// index walk in this process.
+func (s *source) rowidSpans(ctx context.Context, c *liteConn, whole density.Span, sampleSize int) ([]density.Span, float64, error) {
+	p, err := c.prepare("SELECT rowid FROM " + s.table.ref.sql() + " WHERE rowid >= ? ORDER BY rowid LIMIT " + fmt.Sprint(density.PerProbe))
 	if err != nil {
 		return nil, 0, err
 	}
 	defer p.finalize()
-	probes := 0
-	probe := func(sp *span) error {
-		probes++
-		p.reset()
-		if err := p.bindInt64(1, sp.lo); err != nil {
-			return err
-		}
-		n, last := 0, sp.lo
-		for {
-			row, err := p.step()
-			if err != nil {
-				return err
+	return density.Measure(ctx, whole.Lo, whole.Hi, sampleSize, func(ctx context.Context, starts []int64) ([][]int64, error) {
+		out := make([][]int64, len(starts))
+		for i, start := range starts {
+			p.reset()
+			if err := p.bindInt64(1, start); err != nil {
+				return nil, err
 			}
-			if !row {
-				break
-			}
-			r := p.colInt64(0)
-			if r > sp.hi {
-				break
-			}
-			n, last = n+1, r
-		}
-		if n < perProbe {
-			sp.rows, sp.exact = float64(n), true
-		} else {
-			sp.rows = float64(n) * sp.width() / (float64(uint64(last)-uint64(sp.lo)) + 1)
-		}
-		return nil
-	}
-	spans := splitSpan(whole, initialSpans)
-	for i := range spans {
-		if err := probe(&spans[i]); err != nil {
-			return nil, 0, err
-		}
-	}
-	total := func() (n float64) {
-		for _, sp := range spans {
-			n += sp.rows
-		}
-		return n
-	}
-	for probes+8 <= maxProbes {
-		if err := ctx.Err(); err != nil {
-			return nil, 0, err
-		}
-		big := -1
-		for i, sp := range spans {
-			if !sp.exact && sp.width() > perProbe && (big < 0 || sp.rows > spans[big].rows) {
-				big = i
+			for {
+				row, err := p.step()
+				if err != nil {
+					return nil, err
+				}
+				if !row {
+					break
+				}
+				out[i] = append(out[i], p.colInt64(0))
 			}
 		}
-		if big < 0 || spans[big].rows <= total()/float64(4*sampleSize) {
-			break
-		}
-		parts := splitSpan(spans[big], 8)
-		for i := range parts {
-			if err := probe(&parts[i]); err != nil {
-				return nil, 0, err
-			}
-		}
-		spans = append(spans[:big], append(parts, spans[big+1:]...)...)
-	}
-	return spans, total(), nil
+		return out, nil
+	})
 }
 
 // rowidRange reads the table's least and greatest rowid (two index walks);
 // empty when it has no rows.
-func (s *source) rowidRange(c *liteConn) (whole span, empty bool, err error) {
+func (s *source) rowidRange(c *liteConn) (whole density.Span, empty bool, err error) {
 	t := s.table.ref.sql()
 	err = c.query("SELECT (SELECT min(rowid) FROM "+t+"), (SELECT max(rowid) FROM "+t+")", nil, func(q *liteStmt) error {
 		empty = q.colType(0) == typNull
-		whole.lo, whole.hi = q.colInt64(0), q.colInt64(1)
+		whole.Lo, whole.Hi = q.colInt64(0), q.colInt64(1)
 		return nil
 	})
 	return whole, empty, err
-}
-
-// splitSpan cuts sp into at most n spans of nearly equal width.
-func splitSpan(sp span, n int) []span {
-	w := uint64(sp.hi) - uint64(sp.lo) // rowids in the span, minus one
-	if w < uint64(n) {
-		n = int(w) + 1
-	}
-	out := make([]span, n)
-	for i := range out {
-		off := w/uint64(n)*uint64(i) + w%uint64(n)*uint64(i)/uint64(n)
-		out[i].lo = int64(uint64(sp.lo) + off)
-		if i > 0 {
-			out[i-1].hi = out[i].lo - 1
-		}
-	}
-	out[n-1].hi = sp.hi
-	return out
-}
-
-// rowidAt returns the rowid at which the rank-th row (0 ≤ rank < total of
-// spans) is expected, assuming rows spread evenly inside each span.
-func rowidAt(spans []span, rank float64) int64 {
-	for _, sp := range spans {
-		if rank < sp.rows {
-			off := rank / sp.rows * sp.width()
-			if off >= sp.width() {
-				return sp.hi
-			}
-			if off >= math.MaxUint64 {
-				return sp.hi
-			}
-			return int64(uint64(sp.lo) + uint64(off))
-		}
-		rank -= sp.rows
-	}
-	return spans[len(spans)-1].hi
 }
 
 // scanStats reads every key in order: exact row counts and exact quantiles.
@@ -271,7 +170,7 @@ func probeCount(sampleSize int) int { return min(max(4*sampleSize, 1000), 20_000
 
 // probeStats samples a large rowid table at evenly spaced ranks of the
 // rowid density (see Stats).
-func (s *source) probeStats(ctx context.Context, c *liteConn, spans []span, total float64, sampleSize int) (connectors.Stats, error) {
+func (s *source) probeStats(ctx context.Context, c *liteConn, spans []density.Span, total float64, sampleSize int) (connectors.Stats, error) {
 	st := connectors.Stats{Method: "rowid probes"}
 	filter := "1"
 	if len(s.filter) > 0 {
@@ -314,7 +213,7 @@ func (s *source) probeStats(ctx context.Context, c *liteConn, spans []span, tota
 			}
 		}
 		p.reset()
-		args[len(args)-1] = rowidAt(spans, (float64(i)+rng.Float64())*total/float64(probes))
+		args[len(args)-1] = density.At(spans, (float64(i)+rng.Float64())*total/float64(probes))
 		if err := p.bindAll(args); err != nil {
 			return st, err
 		}
