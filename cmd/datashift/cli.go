@@ -420,6 +420,15 @@ func watchRun(ctx context.Context, c *apiClient, asJSON bool, job, run string, o
 			ui = showProgress(ui, errw, &rb, seen)
 		}
 		if rb.State != engine.RunRunning {
+			if rb.State == engine.RunSucceeded && ui != nil {
+				// Without a history keeping them, a run's partitions go
+				// with its end: those last seen short of done are done.
+				for id, p := range seen {
+					if p.State != engine.Done {
+						ui.Update(engine.Progress{Job: job, Run: run, Partition: id, State: engine.Done, Rows: p.Checkpoint.Rows})
+					}
+				}
+			}
 			stopBars()
 			if asJSON {
 				if err := printJSON(out, raw); err != nil {
@@ -553,7 +562,7 @@ status --watch does; the exit code is then 1 unless the run succeeded.`,
 				select {
 				case <-ctx.Done():
 					return &cliError{code: 1, msg: fmt.Sprintf("stopped waiting; the run of job %s stays queued", job)}
-				case <-time.After(watchEvery):
+				case <-time.After(watchEvery / 5): // soon, to see a short run's partitions
 				}
 			}
 		})
