@@ -28,7 +28,9 @@ type ran struct {
 	code     int
 }
 
-func (r ran) String() string { return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.err) }
+func (r ran) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.err)
+}
 
 // cli runs the datashift command in-process as main does.
 func cli(t *testing.T, args ...string) ran {
@@ -330,7 +332,7 @@ func TestCLIRefusals(t *testing.T) {
 	other := httptest.NewServer(http.NotFoundHandler())
 	defer other.Close()
 	r = cli(t, "jobs", "--server", other.URL)
-	if r.code != 3 || !strings.Contains(r.err, "not as a datashift node does (is --server right?)") {
+	if r.code != 1 || !strings.Contains(r.err, "answered 404 Not Found, not as a datashift node does (is --server right?)") {
 		t.Errorf("a server that is not a node: %s", r)
 	}
 }
@@ -419,8 +421,8 @@ func TestTriggeredRun(t *testing.T) {
 		{"a new run", []engine.RunRecord{run("r1", manual, 0)}, []engine.RunRecord{run("r2", manual, time.Minute), run("r1", manual, 0)}, "r2"},
 		{"the first run", nil, []engine.RunRecord{run("r1", manual, time.Minute)}, "r1"},
 		{"a failed run continued", []engine.RunRecord{run("r1", cron, 0)}, []engine.RunRecord{run("r1", manual, time.Minute)}, "r1"},
-		{"a cron's run meanwhile", nil, []engine.RunRecord{run("r2", cron, 2 * time.Minute)}, ""},
-		{"a later trigger's run too", nil, []engine.RunRecord{run("r3", manual, 3 * time.Minute), run("r2", manual, 2 * time.Minute)}, "r2"},
+		{"a cron's run meanwhile", nil, []engine.RunRecord{run("r2", cron, 2*time.Minute)}, ""},
+		{"a later trigger's run too", nil, []engine.RunRecord{run("r3", manual, 3*time.Minute), run("r2", manual, 2*time.Minute)}, "r2"},
 	} {
 		got, ok := triggeredRun(c.before, c.now)
 		if (c.want == "") == ok || (ok && got.ID != c.want) {

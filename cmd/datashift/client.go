@@ -103,8 +103,10 @@ func (c *apiClient) do(ctx context.Context, method, path string, body []byte) ([
 	var e errorBody
 	if json.Unmarshal(data, &e) != nil || e.Error == "" {
 		// Not our API's answer: a proxy, or something else on the port.
-		return nil, &serverError{Status: resp.StatusCode,
-			Msg: fmt.Sprintf("%s %s answered %s, not as a datashift node does (is --server right?)", method, c.base+path, resp.Status)}
+		// Its status is not the node's word on the request (a 404 is
+		// not "no such job"): exit 1.
+		return nil, &cliError{code: 1,
+			msg: fmt.Sprintf("%s %s answered %s, not as a datashift node does (is --server right?)", method, c.base+path, resp.Status)}
 	}
 	return nil, &serverError{Status: resp.StatusCode, Msg: e.Error, Field: e.Field}
 }
