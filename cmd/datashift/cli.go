@@ -439,7 +439,7 @@ func watchRun(ctx context.Context, c *apiClient, asJSON bool, job, run string, o
 			}
 			if rb.State != engine.RunSucceeded {
 				msg := fmt.Sprintf("run %s of job %s %s", run, job, rb.State)
-				if rb.Error != "" {
+				if rb.Error != "" && asJSON { // else the summary said why
 					msg += ": " + rb.Error
 				}
 				return &cliError{code: 1, msg: msg}
@@ -514,7 +514,7 @@ func printSummary(w io.Writer, run *engine.RunRecord, parts int) {
 	if run.Error != "" {
 		fmt.Fprintf(w, "%s: %s\n", run.Job, run.Error)
 	}
-	if run.State == engine.RunFailed {
+	if run.State == engine.RunFailed && parts > 0 { // a run refused at its start has nothing to continue
 		fmt.Fprintf(w, "%s: fix the cause and trigger the job again to continue run %s from its checkpoints\n", run.Job, run.ID)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -428,5 +429,36 @@ func TestTriggeredRun(t *testing.T) {
 		if (c.want == "") == ok || (ok && got.ID != c.want) {
 			t.Errorf("%s: got %q (%v), want %q", c.name, got.ID, ok, c.want)
 		}
+	}
+}
+
+// A watched run that fails ends the watch with exit 1 and the run's error;
+// here the trigger cannot start it at all (its source went after the
+// submit), which is a failed run of its own.
+func TestCLIWatchedRunFails(t *testing.T) {
+	noEnv(t)
+	n := startAPI(t, nodeOpts{})
+	src := demoSource(t, 100)
+	spec := writeFile(t, src.dir, "gone.yaml", src.yaml("gone", ""))
+	if r := cli(t, "submit", spec, "--server", n.srv.URL); r.code != 0 {
+		t.Fatalf("submit: %s", r)
+	}
+	if err := os.Remove(src.path); err != nil {
+		t.Fatal(err)
+	}
+	r := cli(t, "trigger", "gone", "--watch", "--server", n.srv.URL)
+	if r.code != 1 || !strings.Contains(r.out, " failed: 0 rows") || !strings.Contains(r.out, "does not exist") ||
+		!strings.HasSuffix(r.err, " of job gone failed\n") || strings.Count(r.out+r.err, "does not exist") != 1 {
+		t.Fatalf("trigger --watch of a run that fails: %s", r)
+	}
+	r = cli(t, "status", "gone", "--watch", "-o", "json", "--server", n.srv.URL)
+	var rb runBody
+	if err := json.Unmarshal([]byte(r.out), &rb); err != nil || r.code != 1 || rb.State != engine.RunFailed || !strings.Contains(r.err, "does not exist") {
+		t.Fatalf("status --watch -o json of a failed run (%v): %s", err, r)
+	}
+	r = cli(t, "trigger", "gone", "-o", "json", "--server", n.srv.URL)
+	var queued map[string]string
+	if err := json.Unmarshal([]byte(r.out), &queued); err != nil || r.code != 0 || queued["job"] != "gone" {
+		t.Fatalf("trigger -o json (%v): %s", err, r)
 	}
 }
