@@ -81,8 +81,14 @@ func (r *remote) addFlags(cmd *cobra.Command) {
 	f.StringVar(&r.server, "server", "", "the node's API, any node of the cluster (default $DATASHIFT_SERVER, or "+defaultServer+")")
 	f.StringVar(&r.token, "token", "", "bearer token for changes, when the node has one (default $DATASHIFT_TOKEN)")
 	f.StringVarP(&r.output, "output", "o", "table", "table for people, json for scripts (the node's answer as it is)")
+	flagsAreUsage(cmd)
+}
+
+// flagsAreUsage makes a bad flag of cmd (and of its subcommands) the
+// user's mistake: exit 2.
+func flagsAreUsage(cmd *cobra.Command) {
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageErrorf("%v (see datashift %s --help)", err, c.CommandPath()[len("datashift "):])
+		return usageErrorf("%v (see %s --help)", err, c.CommandPath())
 	})
 }
 
@@ -702,6 +708,7 @@ given as KEY=VALUE (an empty VALUE sets the key back to each node's own).` + "\n
 			return usageErrorf("config %s: want get or set", args[0])
 		},
 	}
+	flagsAreUsage(cmd)
 	get := &remote{}
 	getCmd := remoteCmd(get, "get", "Print the cluster's settings as JSON", "Prints the cluster's settings as JSON.",
 		nArgs(0, 0), func(ctx context.Context, c *apiClient, cmd *cobra.Command, _ []string) error {

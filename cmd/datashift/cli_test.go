@@ -309,6 +309,8 @@ func TestCLIRefusals(t *testing.T) {
 		{"submit", src.dir + "/missing.yaml"},
 		{"config"},
 		{"config", "frob"},
+		{"config", "--colour"},
+		{"config", "get", "--colour"},
 		{"config", "set", "slots"},
 		{"jobs", "--server", "ftp://x"},
 	} {
