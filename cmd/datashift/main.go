@@ -36,8 +36,12 @@ func main() {
 
 // exitCode is 2 for a job refused before anything ran (its spec, or what
 // check found in its stores: errors naming a field), 1 for anything else,
-// a sink that verify found different from its source included.
+// a sink that verify found different from its source included. The
+// commands that talk to a node have their own (exitCodeOf, exitCodesHelp).
 func exitCode(err error) int {
+	if code, ok := exitCodeOf(err); ok {
+		return code
+	}
 	var se *engine.SpecError
 	if errors.As(err, &se) {
 		return 2
@@ -54,5 +58,6 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(runCmd(), planCmd(), checkCmd(), verifyCmd(), demoCmd(), nodeCmd())
+	root.AddCommand(clusterCmds()...)
 	return root
 }
