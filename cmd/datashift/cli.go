@@ -535,12 +535,6 @@ its checkpoints. With --watch, waits for the run to start and follows it as
 status --watch does; the exit code is then 1 unless the run succeeded.`,
 		nArgs(1, 1), func(ctx context.Context, c *apiClient, cmd *cobra.Command, args []string) error {
 			job := args[0]
-			var before []engine.RunRecord
-			if watch {
-				if _, err := c.get(ctx, runsPathOf(job, 20), &before); err != nil {
-					return err
-				}
-			}
 			var queued map[string]string
 			raw, err := c.send(ctx, http.MethodPost, "/api/jobs/"+pathEscape(job)+"/trigger", nil, &queued)
 			if err != nil {
@@ -562,7 +556,7 @@ status --watch does; the exit code is then 1 unless the run succeeded.`,
 					}
 					return err
 				}
-				if run, ok := triggeredRun(before, now); ok {
+				if run, ok := triggeredRun(now, queued["queued"]); ok {
 					return watchRun(ctx, c, r.json(), job, run.ID, cmd.OutOrStdout(), cmd.ErrOrStderr())
 				}
 				select {
@@ -576,31 +570,16 @@ status --watch does; the exit code is then 1 unless the run succeeded.`,
 	return cmd
 }
 
-// triggeredRun finds, among a job's runs now, the one a manual trigger
-// sent after before was read made. The API answers a trigger with its
-// queue entry, which no run names; but a run takes its trigger's kind and
-// queue time: the run is a manual one that was not in before with that
-// queue time (a new run, or a failed one continued, whose id stays). Of
-// several, the one queued first is the trigger sent right after before.
-func triggeredRun(before, now []engine.RunRecord) (engine.RunRecord, bool) {
-	was := map[string]time.Time{}
-	for _, r := range before {
-		was[r.ID] = r.Queued
-	}
-	var found engine.RunRecord
-	ok := false
-	for _, r := range now {
-		if r.Trigger != coordinator.TriggerManual {
-			continue
-		}
-		if q, seen := was[r.ID]; seen && q.Equal(r.Queued) {
-			continue
-		}
-		if !ok || r.Queued.Before(found.Queued) {
-			found, ok = r, true
+// triggeredRun finds, among a job's runs, the one the trigger that was
+// answered with entry started: a new run, or a failed one continued (or
+// refused), whose record names the entry.
+func triggeredRun(runs []engine.RunRecord, entry string) (engine.RunRecord, bool) {
+	for _, r := range runs {
+		if r.QueueEntry == entry {
+			return r, true
 		}
 	}
-	return found, ok
+	return engine.RunRecord{}, false
 }
 
 func pauseCmd(pause bool) *cobra.Command {
@@ -724,34 +703,55 @@ given as KEY=VALUE (an empty VALUE sets the key back to each node's own).` + "\n
 changes the keys given as KEY=VALUE and keeps the others; an empty VALUE sets
 the key back to each node's own. Prints the settings as they now are.`,
 		nArgs(1, -1), func(ctx context.Context, c *apiClient, cmd *cobra.Command, args []string) error {
-			body, err := configBody(ctx, c, cmd, args)
-			if err != nil {
-				return err
+			if len(args) == 1 && !strings.Contains(args[0], "=") {
+				body, err := readSpec(cmd, args[0])
+				if err != nil {
+					return err
+				}
+				raw, err := c.send(ctx, http.MethodPut, "/api/config", body, nil)
+				if err != nil {
+					return err
+				}
+				return printJSON(cmd.OutOrStdout(), raw)
 			}
-			raw, err := c.send(ctx, http.MethodPut, "/api/config", body, nil)
-			if err != nil {
-				return err
+			// KEY=VALUE changes the settings as read: the PUT names their
+			// revision, and is made again on the newer one if someone
+			// changed them in between.
+			for attempt := 1; ; attempt++ {
+				body, etag, err := configChanged(ctx, c, args)
+				if err != nil {
+					return err
+				}
+				raw, _, err := c.request(ctx, http.MethodPut, "/api/config", body, http.Header{"If-Match": {etag}})
+				var se *serverError
+				if errors.As(err, &se) && se.Status == http.StatusPreconditionFailed && attempt < 5 {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				return printJSON(cmd.OutOrStdout(), raw)
 			}
-			return printJSON(cmd.OutOrStdout(), raw)
 		})
 	cmd.AddCommand(getCmd, setCmd)
 	return cmd
 }
 
-// configBody is what config set sends: the file, or the cluster's settings
-// with the KEY=VALUE arguments applied.
-func configBody(ctx context.Context, c *apiClient, cmd *cobra.Command, args []string) ([]byte, error) {
-	if len(args) == 1 && !strings.Contains(args[0], "=") {
-		return readSpec(cmd, args[0])
-	}
+// configChanged is the cluster's settings with the KEY=VALUE arguments
+// applied, and the revision (ETag) they were read at.
+func configChanged(ctx context.Context, c *apiClient, args []string) ([]byte, string, error) {
 	cfg := map[string]any{}
-	if _, err := c.get(ctx, "/api/config", &cfg); err != nil {
-		return nil, err
+	raw, header, err := c.request(ctx, http.MethodGet, "/api/config", nil, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, "", fmt.Errorf("GET %s/api/config: the answer is not what a datashift node sends: %w", c.base, err)
 	}
 	for _, a := range args {
 		key, value, ok := strings.Cut(a, "=")
 		if !ok || key == "" {
-			return nil, usageErrorf("config set %q: want KEY=VALUE, or one file", a)
+			return nil, "", usageErrorf("config set %q: want KEY=VALUE, or one file", a)
 		}
 		switch n, err := strconv.ParseInt(value, 10, 64); {
 		case value == "":
@@ -762,5 +762,6 @@ func configBody(ctx context.Context, c *apiClient, cmd *cobra.Command, args []st
 			cfg[key] = value
 		}
 	}
-	return json.Marshal(cfg)
+	body, err := json.Marshal(cfg)
+	return body, header.Get("ETag"), err
 }

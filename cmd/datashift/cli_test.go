@@ -8,11 +8,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -407,27 +410,22 @@ func TestCLINodesAndConfig(t *testing.T) {
 	}
 }
 
-// The run a trigger made is found by its kind and queue time: a new run,
-// or the failed run it continues; not a run going before, nor a cron's.
+// The run a trigger made is the one whose record names the trigger's queue
+// entry: a new run, or the failed run it continues; no other.
 func TestTriggeredRun(t *testing.T) {
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	run := func(id, trigger string, queued time.Duration) engine.RunRecord {
-		return engine.RunRecord{ID: id, Trigger: trigger, Queued: t0.Add(queued)}
-	}
-	manual, cron := coordinator.TriggerManual, coordinator.TriggerCron
+	run := func(id, entry string) engine.RunRecord { return engine.RunRecord{ID: id, QueueEntry: entry} }
 	for _, c := range []struct {
-		name        string
-		before, now []engine.RunRecord
+		name, entry string
+		runs        []engine.RunRecord
 		want        string // "": none yet
 	}{
-		{"not started yet", []engine.RunRecord{run("r1", manual, 0)}, []engine.RunRecord{run("r1", manual, 0)}, ""},
-		{"a new run", []engine.RunRecord{run("r1", manual, 0)}, []engine.RunRecord{run("r2", manual, time.Minute), run("r1", manual, 0)}, "r2"},
-		{"the first run", nil, []engine.RunRecord{run("r1", manual, time.Minute)}, "r1"},
-		{"a failed run continued", []engine.RunRecord{run("r1", cron, 0)}, []engine.RunRecord{run("r1", manual, time.Minute)}, "r1"},
-		{"a cron's run meanwhile", nil, []engine.RunRecord{run("r2", cron, 2*time.Minute)}, ""},
-		{"a later trigger's run too", nil, []engine.RunRecord{run("r3", manual, 3*time.Minute), run("r2", manual, 2*time.Minute)}, "r2"},
+		{"not started yet", "run-0000000002", []engine.RunRecord{run("r1", "run-0000000001")}, ""},
+		{"a new run", "run-0000000002", []engine.RunRecord{run("r2", "run-0000000002"), run("r1", "run-0000000001")}, "r2"},
+		{"a failed run continued", "run-0000000002", []engine.RunRecord{run("r1", "run-0000000002")}, "r1"},
+		{"a later trigger's run too", "run-0000000002", []engine.RunRecord{run("r3", "run-0000000003"), run("r2", "run-0000000002")}, "r2"},
+		{"a run of a cron fire", "run-0000000002", []engine.RunRecord{run("r2", "run-0000000001")}, ""},
 	} {
-		got, ok := triggeredRun(c.before, c.now)
+		got, ok := triggeredRun(c.runs, c.entry)
 		if (c.want == "") == ok || (ok && got.ID != c.want) {
 			t.Errorf("%s: got %q (%v), want %q", c.name, got.ID, ok, c.want)
 		}
@@ -462,5 +460,37 @@ func TestCLIWatchedRunFails(t *testing.T) {
 	var queued map[string]string
 	if err := json.Unmarshal([]byte(r.out), &queued); err != nil || r.code != 0 || queued["job"] != "gone" {
 		t.Fatalf("trigger -o json (%v): %s", err, r)
+	}
+}
+
+// config set KEY=VALUE changes the settings as it read them: when someone
+// else changes them between its read and its write, it reads them again,
+// and neither change is lost.
+func TestCLIConfigSetKeepsAChangeMadeMeanwhile(t *testing.T) {
+	noEnv(t)
+	n := startAPI(t, nodeOpts{token: testToken})
+	target, err := url.Parse(n.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var raced atomic.Bool
+	between := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && !raced.Swap(true) {
+			if a := n.do(http.MethodPut, "/api/config", `{"commit_rows": 7777}`); a.code != http.StatusOK {
+				t.Errorf("the change meanwhile: %s", a)
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer between.Close()
+	r := cli(t, "config", "set", "batch_rows=123", "--server", between.URL, "--token", testToken)
+	if r.code != 0 || !raced.Load() {
+		t.Fatalf("config set (a change made meanwhile: %v): %s", raced.Load(), r)
+	}
+	var cfg coordinator.ClusterConfig
+	n.anon(http.MethodGet, "/api/config", "").decode(t, &cfg)
+	if want := (coordinator.ClusterConfig{BatchRows: 123, CommitRows: 7777}); cfg != want {
+		t.Fatalf("the config after both changes: %+v, want %+v", cfg, want)
 	}
 }

@@ -74,13 +74,23 @@ func rootCause(err error) string {
 // do sends one request and returns the answer's body when it is a 2xx,
 // else a serverError (or unreachableError).
 func (c *apiClient) do(ctx context.Context, method, path string, body []byte) ([]byte, error) {
+	data, _, err := c.request(ctx, method, path, body, nil)
+	return data, err
+}
+
+// request is do with more request headers, answering the answer's
+// headers too.
+func (c *apiClient) request(ctx context.Context, method, path string, body []byte, header http.Header) ([]byte, http.Header, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -88,27 +98,27 @@ func (c *apiClient) do(ctx context.Context, method, path string, body []byte) ([
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
-		return nil, &unreachableError{server: c.base, err: err}
+		return nil, nil, &unreachableError{server: c.base, err: err}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, &unreachableError{server: c.base, err: err}
+		return nil, nil, &unreachableError{server: c.base, err: err}
 	}
 	if resp.StatusCode/100 == 2 {
-		return data, nil
+		return data, resp.Header, nil
 	}
 	var e errorBody
 	if json.Unmarshal(data, &e) != nil || e.Error == "" {
 		// Not our API's answer: a proxy, or something else on the port.
 		// Its status is not the node's word on the request (a 404 is
 		// not "no such job"): exit 1.
-		return nil, &cliError{code: 1,
+		return nil, nil, &cliError{code: 1,
 			msg: fmt.Sprintf("%s %s answered %s, not as a datashift node does (is --server right?)", method, c.base+path, resp.Status)}
 	}
-	return nil, &serverError{Status: resp.StatusCode, Msg: e.Error, Field: e.Field}
+	return nil, nil, &serverError{Status: resp.StatusCode, Msg: e.Error, Field: e.Field}
 }
 
 // get decodes a GET's answer into v and returns it as it came too, for -o
