@@ -12,11 +12,17 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/connectors/internal/density"
 )
 
 // exactLimit: below this many estimated rows Stats reads every key. A
 // variable, not a constant, so tests can reach every path with small tables.
 var exactLimit int64 = 100_000
+
+// densityAbove: from this many estimated rows a table keyed by one integer
+// column is measured by density probes instead of read whole by the
+// stride. A variable for the tests, as exactLimit.
+var densityAbove int64 = 250_000
 
 // Stats estimates rows and picks a sorted sample of keys for split points,
 // in a handful of queries whatever the table's size:
@@ -24,11 +30,16 @@ var exactLimit int64 = 100_000
 //   - row and byte estimates from information_schema.TABLES (InnoDB's
 //     statistics), or a bounded count for a query or a filtered table;
 //   - small sources (< 100k rows): every key is read, Exact is set;
-//   - otherwise Min and Max are index probes (ORDER BY key LIMIT 1) and the
-//     sample is one ordered read of the key columns in which the server
-//     keeps every step-th key (stride): evenly spaced in rank, so skewed key
-//     values still give balanced partitions, and it counts the rows exactly
-//     on the way.
+//   - otherwise Min and Max are index probes (ORDER BY key LIMIT 1);
+//   - a large table keyed by one integer column, read unfiltered, is
+//     measured by density probes (connectors/internal/density): a few
+//     rounds of index walks of 16 keys each, each round one statement, so
+//     planning costs the same for any size; the sample is the keys at
+//     evenly spaced ranks of that estimate;
+//   - otherwise the sample is one ordered read of the key columns in which
+//     the server keeps every step-th key (stride): evenly spaced in rank,
+//     so skewed key values still give balanced partitions, and it counts
+//     the rows exactly on the way.
 //
 // The queries share a connection where they can: each new one costs a
 // round trip or two of its own.
@@ -81,6 +92,18 @@ func (s *source) Stats(ctx context.Context, sampleSize int) (connectors.Stats, e
 	if st.Max, err = s.edgeKey(ctx, true); err != nil {
 		return st, err
 	}
+	if st.Rows >= densityAbove && s.integerKey() {
+		measured, err := s.densityStats(ctx, st, sampleSize)
+		if err != nil {
+			return st, err
+		}
+		// Far from the server's own estimate, the probes may have missed
+		// a cluster of keys between them (density's blind spot): the
+		// stride reads them all.
+		if measured.Rows >= st.Rows/2 && measured.Rows <= 2*st.Rows {
+			return measured, nil
+		}
+	}
 	sample, rows, err := s.stride(ctx, st.Rows, sampleSize)
 	if err != nil {
 		return st, err
@@ -88,6 +111,93 @@ func (s *source) Stats(ctx context.Context, sampleSize int) (connectors.Stats, e
 	st.Rows, st.Sample = rows, sample
 	st.Method = "index stride"
 	return st, nil
+}
+
+// integerKey reports whether the source is a table read unfiltered by one
+// integer key column whose values all fit an int64: what density probes
+// can measure (a filter would make the keys' density not the rows').
+func (s *source) integerKey() bool {
+	if s.table == nil || s.where != "" || s.cursor != "" || len(s.keys) != 1 {
+		return false
+	}
+	k := s.keys[0]
+	return k.kind == kInt || k.kind == kUint && k.width < 64
+}
+
+// densityStats fills in st's rows and sample from density probes of the
+// key between st.Min and st.Max, on one connection.
+func (s *source) densityStats(ctx context.Context, st connectors.Stats, sampleSize int) (connectors.Stats, error) {
+	k := s.keys[0]
+	asInt := func(v any) int64 {
+		if u, ok := v.(uint64); ok {
+			return int64(u)
+		}
+		return v.(int64)
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return st, classify(fmt.Errorf("measure keys of %s: %w", s.name, err))
+	}
+	defer conn.Close()
+	probe := func(ctx context.Context, starts []int64) ([][]int64, error) {
+		return s.probeKeys(ctx, conn, starts)
+	}
+	spans, total, err := density.Measure(ctx, asInt(st.Min[0]), asInt(st.Max[0]), sampleSize, probe)
+	if err != nil {
+		return st, fmt.Errorf("measure keys of %s: %w", s.name, err)
+	}
+	st.Rows, st.Exact, st.Method, st.Sample = int64(math.Round(total)), false, "index density probes", nil
+	var prev int64
+	for i := range sampleSize {
+		at := density.At(spans, (float64(i)+0.5)*total/float64(sampleSize))
+		if i > 0 && at == prev {
+			continue
+		}
+		prev = at
+		if k.kind == kUint {
+			st.Sample = append(st.Sample, connectors.Key{uint64(at)})
+		} else {
+			st.Sample = append(st.Sample, connectors.Key{at})
+		}
+	}
+	return st, nil
+}
+
+// probeKeys reads, for each start, the next density.PerProbe keys, all in
+// one statement: a UNION ALL of index walks, each row tagged with its walk.
+func (s *source) probeKeys(ctx context.Context, conn *sql.Conn, starts []int64) ([][]int64, error) {
+	key := s.keys[0].quoted()
+	walks := make([]string, len(starts))
+	args := make([]any, len(starts))
+	for i, start := range starts {
+		walks[i] = fmt.Sprintf("(SELECT %d AS w, %s AS k FROM %s WHERE %s >= ? ORDER BY %s LIMIT %d)", i, key, s.from, key, key, density.PerProbe)
+		args[i] = start
+	}
+	rows, err := conn.QueryContext(ctx, strings.Join(walks, " UNION ALL "), args...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	out := make([][]int64, len(starts))
+	for rows.Next() {
+		var w int
+		var k int64
+		if err := rows.Scan(&w, &k); err != nil {
+			return nil, classify(err)
+		}
+		if w < 0 || w >= len(out) {
+			return nil, fmt.Errorf("a density probe answered for walk %d of %d", w, len(out))
+		}
+		out[w] = append(out[w], k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(err)
+	}
+	// UNION ALL keeps no order: each walk's keys are sorted here.
+	for _, keys := range out {
+		slices.Sort(keys)
+	}
+	return out, nil
 }
 
 // estimate returns the estimated rows and bytes of the source (filter included).

@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +16,13 @@ func withExactLimit(t *testing.T, exact int64) {
 	old := exactLimit
 	exactLimit = exact
 	t.Cleanup(func() { exactLimit = old })
+}
+
+// withDensityAbove moves the density probes' threshold for one test.
+func withDensityAbove(t *testing.T, rows int64) {
+	old := densityAbove
+	densityAbove = rows
+	t.Cleanup(func() { densityAbove = old })
 }
 
 func sorted(keys []connectors.Key) bool {
@@ -221,6 +229,7 @@ func maxOverMean(counts []int64) float64 {
 // range. The bound is the partitioner's (TestMariaDBSkewedMillion): the
 // largest partition at most 1.5× the mean.
 func TestPlanFewQueriesSkewed(t *testing.T) {
+	withDensityAbove(t, math.MaxInt64) // the stride; density probes have their own test
 	dsn, db := testDB(t)
 	exec(t, db, "CREATE TABLE skew (id BIGINT PRIMARY KEY, v INT NOT NULL)")
 	exec(t, db, "INSERT INTO skew SELECT seq * 11, 0 FROM seq_1_to_180000")
@@ -238,6 +247,66 @@ func TestPlanFewQueriesSkewed(t *testing.T) {
 	}
 	if r := maxOverMean(counts); r > 1.5 {
 		t.Errorf("largest partition is %.2f× the mean\n%+v", r, plan)
+	}
+}
+
+// A large table keyed by one integer column is measured by density
+// probes: a few statements whatever its size, which balance the same
+// skewed key as the stride does (90% of the rows in 1% of the key range,
+// and a cluster at the far end), on an unsigned key.
+func TestPlanDensityProbesSkewed(t *testing.T) {
+	withDensityAbove(t, 1000)
+	dsn, db := testDB(t)
+	exec(t, db, "CREATE TABLE dskew (id INT UNSIGNED PRIMARY KEY, v INT NOT NULL)")
+	exec(t, db, "INSERT INTO dskew SELECT seq * 11, 0 FROM seq_1_to_180000")
+	exec(t, db, "INSERT INTO dskew SELECT 10000000 + seq * 49500, 0 FROM seq_1_to_20000")
+	exec(t, db, "INSERT INTO dskew SELECT 4000000000 + seq, 0 FROM seq_1_to_5000")
+	exec(t, db, "ANALYZE TABLE dskew")
+	src, qc := countedSource(t, connectors.SourceConfig{DSN: dsn, Table: "dskew", Key: []string{"id"}})
+	st, err := src.Stats(testCtx(t), 160)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Method != "index density probes" || st.Exact || st.Rows < 199_000 || st.Rows > 211_000 {
+		t.Errorf("stats by %q: %d rows (exact %v), want about 205000 by density probes", st.Method, st.Rows, st.Exact)
+	}
+	if st.Min[0] != uint64(11) || st.Max[0] != uint64(4000005000) || !sorted(st.Sample) {
+		t.Errorf("min %v max %v, sample sorted %v", st.Min, st.Max, sorted(st.Sample))
+	}
+	const parts = 16
+	_, queries, conns, counts := planCounted(t, src, qc, []string{"id"}, 205_000, parts)
+	// Statistics, min, max, and a statement per round of probes.
+	if queries > 16 || conns > 2 {
+		t.Errorf("planning took %d statements on %d new connections, want at most 16 on 2", queries, conns)
+	}
+	if len(counts) < parts-1 || len(counts) > parts+1 {
+		t.Errorf("%d partitions, want about %d", len(counts), parts)
+	}
+	if r := maxOverMean(counts); r > 1.5 {
+		t.Errorf("largest partition is %.2f× the mean: %v", r, counts)
+	}
+}
+
+// A dense cluster of keys hidden between two density probes makes their
+// total disagree with the server's estimate: the stride reads them all.
+func TestPlanDensityMissFallsBackToTheStride(t *testing.T) {
+	withExactLimit(t, 1000)
+	withDensityAbove(t, 1000)
+	dsn, db := testDB(t)
+	exec(t, db, "CREATE TABLE hidden (id BIGINT PRIMARY KEY)")
+	// A key every 1000 in [1000, 25.6M]: 256 spans of 100,000 keys, of
+	// which a probe reads the first 16,000; and 40,000 keys at 12.35M,
+	// inside the span probed at 12.3M, past what its probe reads.
+	exec(t, db, "INSERT INTO hidden SELECT seq * 1000 FROM seq_1_to_25600")
+	exec(t, db, "INSERT IGNORE INTO hidden SELECT 12350000 + seq FROM seq_1_to_40000")
+	exec(t, db, "ANALYZE TABLE hidden")
+	src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "hidden", Key: []string{"id"}})
+	st, err := src.Stats(testCtx(t), 160)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Method != "index stride" || st.Rows != 65560 {
+		t.Errorf("stats by %q: %d rows, want the stride's exact 65560", st.Method, st.Rows)
 	}
 }
 

@@ -35,6 +35,29 @@ func keys(ranges ...[3]int64) []int64 { // {first, step, count}
 	return slices.Compact(out)
 }
 
+// halfAtRandom is about half of the keys 1..n, picked by a fixed hash.
+func halfAtRandom(n int64) []int64 {
+	var out []int64
+	for k := int64(1); k <= n; k++ {
+		if (uint64(k)*0x9E3779B97F4A7C15)>>63 == 1 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// growing is n keys whose gaps shrink along the range: the density grows
+// a little from each span to the next, never twice over.
+func growing(n int64) []int64 {
+	out := make([]int64, n)
+	var k int64
+	for i := range out {
+		k += 1 + (n-int64(i))/5000
+		out[i] = k
+	}
+	return out
+}
+
 // Keys at evenly spaced ranks of the estimate cut the real keys into parts
 // of about equal size, however the keys cluster; the estimate of the total
 // is close; the probes stay within the budget, in a few batches.
@@ -49,6 +72,8 @@ func TestMeasureBalancesSkewedKeys(t *testing.T) {
 		{"every 7th", keys([3]int64{100, 7, 150_000}), 1.05, 1},
 		{"90% in 1% of the range", keys([3]int64{1, 1, 180_000}, [3]int64{10_000_000, 4_950, 20_000}), 1.5, 5},
 		{"two far clusters", keys([3]int64{-1 << 40, 3, 50_000}, [3]int64{1 << 50, 1, 150_000}), 1.5, 5},
+		{"half of them, at random", halfAtRandom(400_000), 1.1, 3},
+		{"density growing along the range", growing(100_000), 1.1, 3},
 		{"both ends of int64", keys([3]int64{math.MinInt64, 1, 30_000}, [3]int64{math.MaxInt64 - 29_999, 1, 30_000}), 1.5, 5},
 	} {
 		t.Run(c.name, func(t *testing.T) {
