@@ -40,6 +40,10 @@ type nodeOpts struct {
 	noCheck bool
 	// wrap, if set, wraps the node's store session.
 	wrap func(store.Store) store.Store
+	// ui, if set, is served at / (the web UI).
+	ui http.Handler
+	// history, if set, keeps the node's finished runs (Redis).
+	history coordinator.History
 }
 
 func startAPI(t *testing.T, o nodeOpts) *apiNode {
@@ -56,11 +60,11 @@ func startAPI(t *testing.T, o nodeOpts) *apiNode {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	node, err := coordinator.Start(ctx, coordinator.Config{Store: s, Addr: "127.0.0.1:0", Slots: 2,
-		Tick: 100 * time.Millisecond, ResourceEvery: 100 * time.Millisecond})
+		Tick: 100 * time.Millisecond, ResourceEvery: 100 * time.Millisecond, History: o.history})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &api{node: node, token: o.token, check: engine.Check}
+	a := &api{node: node, token: o.token, check: engine.Check, ui: o.ui}
 	if o.noCheck {
 		a.check = nil
 	}
