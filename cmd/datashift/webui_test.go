@@ -238,6 +238,7 @@ commit_rows: 500
 	if facts := b.waitText("main .facts", "LEADER"); !strings.Contains(facts, "LEADER "+id) || !strings.Contains(facts, "THIS NODE "+id) {
 		t.Errorf("the cluster's facts: %q", facts)
 	}
+	writeScreenshot(t, "cluster-page.png", screenshot(t, b))
 
 	// The jobs page, and Pause through the token form.
 	b.do("open the jobs", chromedp.Click(chromedp.CSS(`nav a[data-nav="jobs"]`)))
@@ -266,6 +267,7 @@ commit_rows: 500
 	b.waitText("#notice", "Paused orders")
 	b.do("resume", chromedp.Click(chromedp.CSS(job+` button[data-action="resume"]`)))
 	b.waitText(job, "active", "Pause")
+	writeScreenshot(t, "jobs-page.png", screenshot(t, b))
 
 	// The job page, and Trigger (the token is kept for the tab).
 	b.do("open the job", chromedp.Click(chromedp.CSS(job+` a[href="#/jobs/orders"]`)))
@@ -343,11 +345,12 @@ commit_rows: 500
 	if shot == nil {
 		shot = screenshot(t, b)
 	}
-	writeScreenshot(t, shot)
+	writeScreenshot(t, "run-page.png", shot)
 
 	// The job page lists the run.
 	b.do("back to the job", chromedp.Click(chromedp.CSS(`main .crumbs a[href="#/jobs/orders"]`)))
 	b.waitText(`tr[data-run="`+run+`"]`, "succeeded", "30,000", "manual")
+	writeScreenshot(t, "job-page.png", screenshot(t, b))
 
 	if p := b.problems(); len(p) > 0 {
 		t.Errorf("the page reported problems:\n%s", strings.Join(p, "\n"))
@@ -363,14 +366,15 @@ func screenshot(t *testing.T, b *browser) []byte {
 	return png
 }
 
-// writeScreenshot keeps the run page's picture under .build/ every run,
-// and under docs/ (the README's) with -update-screenshots.
-func writeScreenshot(t *testing.T, png []byte) {
+// writeScreenshot keeps a page's picture under .build/screenshots every
+// run, and the run page's under docs/ too (the README's) with
+// -update-screenshots.
+func writeScreenshot(t *testing.T, name string, png []byte) {
 	t.Helper()
 	root := filepath.Join("..", "..")
-	paths := []string{filepath.Join(root, ".build", "screenshots", "run-page.png")}
-	if *updateScreenshots {
-		paths = append(paths, filepath.Join(root, "docs", "run-page.png"))
+	paths := []string{filepath.Join(root, ".build", "screenshots", name)}
+	if *updateScreenshots && name == "run-page.png" {
+		paths = append(paths, filepath.Join(root, "docs", name))
 	}
 	for _, p := range paths {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

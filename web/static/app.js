@@ -313,6 +313,7 @@
   async function jobsPage(page) {
     const jobs = await get('/api/jobs');
     if (!page.alive()) return 0;
+    if (page.same(jobs)) return 3000;
     const rows = jobs.map((j) => {
       const s = j.schedule || {};
       const run = j.last_run;
@@ -341,6 +342,9 @@
       get('/api/jobs/' + encodeURIComponent(name) + '/runs?limit=25'),
     ]);
     if (!page.alive()) return 0;
+    const going = runs.some((r) => r.state === 'running');
+    // A run going shows its duration so far: redrawn at every look.
+    if (!(follow && follow.job === name) && page.same(j, runs, going && Date.now())) return going ? 2000 : 4000;
     const s = j.schedule || {};
     const newest = runs.length ? runs[0].id : '';
     let waiting = null;
@@ -379,8 +383,9 @@
           el('h2', null, 'Schedule'),
           el('ul', { class: 'plain' },
             el('li', null, el('span', { class: 'muted' }, 'Fires: '), scheduleText(spec) || 'by hand only'),
-            el('li', null, el('span', { class: 'muted' }, 'Next: '),
-              s.next_fires && s.next_fires.length ? s.next_fires.slice(0, 3).map((t, i) => [i ? ', ' : '', when(t)]) : 'none'),
+            el('li', null, el('span', { class: 'muted' }, 'Next: '), s.next_fires && s.next_fires.length ? null : 'none',
+              s.next_fires && s.next_fires.length ? el('ul', { class: 'plain next-fires' }, s.next_fires.slice(0, 3).map((t) =>
+                el('li', null, when(t), ' ', el('span', { class: 'muted small' }, fmtTime(t).slice(0, 16))))) : null),
             s.paused ? el('li', null, el('span', { class: 'muted' }, 'Paused: '), isTime(s.paused_at) ? when(s.paused_at) : 'yes') : null,
             el('li', null, el('span', { class: 'muted' }, 'Missed ticks: '), s.misfire || dash(), el('span', { class: 'muted' }, ' · overlap: '), s.overlap || dash()))),
         el('div', { class: 'panel' }, el('h2', null, 'Upstream'), el('p', { class: 'muted small' }, 'Runs after these jobs succeed.'),
@@ -398,7 +403,7 @@
       el('h2', null, 'Spec'),
       el('pre', { class: 'spec mono' }, JSON.stringify(spec, null, 2)));
     if (waiting) return 500;
-    return runs.some((r) => r.state === 'running') ? 2000 : 4000;
+    return going ? 2000 : 4000;
   }
 
   // runPage keeps its elements from one look to the next (a bar grows
@@ -528,6 +533,17 @@
       // alive is false once the route has changed: a look that comes back
       // then must leave the page alone.
       alive: () => gen === generation,
+      // same reports whether what a page would show is what it shows
+      // already: the page is then left as it is, so a selection, a
+      // focused button or a click under way are not lost to a redraw.
+      // Times shown relative to now are redrawn every quarter minute.
+      shown: null,
+      same(...what) {
+        const key = JSON.stringify([what, [...inflight], follow, Math.floor(Date.now() / 15000)]);
+        if (key === page.shown) return true;
+        page.shown = key;
+        return false;
+      },
       // refresh looks again now (after a change, or to show a button busy).
       refresh() {
         if (!page.alive()) return;
