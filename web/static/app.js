@@ -322,7 +322,7 @@
         el('td', null, link(jobHref(j.name), el('span', { class: 'part-id' }, j.name)),
           el('div', { class: 'muted small' }, `${j.spec.source.type} → ${j.spec.sink.type}`)),
         el('td', null, scheduleText(j.spec) || el('span', { class: 'muted' }, 'by hand')),
-        el('td', null, next ? when(next) : dash()),
+        el('td', null, next ? (s.paused ? el('span', { class: 'muted', title: 'next tick ' + fmtTime(next) }, 'none while paused') : when(next)) : dash()),
         el('td', null, run ? [badge(run.state), ' ', link(runHref(j.name, run.id), fmtWhen(run.started) || run.id)] : el('span', { class: 'muted' }, 'never run')),
         el('td', { class: 'num' }, run ? fmtInt(run.rows) : dash()),
         el('td', null, s.paused ? badge('paused') : badge('active', 'pending')),
