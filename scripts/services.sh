@@ -153,7 +153,7 @@ CFG
 
 install_chromium() { # Debian's own build: the test starts it, nothing runs here
 	need_packages /usr/bin/chromium chromium
-	if ! /usr/bin/chromium --headless --no-sandbox --disable-gpu --dump-dom about:blank >/dev/null 2>&1; then
+	if ! timeout 60 /usr/bin/chromium --headless --no-sandbox --disable-gpu --dump-dom about:blank >/dev/null 2>&1; then
 		log "chromium is installed but does not start headless"
 		return 1
 	fi
