@@ -409,3 +409,37 @@ func TestWebUIBesideTheAPI(t *testing.T) {
 		t.Errorf("GET /jobs (the app's routes are in the fragment): %s", a)
 	}
 }
+
+// A run that fails shows why, on the run page and in the list of jobs.
+func TestWebUIShowsAFailedRun(t *testing.T) {
+	chromium(t)
+	n := startAPI(t, nodeOpts{ui: web.Handler()})
+	src := demoSource(t, 3000)
+	if a := n.do("POST", "/api/jobs", src.yaml("bad", "")); a.code != http.StatusCreated {
+		t.Fatalf("submit: %s", a)
+	}
+	// The sink's folder turns into a file after the job was checked.
+	if err := os.WriteFile(src.sinkDir("bad"), []byte("not a folder"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if a := n.do("POST", "/api/jobs/bad/trigger", ""); a.code != http.StatusAccepted {
+		t.Fatalf("trigger: %s", a)
+	}
+	var runs []engine.RunRecord
+	eventually(t, 30*time.Second, "the run fails", func() bool {
+		n.anon("GET", "/api/jobs/bad/runs", "").decode(t, &runs)
+		return len(runs) == 1 && runs[0].State == engine.RunFailed
+	})
+	b := openBrowser(t, n.srv.URL)
+	b.open("#/jobs")
+	b.waitText(`tr[data-job="bad"]`, "failed")
+	b.do("open the run", chromedp.Click(chromedp.CSS(`tr[data-job="bad"] a[href^="#/runs/bad/"]`)))
+	b.waitText("main .headline", runs[0].ID, "failed")
+	if got := b.waitText("main .run-error", "is not a directory"); !strings.Contains(got, "prepare sink") {
+		t.Errorf("the run's error reads %q", got)
+	}
+	writeScreenshot(t, "failed-run-page.png", screenshot(t, b))
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("the page reported problems:\n%s", strings.Join(p, "\n"))
+	}
+}
