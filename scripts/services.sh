@@ -3,15 +3,17 @@
 # Debian machine: installs what is missing with apt-get, starts what is not
 # running, waits until each answers. Safe to run again: running services are
 # left alone. ZooKeeper runs on its own port with its data under .build/.
+# Chromium is no service but is installed the same way: the web UI's test
+# drives it headless.
 #
-#   scripts/services.sh            # all four
-#   scripts/services.sh zookeeper  # just one (postgres, mariadb, redis, zookeeper)
+#   scripts/services.sh            # all five
+#   scripts/services.sh zookeeper  # just one (postgres, mariadb, redis, zookeeper, chromium)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/.build"
 ZK_PORT=${DATASHIFT_ZK_PORT:-2191}
-wanted=${*:-postgres mariadb redis zookeeper}
+wanted=${*:-postgres mariadb redis zookeeper chromium}
 mkdir -p "$build"
 
 log() { echo "services: $*" >&2; }
@@ -149,12 +151,22 @@ CFG
 	fi
 }
 
+install_chromium() { # Debian's own build: the test starts it, nothing runs here
+	need_packages /usr/bin/chromium chromium
+	if ! timeout 60 /usr/bin/chromium --headless --no-sandbox --disable-gpu --dump-dom about:blank >/dev/null 2>&1; then
+		log "chromium is installed but does not start headless"
+		return 1
+	fi
+	log "chromium is ready ($(/usr/bin/chromium --version 2>/dev/null))"
+}
+
 for s in $wanted; do
 	case $s in
 	postgres) start_postgres ;;
 	mariadb) start_mariadb ;;
 	redis) start_redis ;;
 	zookeeper) start_zookeeper ;;
+	chromium) install_chromium ;;
 	*) log "unknown service $s"; exit 2 ;;
 	esac
 done

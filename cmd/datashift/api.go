@@ -57,7 +57,9 @@ func (a *api) routes() http.Handler {
 		mux.Handle("GET /metrics", a.metrics)
 	}
 	if a.ui != nil {
-		mux.Handle("GET /", a.ui)
+		// "/" and not "GET /": a method pattern on / would conflict with
+		// "/api/" (ServeMux panics); the UI answers other methods 405.
+		mux.Handle("/", a.ui)
 	}
 	return mux
 }

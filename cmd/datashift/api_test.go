@@ -42,6 +42,10 @@ type nodeOpts struct {
 	wrap func(store.Store) store.Store
 	// metrics serves GET /metrics as `datashift node` does.
 	metrics bool
+	// ui, if set, is served at / (the web UI).
+	ui http.Handler
+	// history, if set, keeps the node's finished runs (Redis).
+	history coordinator.History
 }
 
 func startAPI(t *testing.T, o nodeOpts) *apiNode {
@@ -58,7 +62,7 @@ func startAPI(t *testing.T, o nodeOpts) *apiNode {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cfg := coordinator.Config{Store: s, Addr: "127.0.0.1:0", Slots: 2,
-		Tick: 100 * time.Millisecond, ResourceEvery: 100 * time.Millisecond}
+		Tick: 100 * time.Millisecond, ResourceEvery: 100 * time.Millisecond, History: o.history}
 	var metrics *nodeMetrics
 	if o.metrics {
 		if metrics, err = newNodeMetrics(); err != nil {
@@ -70,7 +74,7 @@ func startAPI(t *testing.T, o nodeOpts) *apiNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &api{node: node, token: o.token, check: engine.Check}
+	a := &api{node: node, token: o.token, check: engine.Check, ui: o.ui}
 	if metrics != nil {
 		if a.metrics, err = metrics.serve(node, nil); err != nil {
 			t.Fatal(err)

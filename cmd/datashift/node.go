@@ -21,6 +21,7 @@ import (
 	"github.com/datashift/datashift/coordinator/store/embedded"
 	"github.com/datashift/datashift/coordinator/store/zkstore"
 	"github.com/datashift/datashift/engine"
+	"github.com/datashift/datashift/web"
 )
 
 func nodeCmd() *cobra.Command {
@@ -91,12 +92,12 @@ at once, and leaves.`,
 				return err
 			}
 			srv := &http.Server{
-				Handler:           (&api{node: node, token: token, check: engine.Check, metrics: scrape}).routes(),
+				Handler:           (&api{node: node, token: token, check: engine.Check, metrics: scrape, ui: web.Handler()}).routes(),
 				ReadHeaderTimeout: 10 * time.Second,
 			}
 			served := make(chan error, 1)
 			go func() { served <- srv.Serve(ln) }()
-			fmt.Fprintf(cmd.OutOrStdout(), "datashift node %s: API on http://%s, %d slots, store %s\n", node.ID(), ln.Addr(), slots, storeName(zk, root, stateDir))
+			fmt.Fprintf(cmd.OutOrStdout(), "datashift node %s: API and UI on http://%s/, %d slots, store %s\n", node.ID(), ln.Addr(), slots, storeName(zk, root, stateDir))
 
 			select {
 			case <-ctx.Done():
