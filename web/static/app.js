@@ -213,18 +213,19 @@
   // ---- actions: trigger, pause, resume ------------------------------------
 
   const inflight = new Set(); // "action job" while its request is out
-  let follow = null; // {job, newest, until}: a trigger whose run to open
+  let follow = null; // {job, entry, until}: a trigger whose run to open
 
-  async function act(action, job, newest, page) {
+  async function act(action, job, page) {
     const key = action + ' ' + job;
     if (inflight.has(key)) return;
     inflight.add(key);
     page.refresh();
     try {
-      await write('POST', `/api/jobs/${encodeURIComponent(job)}/${action}`);
+      const done = await write('POST', `/api/jobs/${encodeURIComponent(job)}/${action}`);
       if (action === 'trigger') {
         say(`Triggered ${job}: the run opens as soon as the leader starts it.`);
-        follow = { job, newest: newest || '', until: Date.now() + 60000 };
+        // The run names the queue entry the trigger was answered with.
+        follow = { job, entry: done.queued, until: Date.now() + 60000 };
         if (location.hash !== jobHref(job)) { location.hash = jobHref(job); return; }
       } else if (action === 'pause') {
         say(`Paused ${job}: its schedule fires no runs until it is resumed.`);
@@ -239,9 +240,8 @@
     }
   }
 
-  // actionButtons are a job's buttons; newest is its newest run's id, so a
-  // trigger can tell the run it started from those before.
-  function actionButtons(job, paused, newest, page) {
+  // actionButtons are a job's buttons.
+  function actionButtons(job, paused, page) {
     const button = (action, label, primary) => el('button', {
       type: 'button', class: primary ? 'primary' : null, 'data-action': action, 'data-job': job,
       disabled: inflight.has(action + ' ' + job),
@@ -250,7 +250,7 @@
         pause: 'Stop the schedule from firing runs (a running run goes on)',
         resume: 'Let the schedule fire runs again',
       }[action],
-      onclick: () => act(action, job, newest, page),
+      onclick: () => act(action, job, page),
     }, label);
     return [button('trigger', 'Trigger', true), paused ? button('resume', 'Resume') : button('pause', 'Pause')];
   }
@@ -326,7 +326,7 @@
         el('td', null, run ? [badge(run.state), ' ', link(runHref(j.name, run.id), fmtWhen(run.started) || run.id)] : el('span', { class: 'muted' }, 'never run')),
         el('td', { class: 'num' }, run ? fmtInt(run.rows) : dash()),
         el('td', null, s.paused ? badge('paused') : badge('active', 'pending')),
-        el('td', null, el('div', { class: 'row-actions' }, actionButtons(j.name, s.paused, run && run.id, page))));
+        el('td', null, el('div', { class: 'row-actions' }, actionButtons(j.name, s.paused, page))));
     });
     show(
       el('h1', null, 'Jobs'),
@@ -346,11 +346,11 @@
     // A run going shows its duration so far: redrawn at every look.
     if (!(follow && follow.job === name) && page.same(j, runs, going && Date.now())) return going ? 2000 : 4000;
     const s = j.schedule || {};
-    const newest = runs.length ? runs[0].id : '';
     let waiting = null;
     if (follow && follow.job === name) {
-      if (newest && newest !== follow.newest) {
-        const to = runHref(name, newest);
+      const started = runs.find((r) => r.queue_entry === follow.entry);
+      if (started) {
+        const to = runHref(name, started.id);
         follow = null;
         location.hash = to;
         return 0;
@@ -376,7 +376,7 @@
       el('div', { class: 'headline' },
         el('h1', null, name),
         s.paused ? badge('paused') : badge('active', 'pending'),
-        el('span', { class: 'actions' }, actionButtons(name, s.paused, newest, page))),
+        el('span', { class: 'actions' }, actionButtons(name, s.paused, page))),
       waiting,
       el('div', { class: 'cols' },
         el('div', { class: 'panel' },
