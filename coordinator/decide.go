@@ -125,7 +125,11 @@ func waitReason(ms []Member) string {
 	if draining == len(ms) {
 		return fmt.Sprintf("every node is draining (%d)", draining)
 	}
-	reason := fmt.Sprintf("no free slot: %d of %d slots busy on %d nodes", busy, slots, len(ms)-draining)
+	nodes := "nodes"
+	if len(ms)-draining == 1 {
+		nodes = "node"
+	}
+	reason := fmt.Sprintf("no free slot: %d of %d slots busy on %d %s", busy, slots, len(ms)-draining, nodes)
 	if draining > 0 {
 		reason += fmt.Sprintf(", %d draining", draining)
 	}

@@ -43,7 +43,7 @@ func TestPlace(t *testing.T) {
 		{"never over slots", []Member{{ID: "a", Slots: 2}, {ID: "b", Slots: 1, Assigned: 1}}, 5,
 			map[string]int{"a": 2}, 3, "no free slot: 3 of 3 slots busy on 2 nodes"},
 		{"draining nodes take nothing", []Member{{ID: "a", Slots: 4, Draining: true}, {ID: "b", Slots: 1}}, 2,
-			map[string]int{"b": 1}, 1, "no free slot: 1 of 1 slots busy on 1 nodes, 1 draining"},
+			map[string]int{"b": 1}, 1, "no free slot: 1 of 1 slots busy on 1 node, 1 draining"},
 		{"all draining", []Member{{ID: "a", Slots: 4, Draining: true}}, 1, map[string]int{}, 1, "every node is draining (1)"},
 		{"no nodes", nil, 2, map[string]int{}, 2, "no live node"},
 		{"lower load wins a tie of slots", []Member{{ID: "a", Slots: 1, Load: 0.9}, {ID: "b", Slots: 1, Load: 0.1}}, 1,
