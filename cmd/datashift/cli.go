@@ -160,12 +160,13 @@ func printJSON(w io.Writer, data []byte) error {
 
 func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) }
 
-// when is a time as a table shows it: local, to the second.
+// when is a time as a table shows it: local, to the second, with the zone
+// (the node and the reader may be in different ones).
 func when(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return t.Local().Format("2006-01-02 15:04:05")
+	return t.Local().Format("2006-01-02 15:04:05 MST")
 }
 
 func orDash(s string) string {
