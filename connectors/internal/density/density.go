@@ -164,7 +164,7 @@ func measure(ctx context.Context, spans []Span, probe Probe) error {
 		// of the span is taken to be as dense as that stretch: a span that
 		// is empty but for a cluster at its end is not mistaken for a
 		// sparse one, nor a regular spacing for a denser one.
-		spread := float64(uint64(last)-uint64(first)) // > 0: n ≥ 2 distinct keys
+		spread := float64(uint64(last) - uint64(first)) // > 0: n ≥ 2 distinct keys
 		rest := float64(uint64(spans[i].Hi) - uint64(last))
 		spans[i].Rows = float64(n) + rest*float64(n-1)/spread
 	}
