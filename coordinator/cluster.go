@@ -469,7 +469,8 @@ type RunStatus struct {
 }
 
 // Run returns one run with its partitions while it is in the run state,
-// or its history entry (no partitions) once it is over.
+// or once it is over its history entry with its partitions' summary (from
+// History, or as the store kept it for the newest runs; none otherwise).
 func (c *Cluster) Run(ctx context.Context, job, run string) (*RunStatus, error) {
 	for {
 		st, err := c.readRun(ctx, job, run)
@@ -504,7 +505,8 @@ func (c *Cluster) readRun(ctx context.Context, job, run string) (*RunStatus, err
 		}
 		for _, h := range hist {
 			if h.ID == run {
-				return &RunStatus{Run: h}, nil
+				kept, err := rs.KeptPartitions(ctx, job, run)
+				return &RunStatus{Run: h, Finished: kept}, err
 			}
 		}
 		return nil, fmt.Errorf("run %s of job %q: %w", run, job, engine.ErrNotFound)

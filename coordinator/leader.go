@@ -75,7 +75,7 @@ func (n *Node) lead(ctx context.Context, id, election string, epoch int64) {
 		n.mu.Unlock()
 	}()
 	fence := []store.Op{store.CheckOp(election, 0)}
-	rs := &RunState{S: n.cfg.Store, Fence: fence}
+	rs := &RunState{S: n.cfg.Store, Fence: fence, KeepPartitions: n.cfg.History == nil}
 	l := &leader{n: n, id: id, epoch: epoch, fence: fence, rs: rs,
 		steps: &engine.Steps{State: rs, Log: n.log, Now: n.cfg.Now, Sleep: n.cfg.Sleep},
 		holds: map[string]func(){}, waited: map[string]string{}, retries: map[string]startRetry{}, done: map[string]map[string]engine.PartitionRecord{},

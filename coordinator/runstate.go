@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/coordinator/history"
 	"github.com/datashift/datashift/coordinator/store"
 	"github.com/datashift/datashift/engine"
 )
@@ -20,11 +21,17 @@ import (
 //	/runs/JOB/RUN/progress/P      the worker's checkpoint, written under the lease
 //	/jobstate/JOB                 the job's incremental high-water mark
 //	/history/JOB/RUN              finished runs, the newest historyKept kept
+//	/history/JOB/RUN/partitions   their partitions' summary, without a History
+//	                              outside the store: the newest partsKept runs
 const (
 	runsPath     = "/runs"
 	jobStatePath = "/jobstate"
 	historyPath  = "/history"
 	historyKept  = 50
+	// partsKept runs of a job keep their partitions' summary in the store,
+	// each of at most partsKeptMax partitions (a few hundred kilobytes).
+	partsKept    = 10
+	partsKeptMax = 1000
 )
 
 // RunState keeps runs, partitions and checkpoints in a coordinator store. It
@@ -37,6 +44,10 @@ type RunState struct {
 	// passes the Check of its election node, so that once it has lost its
 	// leadership none of its writes lands.
 	Fence []store.Op
+	// KeepPartitions, set when no History outside the store keeps
+	// finished runs, keeps the partitions' summary of a job's newest runs
+	// in the store (partsKept), so that they can still be shown.
+	KeepPartitions bool
 }
 
 // multi applies ops behind the fence.
@@ -383,6 +394,13 @@ func (s *RunState) FinishRun(ctx context.Context, run *engine.RunRecord) error {
 		return err
 	}
 	ops := append([]store.Op{store.SetOp(runPath(run.Job, run.ID), data, store.AnyVersion)}, hist...)
+	if s.KeepPartitions {
+		kept, err := s.keptPartitionsOps(ctx, run)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, kept...)
+	}
 	if run.State == engine.RunSucceeded {
 		p := store.Join(jobStatePath, run.Job)
 		var js jobState
@@ -443,16 +461,62 @@ func (s *RunState) historyOps(ctx context.Context, run *engine.RunRecord) ([]sto
 	return []store.Op{store.CreateOp(hist, data, 0)}, nil
 }
 
+// keptPartitionsOps are the ops that keep the summary of run's partitions
+// beside its history entry (KeepPartitions), made or replaced; none for a
+// run of more than partsKeptMax partitions.
+func (s *RunState) keptPartitionsOps(ctx context.Context, run *engine.RunRecord) ([]store.Op, error) {
+	parts, err := s.Partitions(ctx, run.Job, run.ID)
+	if err != nil || len(parts) > partsKeptMax {
+		return nil, err
+	}
+	sums := make([]history.Partition, len(parts))
+	for i, p := range parts {
+		sums[i] = history.Summarize(p)
+	}
+	data, err := json.Marshal(sums)
+	if err != nil {
+		return nil, err
+	}
+	path := store.Join(historyPath, run.Job, run.ID, "partitions")
+	ok, _, err := s.S.Exists(ctx, path)
+	switch {
+	case err != nil:
+		return nil, err
+	case ok:
+		return []store.Op{store.SetOp(path, data, store.AnyVersion)}, nil
+	}
+	return []store.Op{store.CreateOp(path, data, 0)}, nil
+}
+
+// KeptPartitions reads the partitions' summary kept with a finished run
+// (KeepPartitions); nil when none was.
+func (s *RunState) KeptPartitions(ctx context.Context, job, run string) ([]history.Partition, error) {
+	var sums []history.Partition
+	_, err := s.get(ctx, store.Join(historyPath, job, run, "partitions"), &sums)
+	if errors.Is(err, store.ErrNoNode) {
+		return nil, nil
+	}
+	return sums, err
+}
+
+// pruneHistory keeps the job's newest historyKept runs, and the partitions
+// of the newest partsKept of them.
 func (s *RunState) pruneHistory(ctx context.Context, job string) error {
 	runs, err := s.S.Children(ctx, store.Join(historyPath, job))
 	if err != nil {
 		return err
 	}
 	for len(runs) > historyKept {
-		if err := s.S.Delete(ctx, store.Join(historyPath, job, runs[0]), store.AnyVersion); err != nil && !errors.Is(err, store.ErrNoNode) {
+		if err := store.DeleteAll(ctx, s.S, store.Join(historyPath, job, runs[0])); err != nil && !errors.Is(err, store.ErrNoNode) {
 			return err
 		}
 		runs = runs[1:]
+	}
+	// The run this one's end pushed out of the newest partsKept.
+	if out := len(runs) - partsKept - 1; out >= 0 {
+		if err := s.S.Delete(ctx, store.Join(historyPath, job, runs[out], "partitions"), store.AnyVersion); err != nil && !errors.Is(err, store.ErrNoNode) {
+			return err
+		}
 	}
 	return nil
 }

@@ -198,3 +198,65 @@ func TestLeaseFencing(t *testing.T) {
 		})
 	}
 }
+
+// Without a History outside the store, a finished run keeps its
+// partitions' summary beside its history entry, for the newest ten runs
+// of a job; a run going shows its live partitions instead.
+func TestRunStateKeepsTheNewestRunsPartitions(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s := open(t)
+			st := &coordinator.RunState{S: s, KeepPartitions: true}
+			start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			var ids []string
+			for i := range 12 {
+				run := &engine.RunRecord{Job: "orders", ID: engine.NewRunID(start.Add(time.Duration(i) * time.Minute)), State: engine.RunRunning}
+				parts := []engine.PartitionRecord{
+					{ID: "p0000", Range: connectors.Range{Hi: connectors.Key{int64(100)}}, State: engine.Pending},
+					{ID: "p0001", Range: connectors.Range{Lo: connectors.Key{int64(100)}}, State: engine.Pending},
+				}
+				if err := st.CreateRun(ctx, run, parts); err != nil {
+					t.Fatal(err)
+				}
+				for j, p := range parts {
+					lease, _, err := st.TakePartition(ctx, "orders", run.ID, p.ID, "node-1")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := lease.Save(ctx, engine.Checkpoint{Rows: int64(10*i + j), Done: true, Started: true}); err != nil {
+						t.Fatal(err)
+					}
+					if err := st.EndPartition(ctx, "orders", run.ID, p.ID, lease.Epoch(), engine.Done, ""); err != nil {
+						t.Fatal(err)
+					}
+				}
+				run.State = engine.RunSucceeded
+				if err := st.FinishRun(ctx, run); err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, run.ID)
+			}
+			for i, id := range ids {
+				kept, err := st.KeptPartitions(ctx, "orders", id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i < 2 {
+					if kept != nil {
+						t.Errorf("run %d of 12 kept its partitions: %+v", i+1, kept)
+					}
+					continue
+				}
+				if len(kept) != 2 || kept[0].ID != "p0000" || kept[0].Rows != int64(10*i) || kept[1].Rows != int64(10*i+1) ||
+					kept[1].State != engine.Done || kept[1].Owner != "node-1" || kept[1].Range != "[100, +∞)" {
+					t.Errorf("run %d of 12 kept %+v", i+1, kept)
+				}
+			}
+			hist, err := st.History(ctx, "orders")
+			if err != nil || len(hist) != 12 {
+				t.Fatalf("history: %d runs, %v", len(hist), err)
+			}
+		})
+	}
+}

@@ -735,6 +735,17 @@ func TestAPITriggerRun(t *testing.T) {
 	if a.code != http.StatusOK || run.State != engine.RunSucceeded || run.Rows != src.rows || run.Partitions == nil {
 		t.Fatalf("the finished run: %s", a)
 	}
+	// Without Redis the store kept the finished run's partitions.
+	rows = 0
+	for _, p := range run.Partitions {
+		if p.State != engine.Done || p.Owner != n.node.ID() || p.Attempts != 1 {
+			t.Errorf("a partition of the finished run: %+v", p)
+		}
+		rows += p.Checkpoint.Rows
+	}
+	if len(run.Partitions) != 4 || rows != src.rows {
+		t.Fatalf("the finished run shows %d partitions of %d rows, want 4 of %d:\n%s", len(run.Partitions), rows, src.rows, a)
+	}
 
 	// The sink holds the source.
 	want, err := engine.TableChecksum(context.Background(), "sqlite", connectors.SourceConfig{DSN: src.path, Table: "orders"}, nil)

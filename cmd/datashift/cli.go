@@ -374,7 +374,7 @@ func printRun(w io.Writer, rb *runBody) error {
 	}
 	if len(rb.Partitions) == 0 {
 		if rb.State != engine.RunRunning {
-			fmt.Fprintln(w, "(the partitions of a finished run are kept with --redis on the nodes)")
+			fmt.Fprintln(w, "(no partitions kept for this run: without --redis the nodes keep those of each job's newest 10 runs)")
 		}
 		return nil
 	}
