@@ -105,6 +105,16 @@ type SinkChecker interface {
 	Check(ctx context.Context, schema *arrow.Schema) error
 }
 
+// Completer is implemented by sinks that leave work to the end of a run:
+// a PostgreSQL table the sink created is loaded without its primary key,
+// which is built once every row is in (faster than keeping an index up to
+// date row by row). Complete is called once every partition is done,
+// before the run is recorded as succeeded, and again after a crash during
+// it: it does what is left, and nothing when nothing is.
+type Completer interface {
+	Complete(ctx context.Context) error
+}
+
 // CheckSink runs s's Check when it has one; a sink without one has nothing
 // it can check before Prepare.
 func CheckSink(ctx context.Context, s Sink, schema *arrow.Schema) error {

@@ -667,9 +667,13 @@ func (l *leader) finish(ctx context.Context, run *engine.RunRecord, runErr error
 		release()
 		delete(l.holds, run.ID)
 	}
-	done, err := l.steps.Finish(job, run, runErr)
+	done, err := l.steps.Finish(ctx, job, run, runErr)
 	if isFenced(err, len(l.fence)) {
 		return errNotLeader
+	}
+	if done.State == engine.RunRunning {
+		// Not recorded: the leader stopped while the sink completed.
+		return err
 	}
 	l.n.cfg.Metrics.runEnded(done)
 	if done != nil && done.State != engine.RunRunning && l.n.cfg.History != nil {

@@ -718,6 +718,19 @@ func checkCopy(t *testing.T, run engine.RunRecord, dst string, want connectors.C
 	if got := checksum(t, "postgres", connectors.SourceConfig{DSN: dst, Table: "orders_copy"}); got != want {
 		t.Errorf("sink %v, source %v", got, want)
 	}
+	// The sink created the table and loaded it bare; the run's end added
+	// its primary key.
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var pk string
+	if err := conn.QueryRow(ctx, `SELECT coalesce(string_agg(pg_get_constraintdef(oid), ', '), '') FROM pg_constraint
+WHERE conrelid = 'orders_copy'::regclass AND contype = 'p'`).Scan(&pk); err != nil || pk != "PRIMARY KEY (id)" {
+		t.Errorf("the sink's primary key: %q, %v", pk, err)
+	}
 }
 
 // checkOneRun checks the job has run exactly once.

@@ -10,6 +10,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/datashift/datashift/connectors"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 var (
@@ -167,12 +168,8 @@ func (s *Sink) prepare(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema
 		return err
 	}
 	if !exists {
-		ddl, err := createTableSQL(s.what, schema, s.cfg.Key)
-		if err != nil {
+		if err := s.create(ctx, conn, schema); err != nil {
 			return err
-		}
-		if _, err := conn.Exec(ctx, ddl); err != nil {
-			return fmt.Errorf("create table: %w", err)
 		}
 		// The created table is checked like one that was there.
 		if _, err := s.check(ctx, conn, schema); err != nil {
@@ -188,6 +185,102 @@ func (s *Sink) prepare(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema
 		}
 	}
 	return nil
+}
+
+// deferredKey marks, in its comment, a table created without its key's
+// constraint: Complete adds the constraint and takes the mark off.
+const deferredKey = "datashift: the key's constraint is added once the rows are in"
+
+// create creates the target table. Unless the run upserts (ON CONFLICT
+// needs the key's unique index from the first row), the table is created
+// without its key's constraint and marked so, in one transaction: rows
+// load into the bare heap, and Complete builds the index once, over all
+// of them.
+func (s *Sink) create(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema) error {
+	if s.cfg.Mode == connectors.Upsert || len(s.cfg.Key) == 0 {
+		ddl, err := createTableSQL(s.what, schema, s.cfg.Key)
+		if err != nil {
+			return err
+		}
+		if _, err := conn.Exec(ctx, ddl); err != nil {
+			return fmt.Errorf("create table: %w", err)
+		}
+		return nil
+	}
+	defs, _, err := tableDefs(schema, s.cfg.Key)
+	if err != nil {
+		return err
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "CREATE TABLE "+s.what+" ("+strings.Join(defs, ", ")+")"); err != nil {
+		return fmt.Errorf("create table: %w", err)
+	}
+	mark, err := quoteLiteral(deferredKey)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "COMMENT ON TABLE "+s.what+" IS "+mark); err != nil {
+		return fmt.Errorf("create table: %w", err)
+	}
+	return tx.Commit(ctx)
+}
+
+// Complete adds the key's constraint to a table this sink created without
+// it (create), and takes the mark off, in one transaction: a leader that
+// dies during the index build leaves the table marked, and the next one
+// builds it. A table not so marked is left as it is.
+func (s *Sink) Complete(ctx context.Context) error {
+	conn, err := s.conn.get(ctx)
+	if err != nil {
+		return s.conn.redact(err)
+	}
+	if err := s.complete(ctx, conn); err != nil {
+		s.conn.discard(conn)
+		return s.fail(err)
+	}
+	s.conn.put(conn)
+	return nil
+}
+
+func (s *Sink) complete(ctx context.Context, conn *pgx.Conn) error {
+	var marked bool
+	if err := conn.QueryRow(ctx, "SELECT coalesce(obj_description(to_regclass($1), 'pg_class') = $2, false)", s.what, deferredKey).Scan(&marked); err != nil || !marked {
+		return err
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background())
+	// Another leader may be at it too (one paused past its session): the
+	// lock orders them, and the second finds the mark gone.
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+s.what+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		return err
+	}
+	var nullable bool
+	err = tx.QueryRow(ctx, `SELECT coalesce(obj_description(to_regclass($1), 'pg_class') = $2, false),
+  coalesce(bool_or(NOT a.attnotnull), false)
+FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = ANY($3) AND NOT a.attisdropped`, s.what, deferredKey, s.cfg.Key).Scan(&marked, &nullable)
+	if err != nil || !marked {
+		return err
+	}
+	constraint := keyConstraint(s.cfg.Key, nullable)
+	if _, err := tx.Exec(ctx, "ALTER TABLE "+s.what+" ADD "+constraint); err != nil {
+		// PostgreSQL says which key repeats in the error's detail.
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Detail != "" {
+			return fmt.Errorf("add %s once the rows were in: %w (%s)", constraint, err, pe.Detail)
+		}
+		return fmt.Errorf("add %s once the rows were in: %w", constraint, err)
+	}
+	if _, err := tx.Exec(ctx, "COMMENT ON TABLE "+s.what+" IS NULL"); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 // columns returns the target's columns, read from the catalog once (or again
@@ -263,20 +356,33 @@ WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL AND i
 	return nil
 }
 
-// createTableSQL maps the Arrow schema to PostgreSQL types (TYPES.md). Text
-// key columns are declared COLLATE "C" so the primary key index serves the
-// byte-order ranges of later reads.
+// createTableSQL maps the Arrow schema to PostgreSQL types (TYPES.md), the
+// key's constraint included.
 func createTableSQL(table string, schema *arrow.Schema, key []string) (string, error) {
+	defs, constraint, err := tableDefs(schema, key)
+	if err != nil {
+		return "", err
+	}
+	if constraint != "" {
+		defs = append(defs, constraint)
+	}
+	return "CREATE TABLE IF NOT EXISTS " + table + " (" + strings.Join(defs, ", ") + ")", nil
+}
+
+// tableDefs are the column definitions of schema and the key's constraint,
+// apart: a table loaded without its key gets the constraint at the end
+// (Complete). Text key columns are declared COLLATE "C" so the key's index
+// serves the byte-order ranges of later reads.
+func tableDefs(schema *arrow.Schema, key []string) (defs []string, constraint string, err error) {
 	isKey := map[string]bool{}
 	for _, k := range key {
 		isKey[k] = true
 	}
-	var defs []string
 	nullableKey := false
 	for _, f := range schema.Fields() {
 		typ, err := pgTypeFor(f)
 		if err != nil {
-			return "", err
+			return nil, "", err
 		}
 		def := quoteIdent(f.Name) + " " + typ
 		if isKey[f.Name] && isCharType(typ) {
@@ -290,19 +396,23 @@ func createTableSQL(table string, schema *arrow.Schema, key []string) (string, e
 		defs = append(defs, def)
 	}
 	if len(key) > 0 {
-		q := make([]string, len(key))
-		for i, k := range key {
-			q[i] = quoteIdent(k)
-		}
-		// A primary key would refuse the NULL keys a nullable key column
-		// may carry; a unique constraint takes them.
-		if nullableKey {
-			defs = append(defs, "UNIQUE ("+strings.Join(q, ", ")+")")
-		} else {
-			defs = append(defs, "PRIMARY KEY ("+strings.Join(q, ", ")+")")
-		}
+		constraint = keyConstraint(key, nullableKey)
 	}
-	return "CREATE TABLE IF NOT EXISTS " + table + " (" + strings.Join(defs, ", ") + ")", nil
+	return defs, constraint, nil
+}
+
+// keyConstraint is the constraint a created table's key gets: a primary
+// key would refuse the NULL keys a nullable key column may carry, where a
+// unique constraint takes them.
+func keyConstraint(key []string, nullable bool) string {
+	q := make([]string, len(key))
+	for i, k := range key {
+		q[i] = quoteIdent(k)
+	}
+	if nullable {
+		return "UNIQUE (" + strings.Join(q, ", ") + ")"
+	}
+	return "PRIMARY KEY (" + strings.Join(q, ", ") + ")"
 }
 
 // isCharType reports whether a type pgTypeFor gives holds text that

@@ -11,6 +11,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/datashift/datashift/connectors"
+	"github.com/jackc/pgx/v5"
 )
 
 // recordJSON builds a record batch from JSON rows.
@@ -581,5 +582,86 @@ func TestSinkTransientOnTerminatedBackend(t *testing.T) {
 	// The sink works again on a fresh connection.
 	if err := writeBatches(t, snk, connectors.WriterSpec{Partition: "p2"}, recordJSON(t, schema, `[{"id": 1, "v": "a"}]`)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// keyConstraintOf is the table's primary key or unique constraint, as
+// PostgreSQL writes it, or "" when it has none; with the table's comment
+// when there is one.
+func keyConstraintOf(t *testing.T, conn *pgx.Conn, table string) string {
+	t.Helper()
+	var def string
+	err := conn.QueryRow(testCtx(t), `SELECT coalesce(string_agg(pg_get_constraintdef(oid), ', '), '') FROM pg_constraint
+WHERE conrelid = to_regclass($1) AND contype IN ('p', 'u')`, table).Scan(&def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return def
+}
+
+// A table the sink creates for append or truncate is loaded without its
+// key's constraint, which Complete adds once, with the rows in; a table
+// created for upsert has it from the start, and a table the sink did not
+// create is never touched. Keys the constraint cannot take fail Complete
+// with PostgreSQL's words, and leave the table marked, so the next
+// Complete tries again.
+func TestSinkBuildsTheKeyOfATableItCreatedAtTheEnd(t *testing.T) {
+	dsn, conn := newDB(t)
+	ctx := testCtx(t)
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "tag", Type: arrow.BinaryTypes.String, Nullable: true},
+	}, nil)
+	complete := func(snk *Sink) error { return snk.Complete(ctx) }
+	for _, c := range []struct {
+		table string
+		mode  connectors.WriteMode
+		key   []string
+		// before and after Complete
+		before, after string
+	}{
+		{"appended", connectors.Append, []string{"id"}, "", "PRIMARY KEY (id)"},
+		{"truncated", connectors.Truncate, []string{"id"}, "", "PRIMARY KEY (id)"},
+		{"nullable_key", connectors.Append, []string{"id", "tag"}, "", "UNIQUE (id, tag)"},
+		{"upserted", connectors.Upsert, []string{"id"}, "PRIMARY KEY (id)", "PRIMARY KEY (id)"},
+		{"keyless", connectors.Append, nil, "", ""},
+	} {
+		snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: c.table, Key: c.key, Mode: c.mode, CreateTable: true})
+		if err := snk.Prepare(ctx, schema, c.mode == connectors.Truncate); err != nil {
+			t.Fatalf("%s: %v", c.table, err)
+		}
+		if got := keyConstraintOf(t, conn, c.table); got != c.before {
+			t.Errorf("%s after Prepare: %q, want %q", c.table, got, c.before)
+		}
+		mustExec(t, conn, "INSERT INTO "+c.table+" SELECT g, 't' || g FROM generate_series(1, 1000) g")
+		for range 2 { // the second finds nothing left to do
+			if err := complete(snk); err != nil {
+				t.Fatalf("%s: Complete: %v", c.table, err)
+			}
+			if got := keyConstraintOf(t, conn, c.table); got != c.after {
+				t.Errorf("%s after Complete: %q, want %q", c.table, got, c.after)
+			}
+		}
+	}
+
+	// A table that was there without a key stays without one.
+	mustExec(t, conn, "CREATE TABLE theirs (id bigint NOT NULL, tag text)")
+	snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "theirs", Key: []string{"id"}, Mode: connectors.Append, CreateTable: true})
+	prepare(t, snk, schema)
+	if err := complete(snk); err != nil || keyConstraintOf(t, conn, "theirs") != "" {
+		t.Fatalf("Complete on a table the sink did not create: %v, constraint %q", err, keyConstraintOf(t, conn, "theirs"))
+	}
+
+	// Keys that repeat: the constraint cannot be added, and says why.
+	snk = openSink(t, connectors.SinkConfig{DSN: dsn, Table: "repeats", Key: []string{"id"}, Mode: connectors.Append, CreateTable: true})
+	prepare(t, snk, schema)
+	mustExec(t, conn, "INSERT INTO repeats VALUES (1, 'a'), (1, 'b')")
+	err := complete(snk)
+	if err == nil || !strings.Contains(err.Error(), `add PRIMARY KEY ("id") once the rows were in`) || !strings.Contains(err.Error(), "Key (id)=(1) is duplicated") {
+		t.Fatalf("Complete over repeated keys: %v", err)
+	}
+	mustExec(t, conn, "DELETE FROM repeats WHERE tag = 'b'")
+	if err := complete(snk); err != nil || keyConstraintOf(t, conn, "repeats") != "PRIMARY KEY (id)" {
+		t.Fatalf("Complete once the repeat is gone: %v, constraint %q", err, keyConstraintOf(t, conn, "repeats"))
 	}
 }

@@ -52,7 +52,7 @@ var connectorNotes = map[string]notes{
 		},
 		about:  "Reads with binary `COPY (SELECT …) TO STDOUT`, decoded straight into Arrow; writes with binary `COPY … FROM STDIN`, one COPY per commit in one transaction with the commit record. Upserts, and target columns of types it has no encoder for, go through a staging table and `INSERT … SELECT [ON CONFLICT … DO UPDATE]`.",
 		source: "A table (`schema.table`) or a query; `where` and `columns` apply. Split by sampled key quantiles (pg_stats, TABLESAMPLE, index probes). A table with no usable key is split by heap pages and read by ctid, as is the NULL-key range; a ctid position holds while the table does not change, or inside the exported snapshot (`snapshot: true`).",
-		sink:   "Modes append, truncate, upsert (by `source.key`, which needs a primary key or unique index on those columns). `create_table` creates the target from the Arrow schema, with the source's declared types where PostgreSQL has them (types: [TYPES.md](TYPES.md)).",
+		sink:   "Modes append, truncate, upsert (by `source.key`, which needs a primary key or unique index on those columns). `create_table` creates the target from the Arrow schema, with the source's declared types where PostgreSQL has them (types: [TYPES.md](TYPES.md)); for append and truncate it is loaded without its key's constraint (primary key, or unique for a nullable key), which is added once every row is in, when the run ends: one index build over the whole table instead of an index kept up to date row by row. A run that fails leaves the table without it until a run succeeds.",
 	},
 	"mysql": {
 		title: "MariaDB / MySQL",
