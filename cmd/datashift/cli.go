@@ -98,14 +98,11 @@ func (r *remote) client() (*apiClient, error) {
 	if r.output != "table" && r.output != "json" {
 		return nil, usageErrorf("-o %q: want table or json", r.output)
 	}
-	server, token := r.server, r.token
+	server := orEnv(r.server, "DATASHIFT_SERVER")
 	if server == "" {
-		server = envOr("DATASHIFT_SERVER", defaultServer)
+		server = defaultServer
 	}
-	if token == "" {
-		token = os.Getenv("DATASHIFT_TOKEN")
-	}
-	return newAPIClient(server, token)
+	return newAPIClient(server, orEnv(r.token, "DATASHIFT_TOKEN"))
 }
 
 func (r *remote) json() bool { return r.output == "json" }
