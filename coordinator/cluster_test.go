@@ -71,16 +71,18 @@ func (n *node) kill() {
 
 func startNode(t *testing.T, b backend, slots int) *node {
 	t.Helper()
-	return startNodeWith(t, b, slots, nil)
+	return startNodeWith(t, b, slots, coordinator.Config{})
 }
 
-func startNodeWith(t *testing.T, b backend, slots int, h coordinator.History) *node {
+// startNodeWith starts a node with the History and Metrics of extra.
+func startNodeWith(t *testing.T, b backend, slots int, extra coordinator.Config) *node {
 	t.Helper()
 	s := b.open(t)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	n, err := coordinator.Start(ctx, coordinator.Config{Store: s, Slots: slots, Log: log, Tick: 100 * time.Millisecond, ResourceEvery: 200 * time.Millisecond, SessionTimeout: zktest.SessionTimeout, History: h})
+	n, err := coordinator.Start(ctx, coordinator.Config{Store: s, Slots: slots, Log: log, Tick: 100 * time.Millisecond, ResourceEvery: 200 * time.Millisecond,
+		SessionTimeout: zktest.SessionTimeout, History: extra.History, Metrics: extra.Metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +371,7 @@ func TestClusterKeepsHistoryInRedis(t *testing.T) {
 	}
 	defer h.Close()
 	b := clusterBackends(t)[1]
-	nodes := []*node{startNodeWith(t, b, 2, h), startNodeWith(t, b, 2, h)}
+	nodes := []*node{startNodeWith(t, b, 2, coordinator.Config{History: h}), startNodeWith(t, b, 2, coordinator.Config{History: h})}
 	job, db, src := copyJob(t, "with-history", 1000, 0)
 	c := nodes[0].Cluster()
 	submitAndTrigger(t, c, job)

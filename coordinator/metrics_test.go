@@ -3,9 +3,7 @@ package coordinator_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"math"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +17,6 @@ import (
 	"github.com/datashift/datashift/coordinator"
 	"github.com/datashift/datashift/coordinator/store"
 	"github.com/datashift/datashift/coordinator/store/embedded"
-	"github.com/datashift/datashift/coordinator/store/zkstore/zktest"
 	"github.com/datashift/datashift/engine"
 )
 
@@ -37,25 +34,11 @@ func startMeteredNode(t *testing.T, b backend, slots int) *meteredNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := b.open(t)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	n, err := coordinator.Start(ctx, coordinator.Config{Store: s, Slots: slots, Log: log, Tick: 100 * time.Millisecond,
-		ResourceEvery: 200 * time.Millisecond, SessionTimeout: zktest.SessionTimeout, Metrics: m})
-	if err != nil {
+	n := startNodeWith(t, b, slots, coordinator.Config{Metrics: m})
+	if err := reg.Register(coordinator.NewStateCollector(n.Node)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		n.Stop(ctx)
-		s.Close()
-	})
-	if err := reg.Register(coordinator.NewStateCollector(n)); err != nil {
-		t.Fatal(err)
-	}
-	return &meteredNode{&node{n, s}, reg}
+	return &meteredNode{n, reg}
 }
 
 // sample sums the values of the metric name whose labels include want
