@@ -54,6 +54,13 @@ func (c *Checksum) UnmarshalJSON(b []byte) error {
 // Add folds every row of rec into the checksum, over the columns cols
 // (indexes into rec; nil means all columns).
 func (c *Checksum) Add(rec arrow.RecordBatch, cols []int) {
+	AddEach(rec, cols, func(int) *Checksum { return c })
+}
+
+// AddEach folds each row i of rec into the checksum into(i) gives, over the
+// columns cols (as Add): one pass that sums a batch's rows into several
+// checksums.
+func AddEach(rec arrow.RecordBatch, cols []int, into func(row int) *Checksum) {
 	if cols == nil {
 		cols = make([]int, rec.NumCols())
 		for i := range cols {
@@ -79,6 +86,7 @@ func (c *Checksum) Add(rec arrow.RecordBatch, cols []int) {
 			h.Write(n[:])
 			h.Write(buf)
 		}
+		c := into(i)
 		c.Sum += h.Sum64()
 		c.Rows++
 	}

@@ -235,7 +235,12 @@ func (n *Node) sessions(ctx context.Context) {
 		if current == 0 {
 			return
 		}
-		n.log.Warn("leaving the cluster", "node", n.ID(), "why", why)
+		// A stop is asked for; a lost session is news.
+		level := slog.LevelWarn
+		if why == "stopped" {
+			level = slog.LevelInfo
+		}
+		n.log.Log(context.Background(), level, "leaving the cluster", "node", n.ID(), "why", why)
 		end()
 		<-ended
 		current, lost = 0, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -98,7 +99,8 @@ func (v *Verification) Totals() (source, sink int64) {
 // the whole key space, NULL keys included, so a sink row outside every
 // source range still shows. The comparison is of the whole table also for
 // an incremental job (not one run's window), and is one range when the job
-// has no key or the sink is read back as files (no key order to range by).
+// has no key. A sink read back as files (no key order to read a range by)
+// is read once, each row summed into the partition its key falls in.
 // Verify returns the comparison, and an error wrapping ErrDiffers when any
 // partition differs.
 func Verify(ctx context.Context, job *Job) (*Verification, error) {
@@ -124,7 +126,7 @@ func Verify(ctx context.Context, job *Job) (*Verification, error) {
 	for i, f := range schema.Fields() {
 		v.Columns[i] = f.Name
 	}
-	whole, err := sinkReadsWhole(ctx, job, v.Columns)
+	sinkSchema, files, err := sinkReadBack(ctx, job, v.Columns)
 	if err != nil {
 		src.Close()
 		return nil, err
@@ -133,8 +135,9 @@ func Verify(ctx context.Context, job *Job) (*Verification, error) {
 	switch {
 	case len(job.Source.Key) == 0:
 		plan = partitioner.Unsplit(nil, "no key: the table is compared as one partition")
-	case whole:
-		plan = partitioner.Unsplit(nil, fmt.Sprintf("%s sink is read back as files, in no key order: the table is compared as one partition", job.Sink.Type))
+	case files && keyTypesDiffer(schema, sinkSchema, job.Source.Key) != "":
+		plan = partitioner.Unsplit(nil, fmt.Sprintf("%s sink is read back as files, and %s: the table is compared as one partition",
+			job.Sink.Type, keyTypesDiffer(schema, sinkSchema, job.Source.Key)))
 	default:
 		plan, err = planSource(ctx, job, src)
 		if err != nil {
@@ -142,6 +145,9 @@ func Verify(ctx context.Context, job *Job) (*Verification, error) {
 			return nil, fmt.Errorf("job %q: %w", job.Name, err)
 		}
 		plan = withNullRange(plan)
+		if files {
+			plan.Reason += fmt.Sprintf("; the %s sink's files are read once, each row summed into its key's partition", job.Sink.Type)
+		}
 	}
 	src.Close()
 	v.Scheme, v.Reason = plan.Scheme, plan.Reason
@@ -152,7 +158,7 @@ func Verify(ctx context.Context, job *Job) (*Verification, error) {
 	for i, p := range plan.Partitions {
 		v.Partitions[i] = PartitionCheck{ID: p.ID, Range: p.Range}
 	}
-	if err := verifyPartitions(ctx, job, v, len(plan.Key) > 0); err != nil {
+	if err := verifyPartitions(ctx, job, v, len(plan.Key) > 0, files); err != nil {
 		return nil, err
 	}
 	v.Duration = Duration(time.Since(start))
@@ -205,28 +211,52 @@ func sinkConfigAsSource(job *Job, key, columns []string) connectors.SourceConfig
 	}
 }
 
-// sinkReadsWhole opens the sink's store as a source once, to refuse before
+// sinkReadBack opens the sink's store as a source once, to refuse before
 // reading anything a sink that cannot be read back or lacks a compared
-// column, and reports whether it reads files (FileSet): those have no key
-// order, so they are compared whole.
-func sinkReadsWhole(ctx context.Context, job *Job, columns []string) (bool, error) {
+// column, and returns the schema it reads and whether it reads files
+// (FileSet): those have no key order to read a range by, so they are read
+// once, whole (sinkByPartition).
+func sinkReadBack(ctx context.Context, job *Job, columns []string) (*arrow.Schema, bool, error) {
 	s, err := connectors.OpenSource(ctx, job.Sink.Type, sinkConfigAsSource(job, nil, columns))
 	if err != nil {
-		return false, &SpecError{Job: job.Name, Field: "sink", Reason: "read it back: " + err.Error()}
+		return nil, false, &SpecError{Job: job.Name, Field: "sink", Reason: "read it back: " + err.Error()}
 	}
 	defer s.Close()
-	if _, err := s.Schema(ctx); err != nil {
-		return false, &SpecError{Job: job.Name, Field: "sink", Reason: "read it back: " + err.Error()}
+	schema, err := s.Schema(ctx)
+	if err != nil {
+		return nil, false, &SpecError{Job: job.Name, Field: "sink", Reason: "read it back: " + err.Error()}
 	}
 	_, files := s.(connectors.FileSet)
-	return files, nil
+	return schema, files, nil
+}
+
+// keyTypesDiffer says which key column the sink reads back as another type
+// than the source's ("" when none does): its keys could not be placed in
+// the source's ranges.
+func keyTypesDiffer(source, sink *arrow.Schema, key []string) string {
+	for _, k := range key {
+		a, aok := source.FieldsByName(k)
+		b, bok := sink.FieldsByName(k)
+		if !aok || !bok || !arrow.TypeEqual(a[0].Type, b[0].Type) {
+			want, got := "none", "none"
+			if aok {
+				want = a[0].Type.String()
+			}
+			if bok {
+				got = b[0].Type.String()
+			}
+			return fmt.Sprintf("its key column %s reads back as %s, not %s", k, got, want)
+		}
+	}
+	return ""
 }
 
 // verifyPartitions fills in each partition's checksums, job.Parallelism
 // partitions at a time, each with its own source and sink connections as
 // an executor's partition has. keyed says the ranges are key ranges, read
-// from both sides with the job's key.
-func verifyPartitions(ctx context.Context, job *Job, v *Verification, keyed bool) error {
+// from both sides with the job's key; files that the sink is read back as
+// files, once, beside the source's partitions (sinkByPartition).
+func verifyPartitions(ctx context.Context, job *Job, v *Verification, keyed, files bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var key []string
@@ -237,8 +267,16 @@ func verifyPartitions(ctx context.Context, job *Job, v *Verification, keyed bool
 	srcCfg.Key, srcCfg.Columns = key, v.Columns
 	sinkCfg := sinkConfigAsSource(job, key, v.Columns)
 	next := make(chan int)
-	errs := make(chan error, len(v.Partitions))
+	errs := make(chan error, len(v.Partitions)+1)
 	var wg sync.WaitGroup
+	if files {
+		wg.Go(func() {
+			if err := sinkByPartition(ctx, job, v, key); err != nil {
+				errs <- fmt.Errorf("job %q: sink: %w", job.Name, err)
+				cancel()
+			}
+		})
+	}
 	for range min(job.Parallelism, len(v.Partitions)) {
 		wg.Go(func() {
 			for i := range next {
@@ -249,11 +287,13 @@ func verifyPartitions(ctx context.Context, job *Job, v *Verification, keyed bool
 					cancel()
 					continue
 				}
+				if files {
+					continue
+				}
 				if p.Sink, err = checksumOf(ctx, job.Sink.Type, sinkCfg, p.Range); err != nil {
 					errs <- fmt.Errorf("job %q: partition %s %s: sink: %w", job.Name, p.ID, p.Range, err)
 					cancel()
 				}
-				p.Differs = p.Source != p.Sink
 			}
 		})
 	}
@@ -272,7 +312,76 @@ func verifyPartitions(ctx context.Context, job *Job, v *Verification, keyed bool
 	if err := <-errs; err != nil {
 		return err
 	}
+	for i := range v.Partitions {
+		p := &v.Partitions[i]
+		p.Differs = p.Source != p.Sink
+	}
 	return ctx.Err()
+}
+
+// sinkByPartition reads the sink's files once and sums each row into the
+// sink checksum of the partition whose range holds its key (key: the
+// job's key, its columns among v.Columns). The ranges cover every key, NULL
+// keys included.
+func sinkByPartition(ctx context.Context, job *Job, v *Verification, key []string) error {
+	src, err := connectors.OpenSource(ctx, job.Sink.Type, sinkConfigAsSource(job, nil, v.Columns))
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	keyCols := make([]int, len(key))
+	for i, k := range key {
+		keyCols[i] = slices.Index(v.Columns, k)
+	}
+	ranges := make([]connectors.Range, len(v.Partitions))
+	for i, p := range v.Partitions {
+		ranges[i] = p.Range
+	}
+	holder := rangeHolder(ranges)
+	sums := make([]connectors.Checksum, len(v.Partitions))
+	err = src.Read(ctx, connectors.Range{}, func(b arrow.RecordBatch) error {
+		connectors.AddEach(b, nil, func(i int) *connectors.Checksum {
+			return &sums[holder(connectors.KeyOf(b, keyCols, i))]
+		})
+		return nil
+	})
+	for i := range sums {
+		v.Partitions[i].Sink = sums[i]
+	}
+	return err
+}
+
+// rangeHolder returns the function that finds which of ranges (a plan's,
+// in key order, with one for NULL keys) holds a key: by binary search
+// over the key ranges' upper ends.
+func rangeHolder(ranges []connectors.Range) func(connectors.Key) int {
+	nulls := -1
+	var keyed []int // indexes of the key ranges, in key order
+	for i, r := range ranges {
+		if r.Nulls {
+			nulls = i
+		} else {
+			keyed = append(keyed, i)
+		}
+	}
+	return func(k connectors.Key) int {
+		if slices.Contains(k, nil) && nulls >= 0 {
+			return nulls
+		}
+		at := sort.Search(len(keyed), func(j int) bool {
+			hi := ranges[keyed[j]].Hi
+			return hi == nil || connectors.CompareKeys(k, hi) < 0
+		})
+		if at < len(keyed) && ranges[keyed[at]].Contains(k) {
+			return keyed[at]
+		}
+		for i, r := range ranges { // not in key order: look at each
+			if r.Contains(k) {
+				return i
+			}
+		}
+		return len(ranges) - 1 // in none: it shows as a difference there
+	}
 }
 
 func checksumOf(ctx context.Context, typ string, cfg connectors.SourceConfig, r connectors.Range) (connectors.Checksum, error) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -107,28 +108,75 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
-// A Parquet or CSV sink has no key order to read ranges by: verify compares it
-// whole and says so; a sink that cannot be read back is refused as a spec
-// mistake.
-func TestVerifyFileSinkWholeAndRedisRefused(t *testing.T) {
+// A Parquet or CSV sink has no key order to read ranges by: verify reads
+// its files once, summing each row into its key's partition, and names the
+// partition a changed row is in; a sink that cannot be read back is
+// refused as a spec mistake.
+func TestVerifyFileSinkByPartitionAndRedisRefused(t *testing.T) {
 	dir, job := demoJob(t, 10000, "")
 	if out, err := datashift(t, "run", job, "-q", "--state", filepath.Join(dir, "state")); err != nil {
 		t.Fatalf("run: %v\n%s", err, out)
 	}
 	out, err := datashift(t, "verify", job)
-	if err != nil || !strings.Contains(out, "job cli: 1 partitions, scheme single, parallelism 4\nparquet sink is read back as files, in no key order: the table is compared as one partition\n") ||
-		!strings.Contains(out, "job cli: the sink equals the source: 1 partitions checked, 10000 source rows, 10000 sink rows") {
+	if err != nil || !strings.Contains(out, "job cli: 5 partitions, scheme key-range, parallelism 4\n") ||
+		!strings.Contains(out, "; the parquet sink's files are read once, each row summed into its key's partition\n") ||
+		!strings.Contains(out, "job cli: the sink equals the source: 5 partitions checked, 10000 source rows, 10000 sink rows") {
 		t.Fatalf("verify of a Parquet copy: %v\n%s", err, out)
 	}
 	// A CSV sink reads back with the options both sides take (the
 	// delimiter) and its numeric column as floats: equal all the same.
 	spec := strings.Replace(readFile(t, job), "sink: {type: parquet", "sink: {type: csv, options: {delimiter: tab}", 1)
-	csv := writeFile(t, dir, "csv.yaml", strings.Replace(spec, filepath.Join(dir, "out")+",", filepath.Join(dir, "csv")+",", 1))
+	csvDir := filepath.Join(dir, "csv")
+	csv := writeFile(t, dir, "csv.yaml", strings.Replace(spec, filepath.Join(dir, "out")+",", csvDir+",", 1))
 	if out, err := datashift(t, "run", csv, "-q", "--state", filepath.Join(dir, "state")); err != nil {
 		t.Fatalf("run to CSV: %v\n%s", err, out)
 	}
-	if out, err := datashift(t, "verify", csv); err != nil || !strings.Contains(out, "csv sink is read back as files") || !strings.Contains(out, "the sink equals the source: 1 partitions checked, 10000 source rows, 10000 sink rows") {
+	if out, err := datashift(t, "verify", csv); err != nil || !strings.Contains(out, "the csv sink's files are read once") || !strings.Contains(out, "the sink equals the source: 5 partitions checked, 10000 source rows, 10000 sink rows") {
 		t.Fatalf("verify of a CSV copy: %v\n%s", err, out)
+	}
+	// One value of row 7777 changed in the CSV files: the partition that
+	// holds key 7777 differs, and only it.
+	files, err := filepath.Glob(filepath.Join(csvDir, "*.csv"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("the CSV sink's files: %v, %v", files, err)
+	}
+	changed := 0
+	for _, f := range files {
+		lines := strings.Split(readFile(t, f), "\n")
+		for i, l := range lines {
+			if strings.HasPrefix(l, "7777\t") {
+				cells := strings.Split(l, "\t")
+				cells[1] += "x"
+				lines[i] = strings.Join(cells, "\t")
+				changed++
+			}
+		}
+		writeFile(t, filepath.Dir(f), filepath.Base(f), strings.Join(lines, "\n"))
+	}
+	if changed != 1 {
+		t.Fatalf("row 7777 found %d times in the CSV files", changed)
+	}
+	out, err = datashift(t, "verify", csv)
+	if err == nil || exitCode(err) != 1 || strings.Count(out, "differs: source") != 1 || !strings.Contains(out, "1 of 5 partitions differ") {
+		t.Fatalf("verify of a CSV copy with a changed row: %v (exit %d)\n%s", err, exitCode(err), out)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.Contains(l, "differs: source") {
+			continue
+		}
+		var lo, hi string
+		if _, err := fmt.Sscanf(l[strings.Index(l, "[")+1:], "%s %s", &lo, &hi); err != nil {
+			t.Fatalf("the differing partition's bounds in %q: %v", l, err)
+		}
+		lo, hi = strings.TrimSuffix(lo, ","), strings.TrimSuffix(hi, ")")
+		n, _ := strconv.Atoi(lo)
+		m, err := strconv.Atoi(hi)
+		if err != nil {
+			m = 1 << 30 // +∞
+		}
+		if lo != "-∞" && n > 7777 || m <= 7777 || !strings.Contains(l, "source 2500 rows") {
+			t.Fatalf("the differing partition does not hold key 7777: %s", l)
+		}
 	}
 	redis := writeFile(t, dir, "redis.yaml", "name: r\nsource: {type: sqlite, dsn: x.db, table: orders, key: [id]}\nsink: {type: redis, dsn: \"redis://127.0.0.1:6379/0\"}\n")
 	out, err = datashift(t, "verify", redis)
