@@ -147,13 +147,7 @@ func (s *source) densityStats(ctx context.Context, st connectors.Stats, sampleSi
 		return st, fmt.Errorf("measure keys of %s: %w", s.name, err)
 	}
 	st.Rows, st.Exact, st.Method, st.Sample = int64(math.Round(total)), false, "index density probes", nil
-	var prev int64
-	for i := range sampleSize {
-		at := density.At(spans, (float64(i)+0.5)*total/float64(sampleSize))
-		if i > 0 && at == prev {
-			continue
-		}
-		prev = at
+	for _, at := range density.Quantiles(spans, total, sampleSize) {
 		if k.kind == kUint {
 			st.Sample = append(st.Sample, connectors.Key{uint64(at)})
 		} else {

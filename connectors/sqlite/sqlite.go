@@ -153,6 +153,9 @@ type tableInfo struct {
 	// Stats uses to sample rows without scanning and keyless ranges are
 	// read by.
 	rowid bool
+	// rowidKey is the table's INTEGER PRIMARY KEY: the rowid under another
+	// name; nil when it has none.
+	rowidKey *column
 }
 
 // lookupTable resolves name ("t" or "schema.t") and reads its columns. found
@@ -213,6 +216,7 @@ func lookupTable(c *liteConn, name string) (ti *tableInfo, found bool, err error
 			}
 		} else if typ == "table" && len(pkCols) == 1 && pkDecl[0] == "INTEGER" {
 			pkCols[0].nullable = false
+			ti.rowidKey = pkCols[0]
 		}
 		return ti, true, nil
 	}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"math"
+	"slices"
 	"sort"
 	"testing"
 
@@ -166,6 +167,52 @@ func TestStatsSparseRowids(t *testing.T) {
 	t.Logf("estimated %d rows; %d partitions at sample quantiles hold %v: largest %.2f× the mean", st.Rows, len(counts), counts, ratio)
 	if sum != 20_000 || ratio > 1.5 {
 		t.Errorf("partitions hold %v (sum %d), largest %.2f× the mean; want 20000 rows, at most 1.5×", counts, sum, ratio)
+	}
+}
+
+// A table read by its INTEGER PRIMARY KEY, unfiltered, is planned from the
+// rowids' density alone, reading no row: the same skewed key balances as
+// well; with a filter, rows are fetched to see which pass it.
+func TestStatsRowidKeyByDensityAlone(t *testing.T) {
+	defer func(v float64) { rowidKeyScanBelow = v }(rowidKeyScanBelow)
+	rowidKeyScanBelow = 1000
+	dsn := newDB(t)
+	db := sqlDB(t, dsn)
+	mustExec(t, db, `CREATE TABLE skew (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)`)
+	mustExec(t, db, `WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 18000) INSERT INTO skew SELECT n * 11, n % 2 FROM g`)
+	mustExec(t, db, `WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 2000) INSERT INTO skew SELECT 10000000 + n * 9900, n % 2 FROM g`)
+	src := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "skew", Key: []string{"id"}})
+	const parts = 16
+	st, err := src.(connectors.Sampler).Stats(context.Background(), 10*parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Method != "rowid density probes" || st.Rows < 19_600 || st.Rows > 20_400 || st.NullRows != 0 {
+		t.Fatalf("stats by %q: %d rows (%d NULL keys), want about 20000 by rowid density probes", st.Method, st.Rows, st.NullRows)
+	}
+	if st.Min[0] != int64(11) || st.Max[0] != int64(10000000+2000*9900) || !slices.IsSortedFunc(st.Sample, connectors.CompareKeys) {
+		t.Fatalf("min %v max %v, sample sorted: %v", st.Min, st.Max, slices.IsSortedFunc(st.Sample, connectors.CompareKeys))
+	}
+	var counts []int64
+	var lo connectors.Key
+	for i := 0; i < parts; i++ {
+		r := connectors.Range{Lo: lo}
+		if i < parts-1 {
+			r.Hi = st.Sample[(i+1)*len(st.Sample)/parts]
+		}
+		lo = r.Hi
+		n, err := src.(connectors.Counter).Count(context.Background(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts = append(counts, n)
+	}
+	if biggest := slices.Max(counts); float64(biggest) > 1.5*20_000/parts {
+		t.Errorf("partitions at the sample's quantiles hold %v: largest %.2f× the mean", counts, float64(biggest)/(20_000/parts))
+	}
+	filtered := openSrc(t, connectors.SourceConfig{DSN: dsn, Table: "skew", Key: []string{"id"}, Where: "v = 1"})
+	if st, err := filtered.(connectors.Sampler).Stats(context.Background(), 10*parts); err != nil || st.Method == "rowid density probes" {
+		t.Fatalf("a filtered table's stats by %q (%v): want rows fetched to apply the filter", st.Method, err)
 	}
 }
 

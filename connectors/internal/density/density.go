@@ -212,3 +212,17 @@ func At(spans []Span, rank float64) int64 {
 	}
 	return spans[len(spans)-1].Hi
 }
+
+// Quantiles returns the keys at n evenly spaced ranks of spans (of total
+// rows), each once: a sample of the keys for split points, without reading
+// a row.
+func Quantiles(spans []Span, total float64, n int) []int64 {
+	var out []int64
+	for i := range n {
+		at := At(spans, (float64(i)+0.5)*total/float64(n))
+		if len(out) == 0 || at != out[len(out)-1] {
+			out = append(out, at)
+		}
+	}
+	return out
+}
