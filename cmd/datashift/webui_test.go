@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -179,8 +181,9 @@ func (b *browser) location() string {
 }
 
 // problems are the page's script errors and the requests the browser
-// refused or saw fail, but for the 401 that asks for the token.
-func (b *browser) problems() []string {
+// refused or saw fail, but for the 401 that asks for the token and the
+// statuses expected.
+func (b *browser) problems(expected ...int) []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []string
@@ -188,7 +191,9 @@ func (b *browser) problems() []string {
 		if m.Type != chromedp.ConsoleError && m.Type != chromedp.ConsoleException {
 			continue
 		}
-		if m.Source == "network" && strings.Contains(m.Text, "status of 401") {
+		if m.Source == "network" && slices.ContainsFunc(append(expected, http.StatusUnauthorized), func(code int) bool {
+			return strings.Contains(m.Text, fmt.Sprintf("status of %d", code))
+		}) {
 			continue
 		}
 		out = append(out, m.String())
@@ -441,5 +446,57 @@ func TestWebUIShowsAFailedRun(t *testing.T) {
 	writeScreenshot(t, "failed-run-page.png", screenshot(t, b))
 	if p := b.problems(); len(p) > 0 {
 		t.Errorf("the page reported problems:\n%s", strings.Join(p, "\n"))
+	}
+}
+
+// A job is defined on the New job page: a spec the node refuses shows its
+// reason, naming the field; one it takes opens the job's page; a name that
+// is taken is replaced once asked. The node's token is asked for on the
+// first change.
+func TestWebUINewJob(t *testing.T) {
+	chromium(t)
+	n := startAPI(t, nodeOpts{token: testToken, ui: web.Handler()})
+	src := demoSource(t, 100)
+	b := openBrowser(t, n.srv.URL)
+	b.open("#/jobs")
+	b.do("open New job", chromedp.Click(chromedp.CSS(`main a[data-action="new"]`)))
+	b.waitText("main h1", "New job")
+
+	bad := strings.Replace(src.yaml("fresh", ""), "mode: truncate", "mode: merge", 1)
+	b.do("submit a bad spec",
+		chromedp.SetValue(chromedp.CSS("#spec"), bad),
+		chromedp.Click(chromedp.CSS("#spec-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#token-form")),
+		chromedp.SendKeys(chromedp.CSS("#token-input"), testToken),
+		chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`)))
+	b.waitText("#spec-error", `job "fresh": sink.mode: must be append, truncate or upsert (got "merge")`)
+	if a := n.anon("GET", "/api/jobs/fresh", ""); a.code != http.StatusNotFound {
+		t.Fatalf("a refused spec was filed: %s", a)
+	}
+	writeScreenshot(t, "new-job-page.png", screenshot(t, b))
+
+	b.do("submit a good spec", chromedp.SetValue(chromedp.CSS("#spec"), src.yaml("fresh", "")), chromedp.Click(chromedp.CSS("#spec-submit")))
+	eventually(t, 20*time.Second, "the page moves to the new job", func() bool { return strings.HasSuffix(b.location(), "#/jobs/fresh") })
+	b.waitText("main h1", "fresh")
+	var filed jobBody
+	n.anon("GET", "/api/jobs/fresh", "").decode(t, &filed)
+	if filed.Spec == nil || filed.Spec.BatchRows == 7 {
+		t.Fatalf("the filed job: %+v", filed)
+	}
+
+	// The same name again: refused as taken, then replaced on request.
+	b.open("#/new")
+	b.do("submit a taken name", chromedp.SetValue(chromedp.CSS("#spec"), src.yaml("fresh", "batch_rows: 7\n")), chromedp.Click(chromedp.CSS("#spec-submit")))
+	b.waitText("#spec-error", `job "fresh"`, "exists")
+	b.do("replace it", chromedp.WaitVisible(chromedp.CSS("#spec-replace")), chromedp.Click(chromedp.CSS("#spec-replace")))
+	eventually(t, 20*time.Second, "the page moves to the replaced job", func() bool { return strings.HasSuffix(b.location(), "#/jobs/fresh") })
+	eventually(t, 10*time.Second, "the job is replaced", func() bool {
+		var now jobBody
+		n.anon("GET", "/api/jobs/fresh", "").decode(t, &now)
+		return now.Spec != nil && now.Spec.BatchRows == 7
+	})
+	// The refusals are answers the page shows, not its errors.
+	if p := b.problems(http.StatusBadRequest, http.StatusConflict); len(p) > 0 {
+		t.Errorf("the browser reported: %v", p)
 	}
 }

@@ -134,13 +134,14 @@
 
   // write sends a change. A node with a token answers 401 without it: the
   // token form asks for it, and the change is sent again with it.
-  async function write(method, path) {
+  async function write(method, path, body) {
     let refused = false;
     for (;;) {
       const headers = { Accept: 'application/json' };
       const token = sessionStorage.getItem(TOKEN_KEY);
       if (token) headers.Authorization = 'Bearer ' + token;
-      const r = await fetch(path, { method, headers });
+      if (body !== undefined) headers['Content-Type'] = 'application/yaml';
+      const r = await fetch(path, { method, headers, body });
       if (r.status === 401) {
         if (token) { sessionStorage.removeItem(TOKEN_KEY); refused = true; }
         showTokenState();
@@ -329,11 +330,53 @@
         el('td', null, el('div', { class: 'row-actions' }, actionButtons(j.name, s.paused, page))));
     });
     show(
-      el('h1', null, 'Jobs'),
+      el('div', { class: 'page-head' }, el('h1', null, 'Jobs'), el('a', { class: 'button primary', href: '#/new', 'data-action': 'new' }, 'New job')),
       el('p', { class: 'muted' }, 'Every job the cluster holds. Trigger starts a run now; Pause stops the schedule from firing (a run already going goes on).'),
       table(['Job', 'Schedule', 'Next fire', 'Last run', ['Rows', 'num'], 'Status', ''], rows,
-        'No jobs yet: submit one with POST /api/jobs (see the README).'));
+        'No jobs yet: add one with New job, datashift submit, or POST /api/jobs.'));
     return 3000;
+  }
+
+  const exampleSpec = `name: orders-to-warehouse
+source: {type: postgres, dsn: "postgres://app:secret@127.0.0.1:5432/shop", table: public.orders, key: [id]}
+sink: {type: mysql, dsn: "root@tcp(127.0.0.1:3306)/warehouse", table: orders, mode: upsert, create_table: true}
+schedule: {cron: "*/15 * * * *"}
+`;
+
+  // newJobPage is a form for a job's spec, as datashift submit sends it:
+  // the node checks it and reaches its stores before filing it. A name
+  // that is taken may be replaced, once asked.
+  function newJobPage() {
+    const spec = el('textarea', { id: 'spec', rows: 16, spellcheck: 'false', 'aria-label': 'job spec (YAML or JSON)', placeholder: exampleSpec });
+    const problem = el('div', { id: 'spec-error', class: 'error-text', role: 'alert' });
+    const replace = el('button', { type: 'button', id: 'spec-replace', hidden: true }, 'Replace it');
+    const submit = el('button', { type: 'submit', class: 'primary', id: 'spec-submit' }, 'Submit');
+    async function send(method, path) {
+      problem.textContent = '';
+      replace.hidden = true;
+      submit.disabled = true;
+      try {
+        const job = await write(method, path, spec.value);
+        say(method === 'POST' ? `Submitted ${job.name}.` : `Replaced ${job.name}.`);
+        location.hash = jobHref(job.name);
+      } catch (e) {
+        problem.textContent = e.message;
+        const name = (spec.value.match(/^name:\s*["']?([^"'\s#]+)/m) || [])[1];
+        if (e.status === 409 && name) {
+          replace.hidden = false;
+          replace.onclick = () => send('PUT', '/api/jobs/' + encodeURIComponent(name));
+        }
+      } finally {
+        submit.disabled = false;
+      }
+    }
+    show(
+      el('div', { class: 'crumbs' }, link('#/jobs', 'Jobs'), ' / new'),
+      el('h1', null, 'New job'),
+      el('p', { class: 'muted' }, 'A job spec in YAML or JSON, as for datashift run (see the README for every field). The node checks it and reaches its source and sink before filing it; passwords in DSNs are never shown again.'),
+      el('form', { class: 'panel spec-form', onsubmit: (e) => { e.preventDefault(); send('POST', '/api/jobs'); } },
+        spec, el('div', { class: 'row-actions' }, submit, replace), problem));
+    return 0;
   }
 
   async function jobPage(page, name) {
@@ -590,6 +633,9 @@
       start((page) => jobPage(page, a));
     } else if (first === 'jobs' && !a) {
       start(jobsPage);
+    } else if (first === 'new' && !a) {
+      nav = 'jobs';
+      start(newJobPage);
     } else if (first === 'runs' && a && b && path.length === 3) {
       nav = 'jobs';
       start(runPage(a, b));
