@@ -694,7 +694,7 @@ func BenchmarkPairPostgresToMariaDB(b *testing.B) {
 		want: checksum(b, "postgres", connectors.SourceConfig{DSN: src, Table: pairTable}),
 		sides: []side{{
 			role: "baseline", tool: "LOAD DATA pipe",
-			how:  "`psql -c \"" + copyOut + "\" | mariadb --local-infile=1 -e \"" + loadData + "\"`",
+			how: "`psql -c \"" + copyOut + "\" | mariadb --local-infile=1 -e \"" + loadData + "\"`",
 			run: func(b *testing.B, i int) sample {
 				return shell(b, env, `psql -X -q "$SRC" -c "$COPY_OUT" | `+mariaClient(b)+` --local-infile=1 datashift_bench -e "$LOAD_DATA"`)
 			},
