@@ -453,7 +453,7 @@ func writePairs(b *testing.B, rows int64) {
 	b.Helper()
 	var w strings.Builder
 	fmt.Fprintf(&w, "# datashift beside the usual tools, pair by pair\n\n")
-	fmt.Fprintf(&w, "Measured %s by `make bench` (`BenchmarkPair*`, benchmarks/pairs_test.go).\n\n",
+	fmt.Fprintf(&w, "Measured %s by `BenchmarkPair*` (benchmarks/pairs_test.go; `make bench`, or `make bench BENCH=Pair` for these alone).\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&w, "- Machine: %s\n", machineInfo(b))
 	if note := os.Getenv("DATASHIFT_BENCH_NOTE"); note != "" {
@@ -518,7 +518,9 @@ func machineInfo(b *testing.B) string {
 			memKiB, _ = strconv.ParseInt(string(m[1]), 10, 64)
 		}
 	}
-	load, _ := os.ReadFile("/proc/loadavg")
+	if startLoad == "" {
+		startLoad = loadAverage()
+	}
 	var pgVersion, mariaVersion string
 	if conn, err := pgx.Connect(context.Background(), benchDatabase(b, "datashift_bench_src")); err == nil {
 		_ = conn.QueryRow(context.Background(), `SHOW server_version`).Scan(&pgVersion)
@@ -528,8 +530,21 @@ func machineInfo(b *testing.B) string {
 		_ = db.QueryRow(`SELECT VERSION()`).Scan(&mariaVersion)
 		db.Close()
 	}
-	return fmt.Sprintf("%d cores (%s), %.1f GiB memory, PostgreSQL %s and MariaDB %s on the same machine; load average %s when this pair finished",
-		nproc(), model, float64(memKiB)/(1<<20), pgVersion, mariaVersion, strings.Join(strings.Fields(string(load))[:3], " "))
+	return fmt.Sprintf("%d cores (%s), %.1f GiB memory, PostgreSQL %s and MariaDB %s on the same machine; "+
+		"load average (1, 5, 15 min) %s after the first pair, %s after the last",
+		nproc(), model, float64(memKiB)/(1<<20), pgVersion, mariaVersion, startLoad, loadAverage())
+}
+
+// startLoad is the load average when the first pair finished: with the
+// last one's, it tells whether the machine was busy with other work.
+var startLoad string
+
+func loadAverage() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(raw)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // pgSink is a PostgreSQL sink table recreated empty (with its primary key)
