@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -197,17 +196,12 @@ parallelism: %d
 		reset()
 		pipes = append(pipes, copyPipe(b, src, dst, "bench_dst"))
 		reset()
-		// Started through sh: Go starts a child sharing this process's
-		// memory until it execs, and Linux counts that memory in the
-		// child's peak RSS (ru_maxrss). sh's own exec hands over its own
-		// small memory instead, so the peak is datashift's.
-		cmd := exec.Command("sh", "-c", `exec "$0" "$@"`, bin, "run", job, "--state", filepath.Join(b.TempDir(), fmt.Sprintf("state-%d", i)), "-q")
-		start := time.Now()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("datashift run: %v\n%s", err, out)
-		}
-		runs = append(runs, time.Since(start))
-		peakRSS = max(peakRSS, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) // KiB on Linux
+		// Under GNU time (measure), not started directly: the peak RSS
+		// of a child Go starts includes this process's own, as the child
+		// shares its memory until it execs.
+		s, _ := measure(b, nil, bin, "run", job, "--state", filepath.Join(b.TempDir(), fmt.Sprintf("state-%d", i)), "-q")
+		runs = append(runs, s.wall)
+		peakRSS = max(peakRSS, s.rssKiB)
 	}
 	base, took := median(pipes), median(runs)
 	res.add("COPY TO STDOUT | COPY FROM STDIN (binary): %8.2fs %10.0f rows/s  (median of %v)", base.Seconds(), float64(rows)/base.Seconds(), rounded(pipes))
