@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -455,6 +456,7 @@ func writePairs(b *testing.B, rows int64) {
 	fmt.Fprintf(&w, "# datashift beside the usual tools, pair by pair\n\n")
 	fmt.Fprintf(&w, "Measured %s by `BenchmarkPair*` (benchmarks/pairs_test.go; `make bench`, or `make bench BENCH=Pair` for these alone).\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&w, "- datashift %s; Go %s\n", datashiftVersion(), runtime.Version())
 	fmt.Fprintf(&w, "- Machine: %s\n", machineInfo(b))
 	if note := os.Getenv("DATASHIFT_BENCH_NOTE"); note != "" {
 		fmt.Fprintf(&w, "- Note: %s\n", note)
@@ -535,6 +537,31 @@ func machineInfo(b *testing.B) string {
 		nproc(), model, float64(memKiB)/(1<<20), pgVersion, mariaVersion, startLoad, loadAverage())
 }
 
+// packageVersion is the installed Debian package's version (what
+// scripts/bench-tools.sh installed), or "(version unknown)".
+func packageVersion(pkg string) string {
+	out, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", pkg).Output()
+	if err != nil || len(out) == 0 {
+		return "(version unknown)"
+	}
+	return "(Debian package " + string(out) + ")"
+}
+
+// datashiftVersion is the commit measured, and whether files other than
+// the results (which this run rewrites) differed from it.
+func datashiftVersion() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "(commit unknown)"
+	}
+	v := "at commit " + strings.TrimSpace(string(out))
+	changed, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", "..", ":(exclude)results").Output()
+	if err == nil && len(changed) > 0 {
+		v += " with uncommitted changes"
+	}
+	return v
+}
+
 // startLoad is the load average when the first pair finished: with the
 // last one's, it tells whether the machine was busy with other work.
 var startLoad string
@@ -595,8 +622,8 @@ func BenchmarkPairPostgresToPostgres(b *testing.B) {
 		}, {
 			role: "peer", tool: "pgcopydb",
 			how: fmt.Sprintf("`pgcopydb copy table-data --table-jobs %d --filters` (include-only-table public.pair_src); "+
-				"pgcopydb 0.10 (Debian 12); without --split-tables-larger-than (its help for copy table-data does not list it, "+
-				"though it is accepted) one table is one COPY, and spot checks splitting pair_src in two were not faster here", benchParallelism()),
+				"pgcopydb %s; without --split-tables-larger-than (its help for copy table-data does not list it, "+
+				"though it is accepted) one table is one COPY, and spot checks splitting pair_src in two were not faster here", benchParallelism(), packageVersion("pgcopydb")),
 			run: func(b *testing.B, i int) sample {
 				s, _ := measure(b, nil, "pgcopydb", "copy", "table-data", "--source", src, "--target", dst,
 					"--table-jobs", strconv.Itoa(benchParallelism()), "--filters", filters,
@@ -664,7 +691,7 @@ ALTER TABLE NAMES MATCHING '%s' RENAME TO '%s';
 			},
 		}, {
 			role: "peer", tool: "pgloader",
-			how: fmt.Sprintf("pgloader 3.6.9 (Debian 12), `WITH data only, workers = %d, concurrency = 1` into the same table", benchParallelism()),
+			how: fmt.Sprintf("pgloader %s, `WITH data only, workers = %d, concurrency = 1` into the same table", packageVersion("pgloader"), benchParallelism()),
 			run: func(b *testing.B, i int) sample {
 				s, out := measure(b, nil, "pgloader", "--root-dir", filepath.Join(work, fmt.Sprintf("run-%d", i)), load)
 				if strings.Contains(out, "ERROR") || strings.Contains(out, "FATAL") {
