@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -465,6 +466,63 @@ func TestClusterDrainGivesPartitionsBack(t *testing.T) {
 				t.Fatalf("run %s: %d rows, %s", run.State, run.Rows, run.Error)
 			}
 			checkSink(t, db, src)
+		})
+	}
+}
+
+// A run's sink completion (a key's index built over the loaded table) goes
+// on beside the leader's steps: while one job's completion is held, another
+// job runs from trigger to end; released, the first finishes. A completion
+// that fails fails its run, with the reason.
+func TestClusterCompletesSinksBesideItsSteps(t *testing.T) {
+	for _, b := range clusterBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			n := startNode(t, b, 2)
+			c := n.Cluster()
+			slow, slowDB, slowSrc := copyJob(t, "slow", 500, 0)
+			quick, quickDB, quickSrc := copyJob(t, "quick", 500, 0)
+			broken, brokenDB, _ := copyJob(t, "broken", 500, 0)
+			held, release := make(chan struct{}), make(chan struct{})
+			var holding, releasing sync.Once
+			t.Cleanup(func() { releasing.Do(func() { close(release) }) })
+			slowDB.SetFaults(func(step mem.Step, table, partition string, n int) error {
+				if step == mem.StepComplete {
+					holding.Do(func() { close(held) })
+					<-release
+				}
+				return nil
+			})
+			brokenDB.SetFaults(func(step mem.Step, table, partition string, n int) error {
+				if step == mem.StepComplete {
+					return errors.New("injected: the index cannot be built")
+				}
+				return nil
+			})
+			submitAndTrigger(t, c, slow)
+			select {
+			case <-held:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the slow job's completion did not start")
+			}
+			submitAndTrigger(t, c, quick)
+			if run := waitRun(t, c, "quick", 30*time.Second); run.State != engine.RunSucceeded || run.Rows != 500 {
+				t.Fatalf("the quick job's run while another completes: %+v", run)
+			}
+			checkSink(t, quickDB, quickSrc)
+			runs, err := c.Runs(context.Background(), "slow", 0)
+			if err != nil || len(runs) != 1 || runs[0].State != engine.RunRunning {
+				t.Fatalf("the slow job's run while its completion is held: %+v, %v", runs, err)
+			}
+			releasing.Do(func() { close(release) })
+			if run := waitRun(t, c, "slow", 30*time.Second); run.State != engine.RunSucceeded || run.Rows != 500 {
+				t.Fatalf("the slow job's run once completed: %+v", run)
+			}
+			checkSink(t, slowDB, slowSrc)
+
+			submitAndTrigger(t, c, broken)
+			if run := waitRun(t, c, "broken", 30*time.Second); run.State != engine.RunFailed || !strings.Contains(run.Error, "complete the sink: injected: the index cannot be built") {
+				t.Fatalf("the run whose completion fails: %+v", run)
+			}
 		})
 	}
 }

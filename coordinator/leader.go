@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/datashift/datashift/connectors"
@@ -50,6 +51,19 @@ type leader struct {
 	graphVer   int32
 	depsDue    map[string]bool
 	depsLooked time.Time
+	completion completions
+}
+
+// completions are the sink completions under way beside the leader's
+// steps (completeSink): going is the step's own, done is written by their
+// goroutines, and wake wakes the step when one is over.
+type completions struct {
+	ctx   context.Context // the leadership's
+	going map[string]bool
+	wg    sync.WaitGroup
+	wake  chan struct{}
+	mu    sync.Mutex
+	done  map[string]error
 }
 
 // depsEvery is how often the leader looks at every dependent job, besides
@@ -79,12 +93,19 @@ func (n *Node) lead(ctx context.Context, id, election string, epoch int64) {
 	l := &leader{n: n, id: id, epoch: epoch, fence: fence, rs: rs,
 		steps: &engine.Steps{State: rs, Log: n.log, Now: n.cfg.Now, Sleep: n.cfg.Sleep},
 		holds: map[string]func(){}, waited: map[string]string{}, retries: map[string]startRetry{}, done: map[string]map[string]engine.PartitionRecord{},
-		started: map[string]bool{}, graphVer: -1, depsDue: map[string]bool{}}
+		started: map[string]bool{}, graphVer: -1, depsDue: map[string]bool{},
+		completion: completions{going: map[string]bool{}, done: map[string]error{}, wake: make(chan struct{}, 1)}}
 	defer func() {
 		for _, release := range l.holds {
 			release()
 		}
 	}()
+	// The completions under way end with the leadership, before the node
+	// stands again.
+	cctx, cancelCompletions := context.WithCancel(ctx)
+	l.completion.ctx = cctx
+	defer l.completion.wg.Wait()
+	defer cancelCompletions()
 	n.log.Info("leading the cluster", "node", id, "epoch", epoch)
 	for ctx.Err() == nil {
 		wctx, stopWatching := context.WithCancel(ctx)
@@ -101,6 +122,7 @@ func (n *Node) lead(ctx context.Context, id, election string, epoch int64) {
 		select {
 		case <-ctx.Done():
 		case <-wake:
+		case <-l.completion.wake:
 		case <-time.After(n.cfg.Tick):
 		}
 		stopWatching()
@@ -630,7 +652,14 @@ func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]st
 		}
 		switch outcome, why := RunOutcome(parts); outcome {
 		case Succeeded:
-			if err := l.finish(ctx, &run, nil); err != nil {
+			completed, cerr, err := l.completeSink(ctx, &run)
+			if err != nil {
+				return nil, nil, err
+			}
+			if !completed {
+				continue
+			}
+			if err := l.finish(ctx, &run, cerr); err != nil {
 				return nil, nil, err
 			}
 		case FailedNow:
@@ -651,6 +680,47 @@ func (l *leader) reconcileRuns(ctx context.Context, assigned map[PartitionKey]st
 	return pending, exported, nil
 }
 
+// completeSink runs the sink's completion of a run whose partitions are
+// all done (engine.Steps.Complete) beside the leader's steps: it may build
+// an index over the whole table, and placing and finishing other runs goes
+// on meanwhile. It reports whether the completion is over, with its error;
+// a new leader completes again what its predecessor left (the step is
+// idempotent).
+func (l *leader) completeSink(ctx context.Context, run *engine.RunRecord) (completed bool, cerr, err error) {
+	key := runPath(run.Job, run.ID)
+	l.completion.mu.Lock()
+	cerr, over := l.completion.done[key]
+	delete(l.completion.done, key)
+	l.completion.mu.Unlock()
+	if over {
+		delete(l.completion.going, key)
+		return true, cerr, nil
+	}
+	if l.completion.going[key] {
+		return false, nil, nil
+	}
+	job, err := l.runJob(ctx, run.Job, run.ID)
+	if err != nil {
+		return false, nil, err
+	}
+	l.completion.going[key] = true
+	cctx := l.completion.ctx
+	l.completion.wg.Go(func() {
+		cerr := l.steps.Complete(cctx, job)
+		if cctx.Err() != nil {
+			return // the leadership is over: the next leader completes it
+		}
+		l.completion.mu.Lock()
+		l.completion.done[key] = cerr
+		l.completion.mu.Unlock()
+		select {
+		case l.completion.wake <- struct{}{}:
+		default:
+		}
+	})
+	return false, nil, nil
+}
+
 // finish ends a run whose partitions are all done, or one of which failed
 // (runErr): the engine's finish step (outcome, high-water mark, history,
 // the sink's records, callbacks), then the history outside the store.
@@ -667,13 +737,9 @@ func (l *leader) finish(ctx context.Context, run *engine.RunRecord, runErr error
 		release()
 		delete(l.holds, run.ID)
 	}
-	done, err := l.steps.Finish(ctx, job, run, runErr)
+	done, err := l.steps.Finish(job, run, runErr)
 	if isFenced(err, len(l.fence)) {
 		return errNotLeader
-	}
-	if done.State == engine.RunRunning {
-		// Not recorded: the leader stopped while the sink completed.
-		return err
 	}
 	l.n.cfg.Metrics.runEnded(done)
 	if done != nil && done.State != engine.RunRunning && l.n.cfg.History != nil {

@@ -371,17 +371,14 @@ func prepareSink(ctx context.Context, job *Job) error {
 	return sink.Prepare(ctx, schema, job.Sink.Mode == connectors.Truncate)
 }
 
-// Finish is the finish step: it totals the partitions, completes the sink
-// (Completer) of a run whose partitions are all done, records the run's
-// outcome (runErr, or the first partition not done, or the completion's
-// error) and drops a succeeded run's commit records from the sink. The
-// State keeps the callbacks to post with the run's end (coordinator: an
-// outbox). ctx bounds the completion, which may take long (an index built
-// over the whole table): cancelled, the run is left running, to be
-// finished again.
-func (s *Steps) Finish(ctx context.Context, job *Job, run *RunRecord, runErr error) (*RunRecord, error) {
-	completing := ctx
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+// Finish is the finish step: it totals the partitions, records the run's
+// outcome (runErr, or the first partition not done) and drops a succeeded
+// run's commit records from the sink. The State keeps the callbacks to
+// post with the run's end (coordinator: an outbox). A run whose partitions
+// are all done has had its sink completed first (Complete), its error
+// given as runErr.
+func (s *Steps) Finish(job *Job, run *RunRecord, runErr error) (*RunRecord, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	parts, err := s.State.Partitions(ctx, job.Name, run.ID)
 	if err != nil {
@@ -401,14 +398,6 @@ func (s *Steps) Finish(ctx context.Context, job *Job, run *RunRecord, runErr err
 			runErr = fmt.Errorf("%w: %d of %d rows (%.4f) exceed bad_rows.ratio %.4f", ErrBudgetExceeded, run.BadRows, run.Rows+run.BadRows, ratio, job.BadRows.Ratio)
 		}
 	}
-	if runErr == nil {
-		if err := s.complete(completing, job); err != nil {
-			if completing.Err() != nil {
-				return run, fmt.Errorf("job %q run %s: complete the sink: %w", job.Name, run.ID, completing.Err())
-			}
-			runErr = fmt.Errorf("complete the sink: %w", err)
-		}
-	}
 	run.Finished = s.now()
 	run.State = RunSucceeded
 	if runErr != nil {
@@ -426,10 +415,12 @@ func (s *Steps) Finish(ctx context.Context, job *Job, run *RunRecord, runErr err
 	return run, runErr
 }
 
-// complete runs the sink's Completer, if it has one, retrying transient
-// failures.
-func (s *Steps) complete(ctx context.Context, job *Job) error {
-	return retry(ctx, job.Retries, s.sleep, s.logRetry(job, "complete sink"), func() error {
+// Complete is the step between a run's last partition and its finish: the
+// sink's Completer, if it has one (a key's index built over the loaded
+// table), transient failures retried. It may take long: a leader runs it
+// beside its other work. The error is the run's, for Finish.
+func (s *Steps) Complete(ctx context.Context, job *Job) error {
+	err := retry(ctx, job.Retries, s.sleep, s.logRetry(job, "complete sink"), func() error {
 		sink, err := connectors.OpenSink(ctx, job.Sink.Type, sinkConfig(job))
 		if err != nil {
 			return err
@@ -448,6 +439,10 @@ func (s *Steps) complete(ctx context.Context, job *Job) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("complete the sink: %w", err)
+	}
+	return nil
 }
 
 func (s *Steps) logRetry(job *Job, step string) func(error) {

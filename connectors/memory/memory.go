@@ -63,6 +63,10 @@ const (
 	StepCommitted Step = "committed"
 	// StepRead: before a source batch is handed on.
 	StepRead Step = "read"
+	// StepComplete: the sink's Complete, once every partition of a run is
+	// done (partition ""); a fault there may also block, as a long index
+	// build would.
+	StepComplete Step = "complete"
 )
 
 // FaultFunc decides whether an operation fails at step. table and partition

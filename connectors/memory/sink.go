@@ -74,6 +74,12 @@ func openSink(cfg connectors.SinkConfig) (connectors.Sink, error) {
 
 func (s *sink) Close() error { return nil }
 
+// Complete has nothing to build; it is where a test holds or fails a run's
+// completion (StepComplete).
+func (s *sink) Complete(ctx context.Context) error {
+	return s.db.fault(StepComplete, s.cfg.Table, "")
+}
+
 func (s *sink) Prepare(ctx context.Context, schema *arrow.Schema, truncate bool) error {
 	s.db.mu.Lock()
 	defer s.db.mu.Unlock()
