@@ -219,7 +219,10 @@ func (s *Sink) OpenWriter(_ context.Context, spec connectors.WriterSpec) (connec
 	if err := s.checkSchema(spec.Schema); err != nil {
 		return nil, err
 	}
-	schema := spec.Schema
+	// The schema's own metadata is a source's word to a sink of its kind
+	// (a PostgreSQL table's indexes), not for the files; the fields keep
+	// theirs.
+	schema := arrow.NewSchema(spec.Schema.Fields(), nil)
 	var keyCols []int
 	if len(s.keys) > 0 {
 		keyCols, _ = connectors.ColumnIndexes(schema, s.keys) // checked by checkSchema

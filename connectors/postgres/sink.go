@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,7 +11,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/datashift/datashift/connectors"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 var (
@@ -187,17 +187,20 @@ func (s *Sink) prepare(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema
 	return nil
 }
 
-// deferredKey marks, in its comment, a table created without its key's
-// constraint: Complete adds the constraint and takes the mark off.
-const deferredKey = "datashift: the key's constraint is added once the rows are in"
-
 // create creates the target table. Unless the run upserts (ON CONFLICT
 // needs the key's unique index from the first row), the table is created
-// without its key's constraint and marked so, in one transaction: rows
-// load into the bare heap, and Complete builds the index once, over all
-// of them.
+// without its key's constraint; the source's indexes and checks, when a
+// PostgreSQL source passed them on (objectsOf), are left out too. What is
+// left out is written in the table's comment, in the same transaction:
+// rows load into the bare heap, and Complete builds the rest once, over
+// all of them.
 func (s *Sink) create(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema) error {
-	if s.cfg.Mode == connectors.Upsert || len(s.cfg.Key) == 0 {
+	objs, err := objectsOf(schema)
+	if err != nil {
+		return err
+	}
+	later := deferred{Mark: deferredMark, Key: s.cfg.Mode != connectors.Upsert && len(s.cfg.Key) > 0, tableObjects: objs}
+	if !later.Key && objs.empty() {
 		ddl, err := createTableSQL(s.what, schema, s.cfg.Key)
 		if err != nil {
 			return err
@@ -207,7 +210,18 @@ func (s *Sink) create(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema)
 		}
 		return nil
 	}
-	defs, _, err := tableDefs(schema, s.cfg.Key)
+	defs, constraint, err := tableDefs(schema, s.cfg.Key)
+	if err != nil {
+		return err
+	}
+	if !later.Key && constraint != "" {
+		defs = append(defs, constraint)
+	}
+	data, err := json.Marshal(later)
+	if err != nil {
+		return err
+	}
+	mark, err := quoteLiteral(string(data))
 	if err != nil {
 		return err
 	}
@@ -219,20 +233,18 @@ func (s *Sink) create(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema)
 	if _, err := tx.Exec(ctx, "CREATE TABLE "+s.what+" ("+strings.Join(defs, ", ")+")"); err != nil {
 		return fmt.Errorf("create table: %w", err)
 	}
-	mark, err := quoteLiteral(deferredKey)
-	if err != nil {
-		return err
-	}
 	if _, err := tx.Exec(ctx, "COMMENT ON TABLE "+s.what+" IS "+mark); err != nil {
 		return fmt.Errorf("create table: %w", err)
 	}
 	return tx.Commit(ctx)
 }
 
-// Complete adds the key's constraint to a table this sink created without
-// it (create), and takes the mark off, in one transaction: a leader that
-// dies during the index build leaves the table marked, and the next one
-// builds it. A table not so marked is left as it is.
+// Complete builds what create left out of a table until its rows were in:
+// the key's index and the source's indexes, each on a connection of its
+// own, all at once; then, in one transaction, the key's constraint on its
+// index, the checks, and the mark taken off. An index a crash interrupted
+// was rolled back, and the next Complete builds it; a table not marked is
+// left as it is.
 func (s *Sink) Complete(ctx context.Context) error {
 	conn, err := s.conn.get(ctx)
 	if err != nil {
@@ -247,9 +259,22 @@ func (s *Sink) Complete(ctx context.Context) error {
 }
 
 func (s *Sink) complete(ctx context.Context, conn *pgx.Conn) error {
-	var marked bool
-	if err := conn.QueryRow(ctx, "SELECT coalesce(obj_description(to_regclass($1), 'pg_class') = $2, false)", s.what, deferredKey).Scan(&marked); err != nil || !marked {
+	d, err := readDeferred(ctx, conn, s.what)
+	if err != nil || d == nil {
 		return err
+	}
+	var keyIndex string
+	nullable := false
+	if d.Key {
+		err := conn.QueryRow(ctx, `SELECT coalesce(bool_or(NOT a.attnotnull), false) FROM pg_attribute a
+WHERE a.attrelid = to_regclass($1) AND a.attname = ANY($2) AND NOT a.attisdropped`, s.what, s.cfg.Key).Scan(&nullable)
+		if err != nil {
+			return err
+		}
+		keyIndex = keyIndexName(s.name[len(s.name)-1], nullable)
+	}
+	if err := s.buildIndexes(ctx, keyIndex, d); err != nil {
+		return fmt.Errorf("%w; the rows are all in: fix the cause and run the job again, or take the mark off the table (COMMENT ON TABLE %s IS NULL) to keep it as it is", err, s.what)
 	}
 	tx, err := conn.Begin(ctx)
 	if err != nil {
@@ -261,21 +286,26 @@ func (s *Sink) complete(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := tx.Exec(ctx, "LOCK TABLE "+s.what+" IN ACCESS EXCLUSIVE MODE"); err != nil {
 		return err
 	}
-	var nullable bool
-	err = tx.QueryRow(ctx, `SELECT coalesce(obj_description(to_regclass($1), 'pg_class') = $2, false),
-  coalesce(bool_or(NOT a.attnotnull), false)
-FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = ANY($3) AND NOT a.attisdropped`, s.what, deferredKey, s.cfg.Key).Scan(&marked, &nullable)
-	if err != nil || !marked {
+	if d, err = readDeferred(ctx, tx, s.what); err != nil || d == nil {
 		return err
 	}
-	constraint := keyConstraint(s.cfg.Key, nullable)
-	if _, err := tx.Exec(ctx, "ALTER TABLE "+s.what+" ADD "+constraint); err != nil {
-		// PostgreSQL says which key repeats in the error's detail.
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Detail != "" {
-			return fmt.Errorf("add %s once the rows were in: %w (%s)", constraint, err, pe.Detail)
+	if d.Key {
+		var has bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype IN ('p', 'u'))", s.what).Scan(&has); err != nil {
+			return err
 		}
-		return fmt.Errorf("add %s once the rows were in: %w", constraint, err)
+		kind := "PRIMARY KEY"
+		if nullable {
+			kind = "UNIQUE"
+		}
+		if !has {
+			if _, err := tx.Exec(ctx, "ALTER TABLE "+s.what+" ADD CONSTRAINT "+quoteIdent(keyIndex)+" "+kind+" USING INDEX "+quoteIdent(keyIndex)); err != nil {
+				return fmt.Errorf("add the key's %s: %w", kind, withDetail(err))
+			}
+		}
+	}
+	if err := addChecks(ctx, tx, s.what, d.Checks); err != nil {
+		return err
 	}
 	if _, err := tx.Exec(ctx, "COMMENT ON TABLE "+s.what+" IS NULL"); err != nil {
 		return err

@@ -153,6 +153,16 @@ func (s *Source) init(ctx context.Context) error {
 		}
 	}
 	s.schema = arrow.NewSchema(fields, nil)
+	if s.tableOID != 0 {
+		// A PostgreSQL sink creating its table makes these too.
+		objs, err := readTableObjects(ctx, conn, s.tableOID, s.cols)
+		if err != nil {
+			return err
+		}
+		if s.schema, err = withObjects(s.schema, objs); err != nil {
+			return err
+		}
+	}
 	s.selList = strings.Join(sel, ", ")
 	if s.cfg.Where != "" {
 		// Plan (not run) a query with the filter so a mistake in it fails now.

@@ -1,0 +1,290 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// A PostgreSQL source table's secondary indexes and CHECK constraints
+// travel to a PostgreSQL sink in the schema's metadata, so that a table the
+// sink creates gets them too. They are built after the rows are in, each
+// index on a connection of its own (Complete): one sort per index, all at
+// once, instead of every index kept up to date row by row.
+
+// metaObjects is the schema metadata key of the source table's objects
+// (tableObjects, JSON).
+const metaObjects = "datashift.postgres.objects"
+
+// tableObjects are what a created table gets after its rows are in.
+type tableObjects struct {
+	Indexes []indexDef `json:"indexes,omitempty"`
+	Checks  []checkDef `json:"checks,omitempty"`
+}
+
+// indexDef is a source table's index: its name there, and its definition
+// from USING on (pg_get_indexdef), which names columns, not the table.
+type indexDef struct {
+	Name   string `json:"name"`
+	Unique bool   `json:"unique,omitempty"`
+	Using  string `json:"using"`
+}
+
+// checkDef is a CHECK constraint: its name and pg_get_constraintdef.
+type checkDef struct {
+	Name string `json:"name"`
+	Def  string `json:"def"`
+}
+
+func (o tableObjects) empty() bool { return len(o.Indexes) == 0 && len(o.Checks) == 0 }
+
+// readTableObjects reads the indexes (but the primary key, which the sink
+// makes from the job's key) and CHECK constraints of table oid that involve
+// only the copied columns: an index or check on a column the job leaves
+// out could not be made on the sink's table.
+func readTableObjects(ctx context.Context, conn *pgx.Conn, oid uint32, copied []column) (tableObjects, error) {
+	var o tableObjects
+	have := make(map[int16]bool, len(copied))
+	for _, c := range copied {
+		have[c.attnum] = true
+	}
+	covered := func(attnums []int16) bool {
+		for _, a := range attnums {
+			if !have[a] {
+				return false
+			}
+		}
+		return true
+	}
+	// An index depends on each column it names, in its keys, expressions
+	// or predicate (pg_depend).
+	rows, err := conn.Query(ctx, `SELECT c.relname, i.indisunique, substring(pg_get_indexdef(i.indexrelid) from ' USING .*$'),
+  coalesce((SELECT array_agg(DISTINCT d.refobjsubid) FROM pg_depend d
+    WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+      AND d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indrelid AND d.refobjsubid > 0), '{}')::int2[]
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = $1 AND NOT i.indisprimary AND NOT i.indisexclusion AND i.indisvalid
+ORDER BY c.relname`, oid)
+	if err != nil {
+		return o, fmt.Errorf("read indexes: %w", err)
+	}
+	var idx indexDef
+	var attnums []int16
+	_, err = pgx.ForEachRow(rows, []any{&idx.Name, &idx.Unique, &idx.Using, &attnums}, func() error {
+		if covered(attnums) {
+			idx.Using = strings.TrimPrefix(idx.Using, " ")
+			o.Indexes = append(o.Indexes, idx)
+		}
+		return nil
+	})
+	if err != nil {
+		return o, fmt.Errorf("read indexes: %w", err)
+	}
+	rows, err = conn.Query(ctx, `SELECT conname, pg_get_constraintdef(oid), coalesce(conkey, '{}')
+FROM pg_constraint WHERE conrelid = $1 AND contype = 'c' ORDER BY conname`, oid)
+	if err != nil {
+		return o, fmt.Errorf("read check constraints: %w", err)
+	}
+	var chk checkDef
+	_, err = pgx.ForEachRow(rows, []any{&chk.Name, &chk.Def, &attnums}, func() error {
+		if covered(attnums) {
+			o.Checks = append(o.Checks, chk)
+		}
+		return nil
+	})
+	if err != nil {
+		return o, fmt.Errorf("read check constraints: %w", err)
+	}
+	return o, nil
+}
+
+// withObjects puts o in schema's metadata.
+func withObjects(schema *arrow.Schema, o tableObjects) (*arrow.Schema, error) {
+	if o.empty() {
+		return schema, nil
+	}
+	data, err := json.Marshal(o)
+	if err != nil {
+		return nil, err
+	}
+	md := arrow.NewMetadata([]string{metaObjects}, []string{string(data)})
+	return arrow.NewSchema(schema.Fields(), &md), nil
+}
+
+// objectsOf reads the objects a PostgreSQL source put in schema's metadata
+// (none from other sources).
+func objectsOf(schema *arrow.Schema) (tableObjects, error) {
+	var o tableObjects
+	md := schema.Metadata()
+	v, ok := md.GetValue(metaObjects)
+	if !ok {
+		return o, nil
+	}
+	if err := json.Unmarshal([]byte(v), &o); err != nil {
+		return o, fmt.Errorf("the source's indexes in the schema: %w", err)
+	}
+	return o, nil
+}
+
+// deferred is what a table the sink created waits for until its rows are
+// in, kept in the table's comment (create, Complete): its key's
+// constraint, and the source's indexes and checks.
+type deferred struct {
+	// Mark is deferredMark: the comment is this sink's.
+	Mark string `json:"datashift"`
+	Key  bool   `json:"key,omitempty"`
+	tableObjects
+}
+
+// deferredMark marks a table's comment as written by create.
+const deferredMark = "to build once the rows are in"
+
+// readDeferred reads what table waits for; nil when its comment is not
+// create's.
+func readDeferred(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, table string) (*deferred, error) {
+	var comment *string
+	if err := q.QueryRow(ctx, "SELECT obj_description(to_regclass($1), 'pg_class')", table).Scan(&comment); err != nil {
+		return nil, err
+	}
+	if comment == nil {
+		return nil, nil
+	}
+	var d deferred
+	if json.Unmarshal([]byte(*comment), &d) != nil || d.Mark != deferredMark {
+		return nil, nil
+	}
+	return &d, nil
+}
+
+// buildIndexes builds the key's unique index (when keyIndex is not "") and
+// the source's indexes on table, each on a connection of its own, at most
+// four at once. Each is made under a name of the target table's; one that
+// is there already (a build that a crash interrupted was rolled back, so
+// one that is there is whole) is left as it is.
+func (s *Sink) buildIndexes(ctx context.Context, keyIndex string, d *deferred) error {
+	type build struct{ what, ddl string }
+	var builds []build
+	names := map[string]bool{}
+	if keyIndex != "" {
+		names[keyIndex] = true
+		q := make([]string, len(s.cfg.Key))
+		for i, k := range s.cfg.Key {
+			q[i] = quoteIdent(k)
+		}
+		builds = append(builds, build{"the key's index", "CREATE UNIQUE INDEX IF NOT EXISTS " + quoteIdent(keyIndex) + " ON " + s.what + " (" + strings.Join(q, ", ") + ")"})
+	}
+	for _, ix := range d.Indexes {
+		name := indexName(s.name[len(s.name)-1], ix.Name, names)
+		unique := ""
+		if ix.Unique {
+			unique = "UNIQUE "
+		}
+		builds = append(builds, build{fmt.Sprintf("index %s (the source's %s)", name, ix.Name),
+			"CREATE " + unique + "INDEX IF NOT EXISTS " + quoteIdent(name) + " ON " + s.what + " " + ix.Using})
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, 4)
+	)
+	for _, b := range builds {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := s.exec(ctx, b.ddl); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("build %s: %w", b.what, withDetail(err)))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// exec runs one statement on a connection of its own.
+func (s *Sink) exec(ctx context.Context, sql string) error {
+	conn, err := s.conn.get(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		s.conn.discard(conn)
+		return err
+	}
+	s.conn.put(conn)
+	return nil
+}
+
+// indexName is the name of the target table's copy of the source's index:
+// the table's name and the index's, cut to PostgreSQL's 63 bytes and made
+// unique among taken (the names given so far).
+func indexName(table, index string, taken map[string]bool) string {
+	base := table + "_" + index
+	name := truncateIdent(base, 63)
+	for i := 2; taken[name]; i++ {
+		suffix := fmt.Sprintf("_%d", i)
+		name = truncateIdent(base, 63-len(suffix)) + suffix
+	}
+	taken[name] = true
+	return name
+}
+
+// truncateIdent cuts s to at most n bytes, at a character boundary.
+func truncateIdent(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !isRuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// withDetail adds PostgreSQL's detail (which key repeats) to err.
+func withDetail(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Detail != "" {
+		return fmt.Errorf("%w (%s)", err, pe.Detail)
+	}
+	return err
+}
+
+// addChecks adds the source's CHECK constraints that table has not got.
+func addChecks(ctx context.Context, tx pgx.Tx, table string, checks []checkDef) error {
+	for _, c := range checks {
+		var there bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)", table, c.Name).Scan(&there); err != nil {
+			return err
+		}
+		if there {
+			continue
+		}
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+table+" ADD CONSTRAINT "+quoteIdent(c.Name)+" "+c.Def); err != nil {
+			return fmt.Errorf("add the source's check %s: %w", c.Name, withDetail(err))
+		}
+	}
+	return nil
+}
+
+// keyIndexName is the name of the index a created table's key gets:
+// PostgreSQL's own for a primary key.
+func keyIndexName(table string, nullable bool) string {
+	suffix := "_pkey"
+	if nullable {
+		suffix = "_key"
+	}
+	return truncateIdent(table, 63-len(suffix)) + suffix
+}
