@@ -257,6 +257,8 @@ type side struct {
 	tool string // what it is, for the table
 	how  string // how it ran, for the notes under the table
 	run  func(b *testing.B, i int) sample
+	// reset, if set, readies the sink for this side instead of the pair's.
+	reset func(b *testing.B)
 }
 
 // pair is one source and sink store, and the ways compared.
@@ -272,11 +274,16 @@ type pair struct {
 
 // datashiftSide is `datashift run` of a job with the given source and sink.
 func datashiftSide(b *testing.B, bin, name, source, sink string, rows int64) side {
+	return datashiftJobSide(b, bin, name, source, sink, "", rows)
+}
+
+// datashiftJobSide is datashiftSide with more of the job's spec (extra).
+func datashiftJobSide(b *testing.B, bin, name, source, sink, extra string, rows int64) side {
 	b.Helper()
 	dir := b.TempDir()
 	job := filepath.Join(dir, "job.yaml")
-	spec := fmt.Sprintf("name: %s\nsource: %s\nsink: %s\npartitions: {target_rows: %d, max: 16}\nparallelism: %d\n",
-		name, source, sink, max(rows/8, 1), benchParallelism())
+	spec := fmt.Sprintf("name: %s\nsource: %s\nsink: %s\npartitions: {target_rows: %d, max: 16}\nparallelism: %d\n%s",
+		name, source, sink, max(rows/8, 1), benchParallelism(), extra)
 	if err := os.WriteFile(job, []byte(spec), 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -341,7 +348,11 @@ func runPair(b *testing.B, p pair) {
 		for k := range p.sides {
 			j := (i + k) % len(p.sides)
 			s := p.sides[j]
-			p.reset(b)
+			if s.reset != nil {
+				s.reset(b)
+			} else {
+				p.reset(b)
+			}
 			m := s.run(b, i)
 			if got := p.sink(b); got != p.want {
 				b.Fatalf("%s, %s, run %d: the sink holds %v, the source %v", p.name, s.tool, i+1, got, p.want)
@@ -774,6 +785,91 @@ func BenchmarkPairPostgresToParquet(b *testing.B) {
 			fmt.Sprintf("{type: postgres, dsn: %q, table: %s, key: [id]}", src, pairTable),
 			fmt.Sprintf("{type: parquet, dsn: %q, mode: truncate}", dir), rows)},
 		notes: []string{"No baseline: neither store's client writes Parquet."},
+	}
+	runPair(b, p)
+}
+
+// pairIndexed is pair_src with two secondary indexes besides its primary
+// key, for the copy that makes the target table as well.
+const pairIndexed = "pair_idx"
+
+// pairIndexes are pairIndexed's secondary indexes, for a table named t.
+func pairIndexes(t string) []string {
+	return []string{
+		`CREATE INDEX ` + t + `_customer ON ` + t + ` (customer_id)`,
+		`CREATE INDEX ` + t + `_status ON ` + t + ` (status, created)`,
+	}
+}
+
+// BenchmarkPairPostgresToPostgresIndexed: a table with a primary key and
+// two secondary indexes, copied with its indexes into a database that has
+// not got it. The binary COPY pipe loads a table made beforehand with the
+// same indexes; pgcopydb clone and datashift (create_table) make the table,
+// load it bare and build the indexes afterwards, in parallel.
+func BenchmarkPairPostgresToPostgresIndexed(b *testing.B) {
+	rows := benchRows()
+	src := benchDatabase(b, "datashift_bench_src")
+	dst := benchDatabase(b, "datashift_bench_dst")
+	pairSourcePG(b, src, rows)
+	var have int64 = -1
+	if conn, err := pgx.Connect(context.Background(), src); err == nil {
+		_ = conn.QueryRow(context.Background(), `SELECT count(*) FROM `+pairIndexed).Scan(&have)
+		conn.Close(context.Background())
+	}
+	if have != rows {
+		pgExec(b, src, append([]string{`DROP TABLE IF EXISTS ` + pairIndexed,
+			`CREATE TABLE ` + pairIndexed + ` ` + benchDDL, `INSERT INTO ` + pairIndexed + ` SELECT * FROM ` + pairTable},
+			append(pairIndexes(pairIndexed), `VACUUM ANALYZE `+pairIndexed)...)...)
+	}
+	bin := buildBinary(b)
+	drop := func(b *testing.B) { pgExec(b, dst, `DROP TABLE IF EXISTS `+pairIndexed, `CHECKPOINT`) }
+	made := func(b *testing.B) {
+		pgExec(b, dst, append([]string{`DROP TABLE IF EXISTS ` + pairIndexed, `CREATE TABLE ` + pairIndexed + ` ` + benchDDL},
+			append(pairIndexes(pairIndexed), `CHECKPOINT`)...)...)
+	}
+	// Every side ends with the same table: its rows, and three indexes.
+	sink := func(b *testing.B) connectors.Checksum {
+		var n int
+		conn, err := pgx.Connect(context.Background(), dst)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_indexes WHERE tablename = $1`, pairIndexed).Scan(&n); err != nil || n != 3 {
+			b.Fatalf("the copy of %s has %d indexes (%v), want 3", pairIndexed, n, err)
+		}
+		return checksum(b, "postgres", connectors.SourceConfig{DSN: dst, Table: pairIndexed})
+	}
+	env := []string{"SRC=" + src, "DST=" + dst}
+	filters := filepath.Join(b.TempDir(), "filters.ini")
+	if err := os.WriteFile(filters, []byte("[include-only-table]\npublic."+pairIndexed+"\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	work := b.TempDir()
+	p := pair{
+		name: "PostgreSQL → PostgreSQL, with indexes", rows: rows, reset: drop, sink: sink,
+		want: checksum(b, "postgres", connectors.SourceConfig{DSN: src, Table: pairIndexed}),
+		sides: []side{{
+			role: "baseline", tool: "COPY pipe", reset: made,
+			how: "`psql -c \"COPY pair_idx TO STDOUT (FORMAT binary)\" | psql -c \"COPY pair_idx FROM STDIN (FORMAT binary)\"` into the table made beforehand with its primary key and indexes",
+			run: func(b *testing.B, i int) sample {
+				return shell(b, env, `psql -X -q "$SRC" -c "COPY `+pairIndexed+` TO STDOUT (FORMAT binary)" | psql -X -q "$DST" -c "COPY `+pairIndexed+` FROM STDIN (FORMAT binary)"`)
+			},
+		}, {
+			role: "peer", tool: "pgcopydb clone",
+			how: fmt.Sprintf("`pgcopydb clone --table-jobs %d --index-jobs %d --filters` (include-only-table public.pair_idx): "+
+				"the table's schema, its rows, then its indexes in parallel; pgcopydb %s", benchParallelism(), benchParallelism(), packageVersion("pgcopydb")),
+			run: func(b *testing.B, i int) sample {
+				s, _ := measure(b, nil, "pgcopydb", "clone", "--source", src, "--target", dst,
+					"--table-jobs", strconv.Itoa(benchParallelism()), "--index-jobs", strconv.Itoa(benchParallelism()),
+					"--filters", filters, "--no-owner", "--no-acl",
+					"--dir", filepath.Join(work, fmt.Sprintf("run-%d", i)))
+				return s
+			},
+		},
+			datashiftJobSide(b, bin, "bench-pair-pg-pg-indexed",
+				fmt.Sprintf("{type: postgres, dsn: %q, table: %s, key: [id]}", src, pairIndexed),
+				fmt.Sprintf("{type: postgres, dsn: %q, table: %s, mode: append, create_table: true}", dst, pairIndexed), "", rows)},
 	}
 	runPair(b, p)
 }
