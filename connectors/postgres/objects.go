@@ -171,7 +171,7 @@ func readDeferred(ctx context.Context, q interface {
 // is there already (a build that a crash interrupted was rolled back, so
 // one that is there is whole) is left as it is.
 func (s *Sink) buildIndexes(ctx context.Context, keyIndex string, d *deferred) error {
-	type build struct{ what, ddl string }
+	type build struct{ what, name, ddl string }
 	var builds []build
 	names := map[string]bool{}
 	if keyIndex != "" {
@@ -180,7 +180,7 @@ func (s *Sink) buildIndexes(ctx context.Context, keyIndex string, d *deferred) e
 		for i, k := range s.cfg.Key {
 			q[i] = quoteIdent(k)
 		}
-		builds = append(builds, build{"the key's index", "CREATE UNIQUE INDEX IF NOT EXISTS " + quoteIdent(keyIndex) + " ON " + s.what + " (" + strings.Join(q, ", ") + ")"})
+		builds = append(builds, build{"the key's index", keyIndex, "CREATE UNIQUE INDEX IF NOT EXISTS " + quoteIdent(keyIndex) + " ON " + s.what + " (" + strings.Join(q, ", ") + ")"})
 	}
 	for _, ix := range d.Indexes {
 		name := indexName(s.name[len(s.name)-1], ix.Name, names)
@@ -188,7 +188,7 @@ func (s *Sink) buildIndexes(ctx context.Context, keyIndex string, d *deferred) e
 		if ix.Unique {
 			unique = "UNIQUE "
 		}
-		builds = append(builds, build{fmt.Sprintf("index %s (the source's %s)", name, ix.Name),
+		builds = append(builds, build{fmt.Sprintf("index %s (the source's %s)", name, ix.Name), name,
 			"CREATE " + unique + "INDEX IF NOT EXISTS " + quoteIdent(name) + " ON " + s.what + " " + ix.Using})
 	}
 	var (
@@ -201,7 +201,7 @@ func (s *Sink) buildIndexes(ctx context.Context, keyIndex string, d *deferred) e
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if err := s.exec(ctx, b.ddl); err != nil {
+			if err := s.buildIndex(ctx, b.name, b.ddl); err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("build %s: %w", b.what, withDetail(err)))
 				mu.Unlock()
@@ -212,17 +212,32 @@ func (s *Sink) buildIndexes(ctx context.Context, keyIndex string, d *deferred) e
 	return errors.Join(errs...)
 }
 
-// exec runs one statement on a connection of its own.
-func (s *Sink) exec(ctx context.Context, sql string) error {
+// buildIndex runs ddl, a CREATE INDEX IF NOT EXISTS name, on a connection
+// of its own, and makes sure the index of that name is the target table's:
+// IF NOT EXISTS passes over a relation of that name that is something
+// else, which must not go unsaid.
+func (s *Sink) buildIndex(ctx context.Context, name, ddl string) error {
 	conn, err := s.conn.get(ctx)
 	if err != nil {
 		return err
 	}
-	if _, err := conn.Exec(ctx, sql); err != nil {
+	ours, err := func() (*bool, error) {
+		if _, err := conn.Exec(ctx, ddl); err != nil {
+			return nil, err
+		}
+		var ours *bool
+		err := conn.QueryRow(ctx, `SELECT (SELECT i.indrelid = to_regclass($2) FROM pg_index i WHERE i.indexrelid = c.oid)
+FROM pg_class c WHERE c.relname = $1 AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass($2))`, name, s.what).Scan(&ours)
+		return ours, err
+	}()
+	if err != nil {
 		s.conn.discard(conn)
 		return err
 	}
 	s.conn.put(conn)
+	if ours == nil || !*ours {
+		return fmt.Errorf("%s names another table's index, or a relation that is not an index, in the table's schema", quoteIdent(name))
+	}
 	return nil
 }
 

@@ -93,4 +93,20 @@ func TestSinkCreatesTheSourcesIndexesAndChecks(t *testing.T) {
 	if d, err := readDeferred(testCtx(t), conn, `"accounts_copy"`); err != nil || d != nil {
 		t.Errorf("the mark after Complete: %+v, %v", d, err)
 	}
+
+	// A name the copy's index would take is another table's index's:
+	// Complete says so, and leaves the table marked.
+	mustExec(t, conn, `CREATE TABLE other (region int, status text)`)
+	mustExec(t, conn, `CREATE INDEX clash_accounts_region ON other (region)`)
+	clash := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "clash", Key: []string{"id"}, Mode: connectors.Append, CreateTable: true})
+	if err := clash.Prepare(testCtx(t), schema, false); err != nil {
+		t.Fatal(err)
+	}
+	err = clash.Complete(testCtx(t))
+	if err == nil || !strings.Contains(err.Error(), `build index clash_accounts_region (the source's accounts_region): "clash_accounts_region" names another table's index`) {
+		t.Fatalf("Complete with a name taken by another table's index: %v", err)
+	}
+	if d, err := readDeferred(testCtx(t), conn, `"clash"`); err != nil || d == nil {
+		t.Errorf("the mark after a failed Complete: %+v, %v", d, err)
+	}
 }
