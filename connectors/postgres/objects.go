@@ -25,8 +25,15 @@ const metaObjects = "datashift.postgres.objects"
 
 // tableObjects are what a created table gets after its rows are in.
 type tableObjects struct {
-	Indexes []indexDef `json:"indexes,omitempty"`
-	Checks  []checkDef `json:"checks,omitempty"`
+	Indexes  []indexDef   `json:"indexes,omitempty"`
+	Checks   []checkDef   `json:"checks,omitempty"`
+	Defaults []defaultDef `json:"defaults,omitempty"`
+}
+
+// defaultDef is a column's default expression (pg_get_expr).
+type defaultDef struct {
+	Column string `json:"column"`
+	Expr   string `json:"expr"`
 }
 
 // indexDef is a source table's index: its name there, and its definition
@@ -43,12 +50,15 @@ type checkDef struct {
 	Def  string `json:"def"`
 }
 
-func (o tableObjects) empty() bool { return len(o.Indexes) == 0 && len(o.Checks) == 0 }
+func (o tableObjects) empty() bool {
+	return len(o.Indexes) == 0 && len(o.Checks) == 0 && len(o.Defaults) == 0
+}
 
 // readTableObjects reads the indexes (but the primary key, which the sink
-// makes from the job's key) and CHECK constraints of table oid that involve
-// only the copied columns: an index or check on a column the job leaves
-// out could not be made on the sink's table.
+// makes from the job's key), CHECK constraints and column defaults of table
+// oid that involve only the copied columns (an index or check on a column
+// the job leaves out could not be made on the sink's table) and only what
+// PostgreSQL has built in (builtinOnly).
 func readTableObjects(ctx context.Context, conn *pgx.Conn, oid uint32, copied []column) (tableObjects, error) {
 	var o tableObjects
 	have := make(map[int16]bool, len(copied))
@@ -71,6 +81,7 @@ func readTableObjects(ctx context.Context, conn *pgx.Conn, oid uint32, copied []
       AND d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indrelid AND d.refobjsubid > 0), '{}')::int2[]
 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid = $1 AND NOT i.indisprimary AND NOT i.indisexclusion AND i.indisvalid
+  AND `+builtinOnly("'pg_class'::regclass", "i.indexrelid", "i.indrelid")+`
 ORDER BY c.relname`, oid)
 	if err != nil {
 		return o, fmt.Errorf("read indexes: %w", err)
@@ -88,7 +99,9 @@ ORDER BY c.relname`, oid)
 		return o, fmt.Errorf("read indexes: %w", err)
 	}
 	rows, err = conn.Query(ctx, `SELECT conname, pg_get_constraintdef(oid), coalesce(conkey, '{}')
-FROM pg_constraint WHERE conrelid = $1 AND contype = 'c' ORDER BY conname`, oid)
+FROM pg_constraint WHERE conrelid = $1 AND contype = 'c'
+  AND `+builtinOnly("'pg_constraint'::regclass", "oid", "conrelid")+`
+ORDER BY conname`, oid)
 	if err != nil {
 		return o, fmt.Errorf("read check constraints: %w", err)
 	}
@@ -102,7 +115,39 @@ FROM pg_constraint WHERE conrelid = $1 AND contype = 'c' ORDER BY conname`, oid)
 	if err != nil {
 		return o, fmt.Errorf("read check constraints: %w", err)
 	}
+	// Defaults that draw from a sequence (serial, identity) are the source
+	// database's own and stay there (builtinOnly).
+	rows, err = conn.Query(ctx, `SELECT a.attname, pg_get_expr(d.adbin, d.adrelid), a.attnum
+FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+WHERE d.adrelid = $1 AND a.attgenerated = '' AND a.attidentity = ''
+  AND `+builtinOnly("'pg_attrdef'::regclass", "d.oid", "d.adrelid")+`
+ORDER BY a.attnum`, oid)
+	if err != nil {
+		return o, fmt.Errorf("read column defaults: %w", err)
+	}
+	var def defaultDef
+	var attnum int16
+	_, err = pgx.ForEachRow(rows, []any{&def.Column, &def.Expr, &attnum}, func() error {
+		if have[attnum] {
+			o.Defaults = append(o.Defaults, def)
+		}
+		return nil
+	})
+	if err != nil {
+		return o, fmt.Errorf("read column defaults: %w", err)
+	}
 	return o, nil
+}
+
+// builtinOnly is the SQL condition that the object objid (of catalog
+// classid) depends on nothing but its table and what PostgreSQL has
+// built in (OIDs under 16384, FirstNormalObjectId), or on a constraint of
+// its own (a unique constraint's index): a sequence, a function, a type,
+// an operator class or a collation of the source database's, or of an
+// extension, may not be in the target's, and the object stays behind.
+func builtinOnly(classid, objid, table string) string {
+	return `NOT EXISTS (SELECT 1 FROM pg_depend p WHERE p.classid = ` + classid + ` AND p.objid = ` + objid + `
+    AND p.refobjid >= 16384 AND p.refobjid <> ` + table + ` AND p.refclassid <> 'pg_constraint'::regclass)`
 }
 
 // withObjects puts o in schema's metadata.
@@ -275,6 +320,16 @@ func withDetail(err error) error {
 		return fmt.Errorf("%w (%s)", err, pe.Detail)
 	}
 	return err
+}
+
+// setDefaults gives table's columns the source's defaults.
+func setDefaults(ctx context.Context, tx pgx.Tx, table string, defaults []defaultDef) error {
+	for _, d := range defaults {
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+table+" ALTER COLUMN "+quoteIdent(d.Column)+" SET DEFAULT "+d.Expr); err != nil {
+			return fmt.Errorf("set the source's default of column %s: %w", d.Column, withDetail(err))
+		}
+	}
+	return nil
 }
 
 // addChecks adds the source's CHECK constraints that table has not got.

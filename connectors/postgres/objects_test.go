@@ -25,25 +25,31 @@ func indexesOf(t *testing.T, conn *pgx.Conn, table string) []string {
 }
 
 // A table the sink creates from a PostgreSQL table gets the source's
-// indexes (plain, unique, on an expression, partial) and CHECK constraints
-// once its rows are in, named after the target; those on a column the job
-// does not copy are left out, as they could not be made.
+// indexes (plain, unique, on an expression, partial), CHECK constraints and
+// column defaults once its rows are in, indexes named after the target;
+// those on a column the job does not copy are left out, as they could not
+// be made, and so are those that need the source database's own objects (a
+// function, a sequence).
 func TestSinkCreatesTheSourcesIndexesAndChecks(t *testing.T) {
 	dsn, conn := newDB(t)
 	for _, stmt := range []string{
-		`CREATE TABLE accounts (id bigint PRIMARY KEY, email text NOT NULL, region int NOT NULL, status text NOT NULL,
-			balance numeric(12,2) CHECK (balance >= 0), secret text, CONSTRAINT region_known CHECK (region BETWEEN 1 AND 9),
-			CONSTRAINT secret_short CHECK (length(secret) < 40))`,
+		`CREATE FUNCTION norm(text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT lower(trim($1))'`,
+		`CREATE TABLE accounts (id bigint PRIMARY KEY, email text NOT NULL, region int NOT NULL, status text NOT NULL DEFAULT 'new',
+			balance numeric(12,2) CHECK (balance >= 0), secret text, opened timestamptz DEFAULT now(), seq_no serial,
+			CONSTRAINT region_known CHECK (region BETWEEN 1 AND 9), CONSTRAINT secret_short CHECK (length(secret) < 40),
+			CONSTRAINT email_normal CHECK (norm(email) <> ''))`,
 		`CREATE UNIQUE INDEX accounts_email ON accounts (lower(email))`,
 		`CREATE INDEX accounts_region ON accounts (region, status)`,
 		`CREATE INDEX accounts_open ON accounts (id) WHERE status = 'open'`,
 		`CREATE INDEX accounts_secret ON accounts (secret)`,
-		`INSERT INTO accounts SELECT g, 'User' || g || '@example.com', 1 + g % 9, CASE WHEN g % 3 = 0 THEN 'open' ELSE 'closed' END, g % 1000, 's' || g FROM generate_series(1, 5000) g`,
+		`CREATE INDEX accounts_norm ON accounts (norm(email))`,
+		`INSERT INTO accounts (id, email, region, status, balance, secret)
+			SELECT g, 'User' || g || '@example.com', 1 + g % 9, CASE WHEN g % 3 = 0 THEN 'open' ELSE 'closed' END, g % 1000, 's' || g FROM generate_series(1, 5000) g`,
 	} {
 		mustExec(t, conn, stmt)
 	}
 	src := openSource(t, connectors.SourceConfig{DSN: dsn, Table: "accounts", Key: []string{"id"},
-		Columns: []string{"id", "email", "region", "status", "balance"}})
+		Columns: []string{"id", "email", "region", "status", "balance", "opened", "seq_no"}})
 	snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "accounts_copy", Key: []string{"id"}, Mode: connectors.Append, CreateTable: true})
 	schema, err := src.Schema(testCtx(t))
 	if err != nil {
@@ -86,8 +92,21 @@ func TestSinkCreatesTheSourcesIndexesAndChecks(t *testing.T) {
 	if strings.Join(cons, "\n") != strings.Join(wantCons, "\n") {
 		t.Errorf("the created table's constraints:\n%s\nwant\n%s", strings.Join(cons, "\n"), strings.Join(wantCons, "\n"))
 	}
+	rows, err = conn.Query(testCtx(t), `SELECT column_name || coalesce(' = ' || column_default, '') FROM information_schema.columns
+WHERE table_name = 'accounts_copy' ORDER BY ordinal_position`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDefaults := []string{"id", "email", "region", "status = 'new'::text", "balance", "opened = now()", "seq_no"}
+	if strings.Join(defaults, ", ") != strings.Join(wantDefaults, ", ") {
+		t.Errorf("the created table's defaults: %s\nwant %s", strings.Join(defaults, ", "), strings.Join(wantDefaults, ", "))
+	}
 	// The unique index holds: a repeated email is refused.
-	if _, err := conn.Exec(testCtx(t), `INSERT INTO accounts_copy VALUES (9999, 'USER1@example.com', 1, 'open', 1)`); err == nil || !strings.Contains(err.Error(), "accounts_copy_accounts_email") {
+	if _, err := conn.Exec(testCtx(t), `INSERT INTO accounts_copy (id, email, region, balance, seq_no) VALUES (9999, 'USER1@example.com', 1, 1, 1)`); err == nil || !strings.Contains(err.Error(), "accounts_copy_accounts_email") {
 		t.Errorf("a repeated email in the copy: %v", err)
 	}
 	if d, err := readDeferred(testCtx(t), conn, `"accounts_copy"`); err != nil || d != nil {

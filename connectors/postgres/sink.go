@@ -307,6 +307,9 @@ WHERE a.attrelid = to_regclass($1) AND a.attname = ANY($2) AND NOT a.attisdroppe
 	if err := addChecks(ctx, tx, s.what, d.Checks); err != nil {
 		return err
 	}
+	if err := setDefaults(ctx, tx, s.what, d.Defaults); err != nil {
+		return err
+	}
 	if _, err := tx.Exec(ctx, "COMMENT ON TABLE "+s.what+" IS NULL"); err != nil {
 		return err
 	}
