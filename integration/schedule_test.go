@@ -135,31 +135,40 @@ callbacks: [{url: %q}]
 	if !slices.Contains(owners, joined.id) {
 		t.Errorf("no job moved to the node that joined (%s): owners %v", joined.id, owners)
 	}
-	// Wait for the fired runs to end: nothing running, no fire waiting.
+	// Wait for the fired runs to end: every fire queued before the pause
+	// (paused, the jobs fire no more) has its run, and none is going.
 	var all []engine.RunRecord
 	deadline := time.Now().Add(time.Minute)
 	for {
 		all = all[:0]
-		busy := false
+		settled := true
 		for i := range jobs {
+			var fires []coordinator.FireRecord
+			if err := live.get(fmt.Sprintf("/api/jobs/every2-%d/fires", i), &fires); err != nil {
+				t.Fatal(err)
+			}
 			var runs []engine.RunRecord
 			if err := live.get(fmt.Sprintf("/api/jobs/every2-%d/runs", i), &runs); err != nil {
 				t.Fatal(err)
 			}
+			ran := map[time.Time]bool{}
 			for _, r := range runs {
-				busy = busy || r.State == engine.RunRunning
+				settled = settled && r.State != engine.RunRunning
+				ran[r.Scheduled] = true
+			}
+			for _, f := range fires {
+				settled = settled && (f.Outcome != coordinator.FireQueued || ran[f.Tick])
 			}
 			all = append(all, runs...)
 		}
-		if !busy {
+		if settled {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("runs still going a minute after the pause")
+			t.Fatal("fired runs still waiting or going a minute after the pause")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	time.Sleep(2 * time.Second) // a fire queued before the pause starts its run
 
 	sched, _ := engine.ParseSchedule("*/2 * * * * *", "")
 	var lags []time.Duration
