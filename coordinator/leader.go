@@ -729,9 +729,14 @@ func (l *leader) finish(ctx context.Context, run *engine.RunRecord, runErr error
 	if err != nil {
 		return err
 	}
-	parts, err := l.rs.Partitions(ctx, run.Job, run.ID) // with their checkpoints, for the history
-	if err != nil {
-		return err
+	// The partitions with their checkpoints, for a History outside the
+	// store; without one the store keeps them as it records the end
+	// (RunState.KeepPartitions), reading them there.
+	var parts []engine.PartitionRecord
+	if l.n.cfg.History != nil {
+		if parts, err = l.rs.Partitions(ctx, run.Job, run.ID); err != nil {
+			return err
+		}
 	}
 	if release, ok := l.holds[run.ID]; ok {
 		release()
