@@ -50,6 +50,7 @@ at once, and leaves.`,
 			if slots < 1 {
 				return fmt.Errorf("--slots must be at least 1 (got %d)", slots)
 			}
+			setMemoryLimit(nodeMemoryLimitBase, slots)
 			level := new(slog.LevelVar)
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)

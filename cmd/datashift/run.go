@@ -98,6 +98,7 @@ func loadJob(cmd *cobra.Command, path string, parallelism int) (*engine.Job, err
 // It runs the job on a cluster of one over the job's state: the same
 // leader and worker as `datashift node`.
 func runJob(ctx context.Context, job *engine.Job, state store.Store, w io.Writer, quiet, restart bool, callbackWait time.Duration) (*engine.RunRecord, error) {
+	setMemoryLimit(memoryLimitBase, job.Parallelism)
 	ui := newProgressUI(w, quiet)
 	start := time.Now()
 	run, err := coordinator.RunJob(ctx, state, job, coordinator.RunOptions{Restart: restart, Progress: ui.Update, OnPlan: ui.Plan, Log: warnings(ui), CallbackWait: callbackWait})

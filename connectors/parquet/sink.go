@@ -12,7 +12,8 @@
 // field metadata (datashift.logical json/uuid/numeric) and time zones
 // survive. Options:
 //
-//	compression     snappy (default), zstd, gzip, lz4, brotli, none
+//	compression     snappy (default; written at Snappy's fast level, see
+//	                fastSnappy), zstd, gzip, lz4, brotli, none
 //	row_group_rows  rows per row group (default 131072); a row group is
 //	                buffered in memory, compressed, until it is full
 //
