@@ -514,6 +514,13 @@ func (c *Cluster) readRun(ctx context.Context, job, run string) (*RunStatus, err
 	if err != nil {
 		return nil, err
 	}
+	if rec.State != engine.RunRunning && rec.State != engine.RunFailed {
+		// FinishRun is deleting the run's nodes, partitions first, and a
+		// listing could find some of them gone: read the summary that was
+		// written with the run's end instead.
+		kept, err := rs.KeptPartitions(ctx, job, run)
+		return &RunStatus{Run: rec, Finished: kept}, err
+	}
 	parts, err := rs.Partitions(ctx, job, run)
 	if err != nil {
 		return &RunStatus{Run: rec}, err

@@ -89,7 +89,7 @@ func (n *Node) lead(ctx context.Context, id, election string, epoch int64) {
 		n.mu.Unlock()
 	}()
 	fence := []store.Op{store.CheckOp(election, 0)}
-	rs := &RunState{S: n.cfg.Store, Fence: fence, KeepPartitions: n.cfg.History == nil}
+	rs := &RunState{S: n.cfg.Store, Fence: fence}
 	l := &leader{n: n, id: id, epoch: epoch, fence: fence, rs: rs,
 		steps: &engine.Steps{State: rs, Log: n.log, Now: n.cfg.Now, Sleep: n.cfg.Sleep},
 		holds: map[string]func(){}, waited: map[string]string{}, retries: map[string]startRetry{}, done: map[string]map[string]engine.PartitionRecord{},
@@ -730,8 +730,7 @@ func (l *leader) finish(ctx context.Context, run *engine.RunRecord, runErr error
 		return err
 	}
 	// The partitions with their checkpoints, for a History outside the
-	// store; without one the store keeps them as it records the end
-	// (RunState.KeepPartitions), reading them there.
+	// store (the store keeps only a summary of the newest runs').
 	var parts []engine.PartitionRecord
 	if l.n.cfg.History != nil {
 		if parts, err = l.rs.Partitions(ctx, run.Job, run.ID); err != nil {

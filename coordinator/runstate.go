@@ -21,8 +21,8 @@ import (
 //	/runs/JOB/RUN/progress/P      the worker's checkpoint, written under the lease
 //	/jobstate/JOB                 the job's incremental high-water mark
 //	/history/JOB/RUN              finished runs, the newest historyKept kept
-//	/history/JOB/RUN/partitions   their partitions' summary, without a History
-//	                              outside the store: the newest partsKept runs
+//	/history/JOB/RUN/partitions   their partitions' summary: the newest partsKept
+//	                              runs (a History outside the store keeps more)
 const (
 	runsPath     = "/runs"
 	jobStatePath = "/jobstate"
@@ -44,10 +44,6 @@ type RunState struct {
 	// passes the Check of its election node, so that once it has lost its
 	// leadership none of its writes lands.
 	Fence []store.Op
-	// KeepPartitions, set when no History outside the store keeps
-	// finished runs, keeps the partitions' summary of a job's newest runs
-	// in the store (partsKept), so that they can still be shown.
-	KeepPartitions bool
 }
 
 // multi applies ops behind the fence.
@@ -394,13 +390,15 @@ func (s *RunState) FinishRun(ctx context.Context, run *engine.RunRecord) error {
 		return err
 	}
 	ops := append([]store.Op{store.SetOp(runPath(run.Job, run.ID), data, store.AnyVersion)}, hist...)
-	if s.KeepPartitions {
-		kept, err := s.keptPartitionsOps(ctx, run)
-		if err != nil {
-			return err
-		}
-		ops = append(ops, kept...)
+	// The partitions' summary lands with the end too: a reader that finds
+	// the run ended reads them there, not from the partitions FinishRun is
+	// about to delete (it could list them half deleted), whether or not a
+	// History outside the store keeps them as well.
+	kept, err := s.keptPartitionsOps(ctx, run)
+	if err != nil {
+		return err
 	}
+	ops = append(ops, kept...)
 	if run.State == engine.RunSucceeded {
 		p := store.Join(jobStatePath, run.Job)
 		var js jobState
@@ -462,7 +460,7 @@ func (s *RunState) historyOps(ctx context.Context, run *engine.RunRecord) ([]sto
 }
 
 // keptPartitionsOps are the ops that keep the summary of run's partitions
-// beside its history entry (KeepPartitions), made or replaced; none for a
+// beside its history entry, made or replaced; none for a
 // run of more than partsKeptMax partitions.
 func (s *RunState) keptPartitionsOps(ctx context.Context, run *engine.RunRecord) ([]store.Op, error) {
 	parts, err := s.Partitions(ctx, run.Job, run.ID)
@@ -488,8 +486,8 @@ func (s *RunState) keptPartitionsOps(ctx context.Context, run *engine.RunRecord)
 	return []store.Op{store.CreateOp(path, data, 0)}, nil
 }
 
-// KeptPartitions reads the partitions' summary kept with a finished run
-// (KeepPartitions); nil when none was.
+// KeptPartitions reads the partitions' summary kept with a finished run;
+// nil when none was.
 func (s *RunState) KeptPartitions(ctx context.Context, job, run string) ([]history.Partition, error) {
 	var sums []history.Partition
 	_, err := s.get(ctx, store.Join(historyPath, job, run, "partitions"), &sums)

@@ -207,7 +207,7 @@ func TestRunStateKeepsTheNewestRunsPartitions(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			s := open(t)
-			st := &coordinator.RunState{S: s, KeepPartitions: true}
+			st := &coordinator.RunState{S: s}
 			start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 			var ids []string
 			for i := range 12 {
@@ -256,6 +256,67 @@ func TestRunStateKeepsTheNewestRunsPartitions(t *testing.T) {
 			hist, err := st.History(ctx, "orders")
 			if err != nil || len(hist) != 12 {
 				t.Fatalf("history: %d runs, %v", len(hist), err)
+			}
+		})
+	}
+}
+
+// deletesNothing is a store whose Delete does nothing: a run's end caught
+// before it deleted the run.
+type deletesNothing struct{ store.Store }
+
+func (deletesNothing) Delete(context.Context, string, int32) error { return nil }
+
+// A run read while its end deletes its partitions shows every partition
+// (from the summary written with the end), not the ones not yet deleted.
+func TestRunEndedShowsEveryPartitionWhileItIsDeleted(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s := open(t)
+			st := &coordinator.RunState{S: s}
+			run := &engine.RunRecord{Job: "orders", ID: engine.NewRunID(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), State: engine.RunRunning}
+			parts := []engine.PartitionRecord{
+				{ID: "p0000", Range: connectors.Range{Hi: connectors.Key{int64(100)}}, State: engine.Pending},
+				{ID: "p0001", Range: connectors.Range{Lo: connectors.Key{int64(100)}, Hi: connectors.Key{int64(200)}}, State: engine.Pending},
+				{ID: "p0002", Range: connectors.Range{Lo: connectors.Key{int64(200)}}, State: engine.Pending},
+			}
+			if err := st.CreateRun(ctx, run, parts); err != nil {
+				t.Fatal(err)
+			}
+			for i, p := range parts {
+				lease, _, err := st.TakePartition(ctx, "orders", run.ID, p.ID, "node-1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := lease.Save(ctx, engine.Checkpoint{Rows: int64(i + 1), Done: true, Started: true}); err != nil {
+					t.Fatal(err)
+				}
+				if err := st.EndPartition(ctx, "orders", run.ID, p.ID, lease.Epoch(), engine.Done, ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			run.State = engine.RunSucceeded
+			if err := (&coordinator.RunState{S: deletesNothing{s}}).FinishRun(ctx, run); err != nil {
+				t.Fatal(err)
+			}
+			// Halfway through deleting the run: the first partition is gone.
+			for _, p := range []string{"progress", "partitions"} {
+				if err := s.Delete(ctx, "/runs/orders/"+run.ID+"/"+p+"/p0000", store.AnyVersion); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := (&coordinator.Cluster{S: s}).Run(ctx, "orders", run.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Run.State != engine.RunSucceeded || len(got.Partitions) != 0 || len(got.Finished) != 3 {
+				t.Fatalf("run %s with %d live and %d finished partitions, want succeeded with 3 finished", got.Run.State, len(got.Partitions), len(got.Finished))
+			}
+			for i, p := range got.Finished {
+				if p.ID != parts[i].ID || p.Rows != int64(i+1) || p.State != engine.Done {
+					t.Errorf("partition %d: %+v", i, p)
+				}
 			}
 		})
 	}
