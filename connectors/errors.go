@@ -62,6 +62,34 @@ func Transient(err error) error {
 	return &TransientError{Err: err}
 }
 
+// BusyError marks a connection the store refused for want of room (too
+// many connections): the work can start once others end theirs. The
+// engine waits for that without using up the partition's retries, as
+// partitions of the same run are often what fills the store.
+type BusyError struct{ Err error }
+
+func (e *BusyError) Error() string { return e.Err.Error() }
+func (e *BusyError) Unwrap() error { return e.Err }
+
+// Busy marks err as the store being out of connections; nil stays nil.
+func Busy(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &BusyError{Err: err}
+}
+
+// IsBusy reports whether err is a connection refused for want of room:
+// marked Busy, or SQLSTATE 53300 (too many connections) whatever its origin.
+func IsBusy(err error) bool {
+	var be *BusyError
+	if errors.As(err, &be) {
+		return true
+	}
+	var se interface{ SQLState() string }
+	return errors.As(err, &se) && se.SQLState() == "53300"
+}
+
 // IsTransient reports whether retrying the work from its checkpoint may
 // succeed: errors marked Transient, and network failures whatever their
 // origin. A cancelled context is not transient: somebody asked to stop.
@@ -70,7 +98,8 @@ func IsTransient(err error) bool {
 		return false
 	}
 	var te *TransientError
-	if errors.As(err, &te) {
+	var be *BusyError
+	if errors.As(err, &te) || errors.As(err, &be) {
 		return true
 	}
 	var ve *ValueError

@@ -115,3 +115,25 @@ func TestIsTransient(t *testing.T) {
 		}
 	}
 }
+
+func TestIsBusy(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("connect: %w", sqlStateError("53300")), true}, // too many connections
+		{Busy(errors.New("Error 1040: Too many connections")), true},
+		{fmt.Errorf("open source: %w", Busy(errors.New("full"))), true},
+		{sqlStateError("53200"), false}, // out of memory: not a matter of waiting for room
+		{Transient(errors.New("connection reset")), false},
+		{nil, false},
+	}
+	for _, tt := range tests {
+		if got := IsBusy(tt.err); got != tt.want {
+			t.Errorf("IsBusy(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+		if tt.want && !IsTransient(tt.err) {
+			t.Errorf("IsTransient(%v) = false for a busy store", tt.err)
+		}
+	}
+}

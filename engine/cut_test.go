@@ -64,3 +64,49 @@ func TestRetryStopsOnPermanentErrorsAndCountsAttempts(t *testing.T) {
 		t.Fatalf("recovering: err %v after %d calls", err, calls)
 	}
 }
+
+// A store out of connections is waited for without using up the
+// partition's tries, for up to busyWaitLimit in all; then its refusals
+// count as any other.
+func TestRetryWaitsForABusyStoreWithoutUsingUpTries(t *testing.T) {
+	spec := RetrySpec{Max: 2, Backoff: Duration(time.Second), MaxBackoff: Duration(30 * time.Second)}
+	busy := connectors.Busy(errors.New("sorry, too many clients already"))
+	reset := connectors.Transient(errors.New("connection reset"))
+	tests := []struct {
+		name      string
+		errs      []error // what the tries return, in order; nil after the last
+		wantCalls int
+		wantErr   error
+	}{
+		{"busy twenty times, then room", repeatErr(busy, 20), 21, nil},
+		{"busy between resets", []error{reset, busy, busy, reset, busy}, 6, nil},
+		{"resets past the tries", []error{reset, busy, reset, reset}, 4, reset},
+		// 1 s, then 2 s each: 10 minutes are up after the 301st wait.
+		{"busy for good", repeatErr(busy, 1000), 304, busy},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var slept time.Duration
+			sleep := func(_ context.Context, d time.Duration) error { slept += d; return nil }
+			calls := 0
+			err := retry(context.Background(), spec, sleep, nil, func() error {
+				calls++
+				if calls <= len(tt.errs) {
+					return tt.errs[calls-1]
+				}
+				return nil
+			})
+			if err != tt.wantErr || calls != tt.wantCalls {
+				t.Fatalf("err %v after %d calls (slept %s); want %v after %d", err, calls, slept, tt.wantErr, tt.wantCalls)
+			}
+		})
+	}
+}
+
+func repeatErr(err error, n int) []error {
+	out := make([]error, n)
+	for i := range out {
+		out[i] = err
+	}
+	return out
+}

@@ -96,22 +96,43 @@ func (e *Executor) Execute(ctx context.Context, t Task) (Checkpoint, error) {
 
 // retry runs fn until it succeeds, fails with an error that is not
 // transient, or has failed spec.Max+1 times, sleeping between tries with a
-// backoff that doubles up to spec.MaxBackoff. onRetry, if set, hears each
-// error that is retried.
+// backoff that doubles up to spec.MaxBackoff. A store out of connections
+// (connectors.IsBusy) is waited for without using up tries, for up to
+// busyWaitLimit in all: often the run's own partitions fill it, and it
+// has room again as they end. onRetry, if set, hears each error that is
+// retried.
 func retry(ctx context.Context, spec RetrySpec, sleep func(context.Context, time.Duration) error, onRetry func(error), fn func() error) error {
-	for attempt := 0; ; attempt++ {
+	var busyWait time.Duration
+	for attempt, busy := 0, 0; ; attempt++ {
 		err := fn()
-		if err == nil || ctx.Err() != nil || !connectors.IsTransient(err) || attempt >= spec.Max {
+		if err == nil || ctx.Err() != nil || !connectors.IsTransient(err) {
+			return err
+		}
+		wait := spec.Wait(attempt - busy)
+		if connectors.IsBusy(err) && busyWait < busyWaitLimit {
+			busy++
+			wait = min(spec.Wait(busy-1), busyBackoffLimit)
+			busyWait += wait
+		} else if attempt-busy >= spec.Max {
 			return err
 		}
 		if onRetry != nil {
 			onRetry(err)
 		}
-		if err := sleep(ctx, spec.Wait(attempt)); err != nil {
+		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
 	}
 }
+
+// busyWaitLimit bounds how long a partition waits, in all, for a store
+// out of connections to have room before its retries count again;
+// busyBackoffLimit bounds each wait, so that it takes the room soon after
+// another partition frees it.
+const (
+	busyWaitLimit    = 10 * time.Minute
+	busyBackoffLimit = 2 * time.Second
+)
 
 // Wait is the wait before retry number attempt+1 (attempt counts from
 // 0): retries.backoff, doubled each time up to retries.max_backoff.

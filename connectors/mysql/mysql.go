@@ -134,9 +134,15 @@ func splitTable(name, def string) (schema, table string) {
 	return def, name
 }
 
+// Server error numbers that say the server has no room for another
+// connection now.
+var busyCodes = map[uint16]bool{
+	1040: true, // too many connections
+	1203: true, // the user's max_user_connections
+}
+
 // Server error numbers that say the same statement may succeed later.
 var transientCodes = map[uint16]bool{
-	1040: true, // too many connections
 	1053: true, // server shutdown in progress
 	1205: true, // lock wait timeout
 	1213: true, // deadlock
@@ -154,6 +160,9 @@ func classify(err error) error {
 	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
+		if busyCodes[me.Number] {
+			return connectors.Busy(err)
+		}
 		if transientCodes[me.Number] {
 			return connectors.Transient(err)
 		}

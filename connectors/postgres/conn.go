@@ -166,15 +166,16 @@ func classify(err error) error {
 	}
 	var te *connectors.TransientError
 	var ve *connectors.ValueError
-	if errors.As(err, &te) || errors.As(err, &ve) {
+	if errors.As(err, &te) || errors.As(err, &ve) || connectors.IsBusy(err) {
 		return err
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
+		case pe.Code == "53300": // too many connections
+			return connectors.Busy(err)
 		case strings.HasPrefix(pe.Code, "08"), // connection exception
 			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", // shutdown, crash, starting
-			pe.Code == "53300",                     // too many connections
 			pe.Code == "40001", pe.Code == "40P01": // serialization failure, deadlock
 			return connectors.Transient(err)
 		}
