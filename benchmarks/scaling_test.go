@@ -313,7 +313,7 @@ type benchNode struct {
 	cmd    *exec.Cmd
 	addr   string
 	id     string
-	out    *lockedBuffer
+	out    *testenv.Output
 	exited chan struct{}
 	once   sync.Once
 }
@@ -329,7 +329,7 @@ func startBenchNodes(b *testing.B, bin string, servers []string, root string, co
 		if err != nil {
 			b.Fatal(err)
 		}
-		n := &benchNode{addr: ln.Addr().String(), out: &lockedBuffer{}, exited: make(chan struct{})}
+		n := &benchNode{addr: ln.Addr().String(), out: &testenv.Output{}, exited: make(chan struct{})}
 		ln.Close()
 		n.cmd = exec.Command(bin, "node", "--zk", strings.Join(servers, ","), "--root", root, "--listen", n.addr,
 			"--slots", strconv.Itoa(slots), "--log-level", "warn")
@@ -410,25 +410,6 @@ func (n *benchNode) stop(b *testing.B) {
 			<-n.exited
 		}
 	})
-}
-
-// lockedBuffer is a node's output, written by exec's copying goroutine and
-// read by the benchmark.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // procStat returns the fields of /proc/PID/stat after the command's name

@@ -5,7 +5,6 @@ package integration
 // HTTP API.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -56,29 +55,11 @@ type clusterNode struct {
 	addr   string // its API, 127.0.0.1:port
 	id     string // its member id when it joined
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *testenv.Output
 	exited chan struct{} // closed once the process is gone
 
 	mu     sync.Mutex
 	paused bool // SIGSTOPped: it answers no request
-}
-
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // newTestCluster gives t a fresh ZooKeeper root; every node started on it
@@ -152,7 +133,7 @@ func freeAddr(t *testing.T) string {
 // start starts a node with slots and returns once GET /api/nodes lists it.
 func (c *testCluster) start(slots int) *clusterNode {
 	c.t.Helper()
-	n := &clusterNode{name: fmt.Sprintf("n%d", len(c.nodes)+1), addr: freeAddr(c.t), out: &lockedBuffer{}, exited: make(chan struct{})}
+	n := &clusterNode{name: fmt.Sprintf("n%d", len(c.nodes)+1), addr: freeAddr(c.t), out: &testenv.Output{}, exited: make(chan struct{})}
 	n.cmd = exec.Command(binary(c.t), c.args(n.addr, slots)...)
 	n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
 	dieWithTest(n.cmd)

@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/datashift/datashift/coordinator"
 	"github.com/datashift/datashift/coordinator/store"
 	"github.com/datashift/datashift/engine"
+	"github.com/datashift/datashift/internal/testenv"
 )
 
 // ran is what a user sees of one datashift command: its output, its
@@ -45,12 +45,12 @@ func cli(t *testing.T, args ...string) ran {
 // cliIn is cli with stdin.
 func cliIn(t *testing.T, stdin string, args ...string) ran {
 	t.Helper()
-	var errb syncBuffer
+	var errb testenv.Output
 	return cliTo(t, stdin, &errb, args...)
 }
 
 // cliTo is cliIn writing its errors to errw as it goes too.
-func cliTo(t *testing.T, stdin string, errw *syncBuffer, args ...string) ran {
+func cliTo(t *testing.T, stdin string, errw *testenv.Output, args ...string) ran {
 	t.Helper()
 	var out bytes.Buffer
 	root := rootCmd()
@@ -66,24 +66,6 @@ func cliTo(t *testing.T, stdin string, errw *syncBuffer, args ...string) ran {
 		code = exitCode(err)
 	}
 	return ran{out: out.String(), err: errw.String(), code: code}
-}
-
-// syncBuffer is a buffer a test reads while a command writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // noEnv keeps the tester's DATASHIFT_SERVER and DATASHIFT_TOKEN out.
@@ -153,7 +135,7 @@ func TestCLIJobLifecycle(t *testing.T) {
 	// trigger --watch waits for its run and follows it to its end; the
 	// gate holds the end with every partition done, for status to see.
 	watched := make(chan ran, 1)
-	var progress syncBuffer
+	var progress testenv.Output
 	go func() { watched <- cliTo(t, "", &progress, append([]string{"trigger", "orders", "--watch"}, at...)...) }()
 	select {
 	case <-gate.hit:

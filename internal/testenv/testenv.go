@@ -10,6 +10,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -18,6 +19,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,4 +148,22 @@ func ZooKeeper(t testing.TB) (servers []string, root string) {
 	t.Helper()
 	Need(t, "ZooKeeper", ZooKeeperAddr())
 	return strings.Split(ZooKeeperAddr(), ","), "/" + UniqueName("dstest")
+}
+
+// Output collects what a process or command writes while a test reads it.
+type Output struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.Write(p)
+}
+
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
 }
