@@ -140,15 +140,24 @@ func RunJob(ctx context.Context, s store.Store, job *engine.Job, opts RunOptions
 func waitCallbacks(ctx context.Context, c *Cluster, log *slog.Logger, wait time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	pending := 0
 	for {
 		left, err := c.S.Children(ctx, callbacksPath)
-		if err != nil || len(left) == 0 {
+		switch {
+		case err == nil && len(left) == 0:
+			return
+		case err == nil:
+			pending = len(left)
+		case ctx.Err() == nil:
+			return
+		}
+		// The time may run out in the read as well as in the sleep.
+		if ctx.Err() != nil {
+			log.Warn(fmt.Sprintf("callbacks not posted within %s; they stay in the job's state and are posted by its next run", wait), "left", pending)
 			return
 		}
 		select {
 		case <-ctx.Done():
-			log.Warn(fmt.Sprintf("callbacks not posted within %s; they stay in the job's state and are posted by its next run", wait), "left", len(left))
-			return
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
