@@ -199,6 +199,16 @@ var clockTicks = func() float64 {
 	return 100
 }()
 
+// pgcopydbFilters writes a pgcopydb filters file that takes table alone.
+func pgcopydbFilters(b *testing.B, table string) string {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "filters.ini")
+	if err := os.WriteFile(path, []byte("[include-only-table]\npublic."+table+"\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
 // serverCPU returns the CPU time PostgreSQL and MariaDB have used so far,
 // from /proc: every live postgres process plus what the postmaster has
 // reaped of its exited backends, and mariadbd. The servers are shared, so
@@ -214,12 +224,9 @@ func serverCPU() (pg, maria time.Duration) {
 		if name != "postgres" && name != "mariadbd" {
 			continue
 		}
-		stat, err := os.ReadFile(d + "/stat")
-		if err != nil {
-			continue
-		}
+		pid, _ := strconv.Atoi(filepath.Base(d))
 		// Fields after the parenthesised name: state ppid ... utime(14) stime(15) cutime(16) cstime(17).
-		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		f := procStat(pid)
 		if len(f) < 15 {
 			continue
 		}
@@ -616,10 +623,7 @@ func BenchmarkPairPostgresToPostgres(b *testing.B) {
 	// pgcopydb copies into the table of the same name.
 	reset, sink := pgSink(dst, pairTable)
 	env := []string{"SRC=" + src, "DST=" + dst}
-	filters := filepath.Join(b.TempDir(), "filters.ini")
-	if err := os.WriteFile(filters, []byte("[include-only-table]\npublic."+pairTable+"\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	filters := pgcopydbFilters(b, pairTable)
 	work := b.TempDir()
 	p := pair{
 		name: "PostgreSQL → PostgreSQL", rows: rows, reset: reset, sink: sink,
@@ -841,10 +845,7 @@ func BenchmarkPairPostgresToPostgresIndexed(b *testing.B) {
 		return checksum(b, "postgres", connectors.SourceConfig{DSN: dst, Table: pairIndexed})
 	}
 	env := []string{"SRC=" + src, "DST=" + dst}
-	filters := filepath.Join(b.TempDir(), "filters.ini")
-	if err := os.WriteFile(filters, []byte("[include-only-table]\npublic."+pairIndexed+"\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	filters := pgcopydbFilters(b, pairIndexed)
 	work := b.TempDir()
 	p := pair{
 		name: "PostgreSQL → PostgreSQL, with indexes", rows: rows, reset: drop, sink: sink,

@@ -28,6 +28,7 @@ every partition matches, 1 when any differs, 2 when the job is refused.`,
 			if err != nil {
 				return err
 			}
+			setMemoryLimit(memoryLimitBase, job.Parallelism)
 			v, err := engine.Verify(cmd.Context(), job)
 			if v == nil {
 				return err
