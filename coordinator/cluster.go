@@ -87,8 +87,6 @@ type Assignment struct {
 	Assigned  time.Time `json:"assigned"`
 }
 
-func (a Assignment) key() PartitionKey { return PartitionKey{a.Job, a.Run, a.Partition} }
-
 // assignName names an assignment's node: job names and run ids hold no '~'.
 func assignName(k PartitionKey) string { return k.Job + "~" + k.Run + "~" + k.Partition }
 

@@ -168,19 +168,6 @@ func checkSink(t *testing.T, db *mem.DB, src arrow.RecordBatch) {
 	}
 }
 
-func ownersOf(t *testing.T, c *coordinator.Cluster, job, run string) map[string]int {
-	t.Helper()
-	st, err := c.Run(context.Background(), job, run)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int{}
-	for _, p := range st.Partitions {
-		out[p.Owner]++
-	}
-	return out
-}
-
 // A job submitted to any node runs on all of them; the run's partitions
 // say which node ran each.
 func TestClusterRunsAJobOnEveryNode(t *testing.T) {

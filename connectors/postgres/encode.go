@@ -344,13 +344,12 @@ func (v *varBytes) value(i int) []byte {
 // bytesEnc writes strings and binaries as text, varchar, bytea, json or
 // jsonb (prefix 1), checking what the target requires of them.
 type bytesEnc struct {
-	prefix  bool // jsonb version byte
-	text    bool // must be valid UTF-8 with no NUL
-	maxLen  int  // varchar(n)/char(n): at most n characters
-	bpchar  bool
-	json    bool
-	target  string
-	scratch varBytes
+	prefix bool // jsonb version byte
+	text   bool // must be valid UTF-8 with no NUL
+	maxLen int  // varchar(n)/char(n): at most n characters
+	bpchar bool
+	json   bool
+	target string
 }
 
 func (e *bytesEnc) size(arr arrow.Array, rowLen []int) *badValue {
