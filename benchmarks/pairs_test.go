@@ -613,7 +613,8 @@ func checksum(b *testing.B, typ string, cfg connectors.SourceConfig) connectors.
 }
 
 // BenchmarkPairPostgresToPostgres: the binary COPY pipe, pgcopydb and
-// datashift into a table with a primary key.
+// datashift into a table with a primary key; and datashift into a database
+// without the table, which the sink makes and keys after the rows are in.
 func BenchmarkPairPostgresToPostgres(b *testing.B) {
 	rows := benchRows()
 	src := benchDatabase(b, "datashift_bench_src")
@@ -621,10 +622,24 @@ func BenchmarkPairPostgresToPostgres(b *testing.B) {
 	pairSourcePG(b, src, rows)
 	bin := buildBinary(b)
 	// pgcopydb copies into the table of the same name.
-	reset, sink := pgSink(dst, pairTable)
+	reset, sum := pgSink(dst, pairTable)
+	// Every side ends with the same table: its rows and its primary key,
+	// made beforehand or, by the last side, after the rows are in.
+	sink := func(b *testing.B) connectors.Checksum {
+		pgHasPrimaryKey(b, dst, pairTable)
+		return sum(b)
+	}
 	env := []string{"SRC=" + src, "DST=" + dst}
 	filters := pgcopydbFilters(b, pairTable)
 	work := b.TempDir()
+	// The same copy into a database without the table: the sink makes it,
+	// loads it bare and adds the primary key once the rows are in.
+	created := datashiftJobSide(b, bin, "bench-pair-pg-pg-created",
+		fmt.Sprintf("{type: postgres, dsn: %q, table: %s, key: [id]}", src, pairTable),
+		fmt.Sprintf("{type: postgres, dsn: %q, table: %s, mode: append, create_table: true}", dst, pairTable), "", rows)
+	created.tool = "datashift run, making the table"
+	created.how = strings.Replace(created.how, "`datashift run`", "`datashift run` with `create_table: true` into a database without the table", 1)
+	created.reset = func(b *testing.B) { pgExec(b, dst, `DROP TABLE IF EXISTS `+pairTable, `CHECKPOINT`) }
 	p := pair{
 		name: "PostgreSQL → PostgreSQL", rows: rows, reset: reset, sink: sink,
 		want: checksum(b, "postgres", connectors.SourceConfig{DSN: src, Table: pairTable}),
@@ -648,9 +663,24 @@ func BenchmarkPairPostgresToPostgres(b *testing.B) {
 		},
 			datashiftSide(b, bin, "bench-pair-pg-pg",
 				fmt.Sprintf("{type: postgres, dsn: %q, table: %s, key: [id]}", src, pairTable),
-				fmt.Sprintf("{type: postgres, dsn: %q, table: %s, mode: append}", dst, pairTable), rows)},
+				fmt.Sprintf("{type: postgres, dsn: %q, table: %s, mode: append}", dst, pairTable), rows),
+			created},
 	}
 	runPair(b, p)
+}
+
+// pgHasPrimaryKey fails b unless table in dsn has a primary key.
+func pgHasPrimaryKey(b *testing.B, dsn, table string) {
+	b.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var has bool
+	if err := conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p')`, table).Scan(&has); err != nil || !has {
+		b.Fatalf("the copy of %s has no primary key (%v)", table, err)
+	}
 }
 
 // mariaTextColumn is a MariaDB expression giving a text column as a
