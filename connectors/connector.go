@@ -250,6 +250,15 @@ type Stats struct {
 	PageCount int64 // heap pages, for sources that split by physical location
 }
 
+// PrimaryKeyer is implemented by sources that can name their table's primary
+// key. A job that gives no key is split, read and resumed by it, and its
+// sink is given it (create_table, upsert), as if the job had named it.
+type PrimaryKeyer interface {
+	// PrimaryKey returns the columns of the table's primary key in key
+	// order; none for a query, or a table without one.
+	PrimaryKey(ctx context.Context) ([]string, error)
+}
+
 // Counter is implemented by sources that can count the rows of a range (used by
 // tests and verification, never on the copy path).
 type Counter interface {

@@ -468,6 +468,9 @@ func (l *leader) startRun(ctx context.Context, entry string, q QueueEntry, job *
 	if run != nil {
 		run.Trigger, run.Scheduled, run.Ticks, run.Upstream, run.Queued = q.Trigger, q.Scheduled, q.Ticks, q.Upstream, q.Requested
 		run.FirstStarted, run.QueueEntry = time.Time{}, store.Base(entry)
+		// The sink, the partitions' executors and the run's end take the
+		// job as the run runs it: the spec stored below.
+		job = run.JobOf(job)
 	}
 	if err == nil && fresh {
 		if err = l.steps.Prepare(ctx, job); err == nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -34,6 +35,18 @@ func (j *Job) Pin() SpecPin {
 		p.Cursor = j.Incremental.Cursor
 	}
 	return p
+}
+
+// JobOf returns job as run runs it: with the key the run was planned by
+// (its source table's primary key, see Steps.NewRun) when the job names
+// none.
+func (run *RunRecord) JobOf(job *Job) *Job {
+	if len(job.Source.Key) > 0 || len(run.Spec.Source.Key) == 0 {
+		return job
+	}
+	keyed := *job
+	keyed.Source.Key = slices.Clone(run.Spec.Source.Key)
+	return &keyed
 }
 
 // Hash is a stable digest of the pin.

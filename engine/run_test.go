@@ -173,7 +173,12 @@ const fixtureRows = 20000
 // testResume copies src to dst, interrupting the run twice at random
 // points and resuming it, and checks that the sink holds every source row
 // exactly once.
-func testResume(t *testing.T, src, dst endpoint, mode connectors.WriteMode) {
+func testResume(t *testing.T, src, dst endpoint, mode connectors.WriteMode) *engine.RunRecord {
+	return testResumeJob(t, src, dst, mode, func(*engine.Job) {})
+}
+
+// testResumeJob is testResume of copyJob changed by edit.
+func testResumeJob(t *testing.T, src, dst endpoint, mode connectors.WriteMode, edit func(*engine.Job)) *engine.RunRecord {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewSource(seed))
@@ -183,6 +188,7 @@ func testResume(t *testing.T, src, dst endpoint, mode connectors.WriteMode) {
 		t.Fatalf("source has %d rows", want.Rows)
 	}
 	job := copyJob(src, dst, mode)
+	edit(job)
 	h := newHome(t)
 	switch mode {
 	case connectors.Truncate:
@@ -211,6 +217,61 @@ func testResume(t *testing.T, src, dst endpoint, mode connectors.WriteMode) {
 	}
 	if run.State != engine.RunSucceeded || run.Rows != fixtureRows {
 		t.Fatalf("run %s with %d rows", run.State, run.Rows)
+	}
+	return run
+}
+
+// A job that names no key is split, read and resumed by its table's
+// primary key, and its sink is keyed by it: a MariaDB table, which has no
+// other way to resume, and a PostgreSQL one, which would otherwise be read
+// by heap pages. The key the run was planned by is pinned in the run, so
+// the interrupted run continues under it.
+func TestJobWithoutKeyRunsByThePrimaryKey(t *testing.T) {
+	for _, tc := range []struct {
+		src  func(*testing.T) endpoint
+		mode connectors.WriteMode
+	}{{mysqlEndpoint, connectors.Append}, {mysqlEndpoint, connectors.Truncate}, {pgEndpoint, connectors.Append}} {
+		src := tc.src(t)
+		t.Run(src.typ+"/"+string(tc.mode), func(t *testing.T) {
+			run := testResumeJob(t, src, pgEndpoint(t), tc.mode, func(j *engine.Job) { j.Source.Key = nil })
+			if run.Scheme != "key-range" || !strings.HasPrefix(run.Reason, "by the table's primary key (id), as the job names no key; ") {
+				t.Errorf("run planned by %s: %s", run.Scheme, run.Reason)
+			}
+			if len(run.Spec.Source.Key) != 1 || run.Spec.Source.Key[0] != "id" {
+				t.Errorf("the run's pinned key is %v, want [id]", run.Spec.Source.Key)
+			}
+		})
+	}
+}
+
+// Without a primary key, or with its columns left out of those read, a
+// job that names no key stays keyless.
+func TestJobWithoutKeyOrPrimaryKeyStaysKeyless(t *testing.T) {
+	for _, tc := range []struct {
+		name, ddl string
+		columns   []string
+	}{
+		{"no primary key", `CREATE TABLE orders (id BIGINT NOT NULL, name LONGTEXT)`, nil},
+		{"key not read", `CREATE TABLE orders (id BIGINT PRIMARY KEY, name LONGTEXT)`, []string{"name"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, dst := mysqlEndpoint(t), pgEndpoint(t)
+			src.exec(t, tc.ddl, `INSERT INTO orders SELECT seq, CONCAT('n', seq) FROM seq_1_to_3000`)
+			job := &engine.Job{
+				Name:       "keyless",
+				Source:     engine.SourceSpec{Type: "mysql", DSN: src.dsn, Table: src.table, Columns: tc.columns},
+				Sink:       engine.SinkSpec{Type: "postgres", DSN: dst.dsn, Table: dst.table, Mode: connectors.Append, CreateTable: true},
+				Partitions: engine.PartitionSpec{TargetRows: 500},
+			}
+			job.Normalize()
+			run, err := runOnce(t, job, coordinator.RunOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if run.Scheme != "single" || len(run.Spec.Source.Key) != 0 || run.Rows != 3000 {
+				t.Errorf("run planned by %s (key %v): %s; %d rows", run.Scheme, run.Spec.Source.Key, run.Reason, run.Rows)
+			}
+		})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -180,9 +181,12 @@ func (s *Steps) Plan(ctx context.Context, job *Job, restart bool) (run *RunRecor
 
 // NewRun plans a new run: the incremental window, the pinned inputs and the
 // partitions, all from one opening of the source.
+//
+// A job that names no key runs by its source table's primary key, found
+// here and pinned in the run's spec: the run's job (RunRecord.JobOf) has
+// it, for the sink and the partitions' executors.
 func (s *Steps) NewRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRecord, error) {
-	pin := job.Pin()
-	run := &RunRecord{Job: job.Name, ID: NewRunID(s.now()), State: RunRunning, Started: s.now(), SpecHash: pin.Hash(), Spec: pin}
+	run := &RunRecord{Job: job.Name, ID: NewRunID(s.now()), State: RunRunning, Started: s.now()}
 	cfg := sourceConfig(job, nil)
 	var mark Mark
 	if job.Incremental != nil {
@@ -205,7 +209,13 @@ func (s *Steps) NewRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRe
 	if err != nil {
 		return nil, nil, fmt.Errorf("job %q: open source: %w", job.Name, err)
 	}
+	named := len(job.Source.Key) > 0
+	if job, src, err = primaryKeyed(ctx, s.logger(), job, cfg, src); err != nil {
+		return nil, nil, err
+	}
 	defer src.Close()
+	pin := job.Pin()
+	run.SpecHash, run.Spec = pin.Hash(), pin
 	if fs, ok := src.(connectors.FileSet); ok {
 		if run.Inputs, err = fs.Files(ctx); err != nil {
 			return nil, nil, fmt.Errorf("job %q: list input files: %w", job.Name, err)
@@ -223,6 +233,9 @@ func (s *Steps) NewRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRe
 	if err := plan.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("job %q: plan: %w", job.Name, err)
 	}
+	if !named && len(job.Source.Key) > 0 {
+		plan.Reason = fmt.Sprintf("by the table's primary key (%s), as the job names no key; %s", strings.Join(job.Source.Key, ", "), plan.Reason)
+	}
 	run.Scheme, run.Reason, run.PlanKey = plan.Scheme, plan.Reason, plan.Key
 	parts := make([]PartitionRecord, len(plan.Partitions))
 	for i, p := range plan.Partitions {
@@ -232,9 +245,56 @@ func (s *Steps) NewRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRe
 	return run, parts, nil
 }
 
+// primaryKeyed returns job with its source table's primary key for its
+// key, and src opened with it, when the job names no key and the source
+// can tell (connectors.PrimaryKeyer); job and src as they are otherwise. A
+// primary key the source cannot read by (not among the columns read, or of
+// a type it cannot order) leaves the job keyless, as it was written. src
+// is closed when another is returned, and on error.
+func primaryKeyed(ctx context.Context, log *slog.Logger, job *Job, cfg connectors.SourceConfig, src connectors.Source) (*Job, connectors.Source, error) {
+	pk, ok := src.(connectors.PrimaryKeyer)
+	if len(job.Source.Key) > 0 || !ok {
+		return job, src, nil
+	}
+	key, err := pk.PrimaryKey(ctx)
+	if err != nil {
+		src.Close()
+		return nil, nil, fmt.Errorf("job %q: %w", job.Name, err)
+	}
+	if len(key) == 0 {
+		return job, src, nil
+	}
+	log = log.With("job", job.Name, "key", key)
+	schema, err := src.Schema(ctx)
+	if err != nil {
+		src.Close()
+		return nil, nil, fmt.Errorf("job %q: source schema: %w", job.Name, err)
+	}
+	if _, err := connectors.ColumnIndexes(schema, key); err != nil {
+		log.Info("no key given, and the table's primary key is not among the columns read: copying without a key")
+		return job, src, nil
+	}
+	cfg.Key = key
+	keyedSrc, err := connectors.OpenSource(ctx, job.Source.Type, cfg)
+	if err != nil {
+		if connectors.IsTransient(err) {
+			src.Close()
+			return nil, nil, fmt.Errorf("job %q: open source: %w", job.Name, err)
+		}
+		log.Warn("no key given, and the table's primary key cannot order the copy: copying without a key", "err", err)
+		return job, src, nil
+	}
+	src.Close()
+	keyed := *job
+	keyed.Source.Key = key
+	log.Info("no key given: the run is split, read and resumed by the table's primary key")
+	return &keyed, keyedSrc, nil
+}
+
 // resume continues an unfinished run once it is sure the run still means
 // what it meant: the same pinned spec, the same input files, a valid plan.
 func (s *Steps) resume(ctx context.Context, job *Job, run *RunRecord) (*RunRecord, []PartitionRecord, error) {
+	job = run.JobOf(job)
 	if pin := job.Pin(); run.SpecHash != pin.Hash() {
 		return nil, nil, &PinError{Job: job.Name, Run: run.ID, Changes: run.Spec.Changes(pin)}
 	}

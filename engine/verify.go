@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"sync"
@@ -99,7 +100,7 @@ func (v *Verification) Totals() (source, sink int64) {
 // the whole key space, NULL keys included, so a sink row outside every
 // source range still shows. The comparison is of the whole table also for
 // an incremental job (not one run's window), and is one range when the job
-// has no key. A sink read back as files (no key order to read a range by)
+// has no key (named, or its table's primary key). A sink read back as files (no key order to read a range by)
 // is read once, each row summed into the partition its key falls in.
 // Verify returns the comparison, and an error wrapping ErrDiffers when any
 // partition differs.
@@ -111,9 +112,14 @@ func Verify(ctx context.Context, job *Job) (*Verification, error) {
 	if err := Check(ctx, job); err != nil {
 		return nil, err
 	}
-	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, nil))
+	cfg := sourceConfig(job, nil)
+	src, err := connectors.OpenSource(ctx, job.Source.Type, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("job %q: open source: %w", job.Name, err)
+	}
+	// Compared by the key the job's runs copy by.
+	if job, src, err = primaryKeyed(ctx, slog.Default(), job, cfg, src); err != nil {
+		return nil, err
 	}
 	schema, err := src.Schema(ctx)
 	if err != nil {

@@ -23,9 +23,10 @@ const (
 )
 
 var (
-	_ connectors.Source  = (*source)(nil)
-	_ connectors.Sampler = (*source)(nil)
-	_ connectors.Counter = (*source)(nil)
+	_ connectors.Source       = (*source)(nil)
+	_ connectors.Sampler      = (*source)(nil)
+	_ connectors.PrimaryKeyer = (*source)(nil)
+	_ connectors.Counter      = (*source)(nil)
 )
 
 type source struct {
@@ -176,6 +177,32 @@ func indexOf(cols []*column, c *column) int {
 }
 
 func (s *source) Schema(context.Context) (*arrow.Schema, error) { return s.schema, nil }
+
+// PrimaryKey names the columns of the table's primary key in key order;
+// none for a query or a table without one.
+func (s *source) PrimaryKey(ctx context.Context) ([]string, error) {
+	if s.table == nil {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT COLUMN_NAME FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX`, s.table.schema, s.table.name)
+	if err != nil {
+		return nil, classify(fmt.Errorf("primary key of %s: %w", s.name, err))
+	}
+	defer rows.Close()
+	var key []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, classify(fmt.Errorf("primary key of %s: %w", s.name, err))
+		}
+		key = append(key, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(fmt.Errorf("primary key of %s: %w", s.name, err))
+	}
+	return key, nil
+}
 
 func (s *source) Close() error { return s.db.Close() }
 

@@ -38,10 +38,11 @@ var (
 )
 
 var (
-	_ connectors.Source      = (*Source)(nil)
-	_ connectors.Sampler     = (*Source)(nil)
-	_ connectors.Counter     = (*Source)(nil)
-	_ connectors.Snapshotter = (*Source)(nil)
+	_ connectors.Source       = (*Source)(nil)
+	_ connectors.PrimaryKeyer = (*Source)(nil)
+	_ connectors.Sampler      = (*Source)(nil)
+	_ connectors.Counter      = (*Source)(nil)
+	_ connectors.Snapshotter  = (*Source)(nil)
 
 	_ connectors.PositionReader = (*Source)(nil)
 )
@@ -399,6 +400,32 @@ func (s *Source) Count(ctx context.Context, r connectors.Range) (int64, error) {
 	}
 	s.conn.put(conn)
 	return n, nil
+}
+
+// PrimaryKey names the columns of the table's primary key in key order;
+// none for a query or a table without one.
+func (s *Source) PrimaryKey(ctx context.Context) ([]string, error) {
+	if s.tableOID == 0 {
+		return nil, nil
+	}
+	conn, err := s.conn.get(ctx)
+	if err != nil {
+		return nil, s.conn.redact(err)
+	}
+	rows, err := conn.Query(ctx, `SELECT a.attname FROM pg_index i
+CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.n`, s.tableOID)
+	var key []string
+	if err == nil {
+		key, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil {
+		s.conn.discard(conn)
+		return nil, s.conn.redact(classify(fmt.Errorf("postgres source %s: primary key: %w", s.what, err)))
+	}
+	s.conn.put(conn)
+	return key, nil
 }
 
 // ExportSnapshot opens a connection, starts a REPEATABLE READ transaction and
