@@ -37,15 +37,15 @@ func (j *Job) Pin() SpecPin {
 	return p
 }
 
-// JobOf returns job as run runs it: with the key the run was planned by
-// (its source table's primary key, see Steps.NewRun) when the job names
-// none.
+// JobOf returns job as run runs it: keyed by its source table's primary
+// key when the job names no key and the run was planned by it (see
+// Steps.NewRun). The pin is of the job as written.
 func (run *RunRecord) JobOf(job *Job) *Job {
-	if len(job.Source.Key) > 0 || len(run.Spec.Source.Key) == 0 {
+	if len(job.Source.Key) > 0 || len(run.PrimaryKey) == 0 {
 		return job
 	}
 	keyed := *job
-	keyed.Source.Key = slices.Clone(run.Spec.Source.Key)
+	keyed.Source.Key = slices.Clone(run.PrimaryKey)
 	return &keyed
 }
 

@@ -224,7 +224,7 @@ func testResumeJob(t *testing.T, src, dst endpoint, mode connectors.WriteMode, e
 // A job that names no key is split, read and resumed by its table's
 // primary key, and its sink is keyed by it: a MariaDB table, which has no
 // other way to resume, and a PostgreSQL one, which would otherwise be read
-// by heap pages. The key the run was planned by is pinned in the run, so
+// by heap pages. The key the run was planned by is kept in the run, so
 // the interrupted run continues under it.
 func TestJobWithoutKeyRunsByThePrimaryKey(t *testing.T) {
 	for _, tc := range []struct {
@@ -237,8 +237,8 @@ func TestJobWithoutKeyRunsByThePrimaryKey(t *testing.T) {
 			if run.Scheme != "key-range" || !strings.HasPrefix(run.Reason, "by the table's primary key (id), as the job names no key; ") {
 				t.Errorf("run planned by %s: %s", run.Scheme, run.Reason)
 			}
-			if len(run.Spec.Source.Key) != 1 || run.Spec.Source.Key[0] != "id" {
-				t.Errorf("the run's pinned key is %v, want [id]", run.Spec.Source.Key)
+			if len(run.PrimaryKey) != 1 || run.PrimaryKey[0] != "id" || len(run.Spec.Source.Key) != 0 {
+				t.Errorf("the run is keyed by %v, with %v pinned; want [id], with the key unset as the job has it", run.PrimaryKey, run.Spec.Source.Key)
 			}
 		})
 	}
@@ -268,8 +268,8 @@ func TestJobWithoutKeyOrPrimaryKeyStaysKeyless(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if run.Scheme != "single" || len(run.Spec.Source.Key) != 0 || run.Rows != 3000 {
-				t.Errorf("run planned by %s (key %v): %s; %d rows", run.Scheme, run.Spec.Source.Key, run.Reason, run.Rows)
+			if run.Scheme != "single" || len(run.PrimaryKey) != 0 || run.Rows != 3000 {
+				t.Errorf("run planned by %s (key %v): %s; %d rows", run.Scheme, run.PrimaryKey, run.Reason, run.Rows)
 			}
 		})
 	}

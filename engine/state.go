@@ -96,6 +96,9 @@ type RunRecord struct {
 	// PlanKey is the plan's key (with nullability), to validate the plan
 	// again when the run is resumed.
 	PlanKey []partitioner.KeyColumn `json:"plan_key,omitempty"`
+	// PrimaryKey is the source table's primary key, which the run is
+	// keyed by when its job names no key (see JobOf).
+	PrimaryKey []string `json:"primary_key,omitempty"`
 	// The incremental window of this run: rows with
 	// CursorFrom <= cursor <= CursorUpTo, both fixed when the run is
 	// planned. CursorFrom is the job's high-water mark (minus the

@@ -183,10 +183,12 @@ func (s *Steps) Plan(ctx context.Context, job *Job, restart bool) (run *RunRecor
 // partitions, all from one opening of the source.
 //
 // A job that names no key runs by its source table's primary key, found
-// here and pinned in the run's spec: the run's job (RunRecord.JobOf) has
-// it, for the sink and the partitions' executors.
+// here and kept in the run (RunRecord.PrimaryKey): the run's job
+// (RunRecord.JobOf) has it, for the sink and the partitions' executors,
+// and a resumed run keeps it.
 func (s *Steps) NewRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRecord, error) {
-	run := &RunRecord{Job: job.Name, ID: NewRunID(s.now()), State: RunRunning, Started: s.now()}
+	pin := job.Pin()
+	run := &RunRecord{Job: job.Name, ID: NewRunID(s.now()), State: RunRunning, Started: s.now(), SpecHash: pin.Hash(), Spec: pin}
 	cfg := sourceConfig(job, nil)
 	var mark Mark
 	if job.Incremental != nil {
@@ -214,8 +216,9 @@ func (s *Steps) NewRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRe
 		return nil, nil, err
 	}
 	defer src.Close()
-	pin := job.Pin()
-	run.SpecHash, run.Spec = pin.Hash(), pin
+	if !named {
+		run.PrimaryKey = job.Source.Key
+	}
 	if fs, ok := src.(connectors.FileSet); ok {
 		if run.Inputs, err = fs.Files(ctx); err != nil {
 			return nil, nil, fmt.Errorf("job %q: list input files: %w", job.Name, err)
@@ -294,7 +297,6 @@ func primaryKeyed(ctx context.Context, log *slog.Logger, job *Job, cfg connector
 // resume continues an unfinished run once it is sure the run still means
 // what it meant: the same pinned spec, the same input files, a valid plan.
 func (s *Steps) resume(ctx context.Context, job *Job, run *RunRecord) (*RunRecord, []PartitionRecord, error) {
-	job = run.JobOf(job)
 	if pin := job.Pin(); run.SpecHash != pin.Hash() {
 		return nil, nil, &PinError{Job: job.Name, Run: run.ID, Changes: run.Spec.Changes(pin)}
 	}
