@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/coordinator"
 	"github.com/datashift/datashift/engine"
 )
 
@@ -52,5 +54,32 @@ func TestVerifyCoversRowsOutsideTheSourceRanges(t *testing.T) {
 	}
 	if p := v.Partitions[0]; p.Source.Rows != 25000 || p.Sink.Rows != 25001 {
 		t.Fatalf("keyless verify read %v and %v", p.Source, p.Sink)
+	}
+}
+
+// A job that names no key is verified range by range by its table's
+// primary key, as its runs copy it, and a changed row is found in its own
+// key range.
+func TestVerifyKeylessJobByThePrimaryKey(t *testing.T) {
+	src, dst := mysqlEndpoint(t), pgEndpoint(t)
+	src.fill(t, 20000)
+	job := copyJob(src, dst, connectors.Append)
+	job.Source.Key = nil
+	if _, err := runOnce(t, job, coordinator.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	v, err := engine.Verify(ctx, job)
+	if err != nil {
+		t.Fatalf("verify of the copy: %v", err)
+	}
+	if s, k := v.Totals(); len(v.Partitions) < 4 || s != 20000 || k != 20000 {
+		t.Fatalf("want several key ranges holding 20000 rows on each side: %d and %d in %+v", s, k, v.Partitions)
+	}
+	dst.exec(t, `UPDATE `+dst.table+` SET name = 'changed' WHERE id = 12345`)
+	v, err = engine.Verify(ctx, job)
+	d := v.Differing()
+	if !errors.Is(err, engine.ErrDiffers) || len(d) != 1 || d[0].Range.Lo == nil && d[0].Range.Hi == nil {
+		t.Fatalf("want one key range to differ: %v, %+v", err, d)
 	}
 }
