@@ -222,15 +222,15 @@ func testResumeJob(t *testing.T, src, dst endpoint, mode connectors.WriteMode, e
 }
 
 // A job that names no key is split, read and resumed by its table's
-// primary key, and its sink is keyed by it: a MariaDB table, which has no
-// other way to resume, and a PostgreSQL one, which would otherwise be read
-// by heap pages. The key the run was planned by is kept in the run, so
+// primary key, and its sink is keyed by it (an upsert matches rows by it):
+// a MariaDB table, which has no other way to resume, and a PostgreSQL one,
+// which would otherwise be read by heap pages. The key the run was planned by is kept in the run, so
 // the interrupted run continues under it.
 func TestJobWithoutKeyRunsByThePrimaryKey(t *testing.T) {
 	for _, tc := range []struct {
 		src  func(*testing.T) endpoint
 		mode connectors.WriteMode
-	}{{mysqlEndpoint, connectors.Append}, {mysqlEndpoint, connectors.Truncate}, {pgEndpoint, connectors.Append}} {
+	}{{mysqlEndpoint, connectors.Append}, {mysqlEndpoint, connectors.Upsert}, {pgEndpoint, connectors.Upsert}} {
 		src := tc.src(t)
 		t.Run(src.typ+"/"+string(tc.mode), func(t *testing.T) {
 			run := testResumeJob(t, src, pgEndpoint(t), tc.mode, func(j *engine.Job) { j.Source.Key = nil })
@@ -270,6 +270,19 @@ func TestJobWithoutKeyOrPrimaryKeyStaysKeyless(t *testing.T) {
 			}
 			if run.Scheme != "single" || len(run.PrimaryKey) != 0 || run.Rows != 3000 {
 				t.Errorf("run planned by %s (key %v): %s; %d rows", run.Scheme, run.PrimaryKey, run.Reason, run.Rows)
+			}
+			// An upsert has no rows to match by: check and run refuse it,
+			// and the sink is left as it was.
+			job.Sink.Mode = connectors.Upsert
+			want := `job "keyless": source.key: is required for sink.mode upsert (the columns rows are matched by): the job names none, and the mysql table "orders" has no primary key among the columns read`
+			if err := engine.Check(context.Background(), job); err == nil || err.Error() != want {
+				t.Errorf("check of the upsert: %v\nwant %s", err, want)
+			}
+			if _, err := runOnce(t, job, coordinator.RunOptions{}); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("run of the upsert: %v\nwant %s", err, want)
+			}
+			if sum, err := engine.TableChecksum(context.Background(), dst.typ, connectors.SourceConfig{DSN: dst.dsn, Table: dst.table}, nil); err != nil || sum.Rows != 3000 {
+				t.Errorf("the sink holds %d rows after the refused upsert (%v), want the 3000 of the first run", sum.Rows, err)
 			}
 		})
 	}

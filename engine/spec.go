@@ -282,8 +282,9 @@ func (j *Job) Validate() error {
 	switch j.Sink.Mode {
 	case "", connectors.Append, connectors.Truncate:
 	case connectors.Upsert:
-		if len(j.Source.Key) == 0 {
-			bad("source.key", "is required for sink.mode upsert (the columns rows are matched by)")
+		// A table's primary key serves when the job names none (Steps.NewRun).
+		if len(j.Source.Key) == 0 && j.Source.Table == "" {
+			bad("source.key", "is required for sink.mode upsert (the columns rows are matched by) unless source.table has a primary key")
 		}
 	default:
 		bad("sink.mode", "must be append, truncate or upsert (got %q)", j.Sink.Mode)

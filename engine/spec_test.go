@@ -67,9 +67,10 @@ func TestParseJobRefusesBadSpecs(t *testing.T) {
 	}{
 		{"unknown source connector", func(s string) string { return strings.Replace(s, "type: sqlite", "type: oracle", 1) }, "source.type", `unknown connector "oracle"`},
 		{"unknown sink connector", func(s string) string { return strings.Replace(s, "type: parquet", "type: kafka", 1) }, "sink.type", `unknown connector "kafka"`},
-		{"upsert without key", func(s string) string {
+		{"upsert from a query without key", func(s string) string {
+			s = strings.Replace(s, "  table: orders\n", "  query: SELECT * FROM orders\n", 1)
 			return strings.Replace(strings.Replace(s, "  key: [id]\n", "", 1), "mode: append", "mode: upsert", 1)
-		}, "source.key", "required for sink.mode upsert"},
+		}, "source.key", "required for sink.mode upsert (the columns rows are matched by) unless source.table has a primary key"},
 		{"bad mode", func(s string) string { return strings.Replace(s, "mode: append", "mode: merge", 1) }, "sink.mode", `got "merge"`},
 		{"bad cron", func(s string) string { return strings.Replace(s, `"*/5 * * * *"`, `"*/5 * * *"`, 1) }, "schedule.cron", "expected"},
 		{"bad timezone", func(s string) string { return strings.Replace(s, "Europe/Berlin", "Mars/Olympus", 1) }, "schedule.timezone", "Mars/Olympus"},

@@ -38,11 +38,21 @@ type Steps struct {
 // creates no table and writes no row (opening a SQLite sink does create
 // its database file).
 func Check(ctx context.Context, job *Job) error {
-	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, nil))
+	cfg := sourceConfig(job, nil)
+	src, err := connectors.OpenSource(ctx, job.Source.Type, cfg)
 	if err != nil {
 		return &SpecError{Job: job.Name, Field: "source", Reason: err.Error()}
 	}
+	// The sink is checked with the key a run would give it.
+	keyed, src, err := primaryKeyed(ctx, slog.Default(), job, cfg, src)
+	if err != nil {
+		return &SpecError{Job: job.Name, Field: "source", Reason: err.Error()}
+	}
+	job = keyed
 	defer src.Close()
+	if err := upsertNeedsKey(job); err != nil {
+		return err
+	}
 	schema, err := src.Schema(ctx)
 	if err != nil {
 		return &SpecError{Job: job.Name, Field: "source", Reason: err.Error()}
@@ -216,6 +226,9 @@ func (s *Steps) NewRun(ctx context.Context, job *Job) (*RunRecord, []PartitionRe
 		return nil, nil, err
 	}
 	defer src.Close()
+	if err := upsertNeedsKey(job); err != nil {
+		return nil, nil, err
+	}
 	if !named {
 		run.PrimaryKey = job.Source.Key
 	}
@@ -294,6 +307,18 @@ func primaryKeyed(ctx context.Context, log *slog.Logger, job *Job, cfg connector
 	return &keyed, keyedSrc, nil
 }
 
+// upsertNeedsKey refuses an upsert that has no key to match rows by, once
+// its table's primary key was looked for (Validate lets a table source
+// name none).
+func upsertNeedsKey(job *Job) error {
+	if job.Sink.Mode != connectors.Upsert || len(job.Source.Key) > 0 {
+		return nil
+	}
+	return &SpecError{Job: job.Name, Field: "source.key", Reason: fmt.Sprintf(
+		"is required for sink.mode upsert (the columns rows are matched by): the job names none, and the %s table %q has no primary key among the columns read",
+		job.Source.Type, job.Source.Table)}
+}
+
 // resume continues an unfinished run once it is sure the run still means
 // what it meant: the same pinned spec, the same input files, a valid plan.
 func (s *Steps) resume(ctx context.Context, job *Job, run *RunRecord) (*RunRecord, []PartitionRecord, error) {
@@ -348,6 +373,7 @@ func checkInputs(ctx context.Context, job *Job, run *RunRecord) error {
 // Abandon gives up the job's unfinished run on purpose; its rows stay in
 // the sink, its commit records go.
 func (s *Steps) Abandon(ctx context.Context, job *Job, run *RunRecord) error {
+	job = run.JobOf(job)
 	run.State, run.Finished = RunAbandoned, s.now()
 	if err := s.State.FinishRun(ctx, run); err != nil {
 		return fmt.Errorf("job %q: abandon run %s: %w", job.Name, run.ID, err)
