@@ -294,7 +294,9 @@ rate_limit: {rows_per_second: 60000}
 
 // Sources without a key — a PostgreSQL table without a primary key (read
 // by ctid pages), a Parquet dataset and a CSV directory (read by file and
-// row) — resume mid-way after a kill, in append and truncate mode alike.
+// row) — resume mid-way after a kill, in append and truncate mode alike;
+// and so does a MariaDB table the job names no key for, read by its
+// primary key.
 func TestKillKeylessSources(t *testing.T) {
 	const rows = 200000
 	dir := t.TempDir()
@@ -320,11 +322,24 @@ func TestKillKeylessSources(t *testing.T) {
 		Source: engine.SourceSpec{Type: "sqlite", DSN: sqliteSrc, Table: "orders", Key: []string{"id"}},
 		Sink:   engine.SinkSpec{Type: "postgres", DSN: pg, Table: "heap", Mode: connectors.Append},
 	})
+	maria := testenv.MySQL(t)
+	runInProcess(t, &engine.Job{
+		Name:   "make-maria",
+		Source: engine.SourceSpec{Type: "sqlite", DSN: sqliteSrc, Table: "orders", Key: []string{"id"}},
+		Sink:   engine.SinkSpec{Type: "mysql", DSN: maria, Table: "orders", Mode: connectors.Append, CreateTable: true},
+	})
+	keyless := &engine.Job{Name: "plan-maria", Source: engine.SourceSpec{Type: "mysql", DSN: maria, Table: "orders"},
+		Sink: engine.SinkSpec{Type: "postgres", DSN: "postgres://127.0.0.1/x", Table: "copy"}, Partitions: engine.PartitionSpec{TargetRows: 50000}}
+	keyless.Normalize()
+	if _, plan, _, err := engine.Plan(context.Background(), keyless, nil); err != nil || plan.Scheme != "key-range" || len(plan.Partitions) < 4 {
+		t.Fatalf("the MariaDB table named without a key is not planned by its primary key: %v, %s: %s", err, plan.Scheme, plan.Reason)
+	}
 	sources := []struct {
 		name, spec string
 		cfg        connectors.SourceConfig
 		typ        string
 	}{
+		{"mariadb-primary-key", fmt.Sprintf(`{type: mysql, dsn: %q, table: orders}`, maria), connectors.SourceConfig{DSN: maria, Table: "orders"}, "mysql"},
 		{"postgres-heap", fmt.Sprintf(`{type: postgres, dsn: %q, table: heap}`, pg), connectors.SourceConfig{DSN: pg, Table: "heap"}, "postgres"},
 		{"parquet", fmt.Sprintf(`{type: parquet, dsn: %q}`, filepath.Join(dir, "parquet")), connectors.SourceConfig{DSN: filepath.Join(dir, "parquet")}, "parquet"},
 		{"csv", fmt.Sprintf(`{type: csv, dsn: %q}`, filepath.Join(dir, "csv")), connectors.SourceConfig{DSN: filepath.Join(dir, "csv")}, "csv"},
