@@ -223,14 +223,14 @@ func testResumeJob(t *testing.T, src, dst endpoint, mode connectors.WriteMode, e
 
 // A job that names no key is split, read and resumed by its table's
 // primary key, and its sink is keyed by it (an upsert matches rows by it):
-// a MariaDB table, which has no other way to resume, and a PostgreSQL one,
-// which would otherwise be read by heap pages. The key the run was planned by is kept in the run, so
+// a MariaDB table, which has no other way to resume, and PostgreSQL and
+// SQLite ones, which would otherwise be read by heap pages and rowid. The key the run was planned by is kept in the run, so
 // the interrupted run continues under it.
 func TestJobWithoutKeyRunsByThePrimaryKey(t *testing.T) {
 	for _, tc := range []struct {
 		src  func(*testing.T) endpoint
 		mode connectors.WriteMode
-	}{{mysqlEndpoint, connectors.Append}, {mysqlEndpoint, connectors.Upsert}, {pgEndpoint, connectors.Upsert}} {
+	}{{mysqlEndpoint, connectors.Append}, {mysqlEndpoint, connectors.Upsert}, {pgEndpoint, connectors.Upsert}, {sqliteEndpoint, connectors.Upsert}} {
 		src := tc.src(t)
 		t.Run(src.typ+"/"+string(tc.mode), func(t *testing.T) {
 			run := testResumeJob(t, src, pgEndpoint(t), tc.mode, func(j *engine.Job) { j.Source.Key = nil })

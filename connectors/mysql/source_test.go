@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -229,3 +230,24 @@ func TestSourceConfigErrors(t *testing.T) {
 }
 
 func dbName(dsn string) string { return dsn[strings.LastIndex(dsn, "/")+1:] }
+
+// PrimaryKey names the key's columns in key order, not table order; none
+// for a table without one or a query.
+func TestPrimaryKey(t *testing.T) {
+	dsn, db := testDB(t)
+	exec(t, db, "CREATE TABLE composite (a VARCHAR(8) NOT NULL, b INT, c INT NOT NULL, PRIMARY KEY (c, a))")
+	exec(t, db, "CREATE TABLE heap (id INT, UNIQUE KEY (id))")
+	for _, tc := range []struct {
+		cfg  connectors.SourceConfig
+		want []string
+	}{
+		{connectors.SourceConfig{DSN: dsn, Table: "composite"}, []string{"c", "a"}},
+		{connectors.SourceConfig{DSN: dsn, Table: "heap"}, nil},
+		{connectors.SourceConfig{DSN: dsn, Query: "SELECT * FROM composite"}, nil},
+	} {
+		got, err := openSrc(t, tc.cfg).PrimaryKey(testCtx(t))
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("%s%s: primary key %v (%v), want %v", tc.cfg.Table, tc.cfg.Query, got, err, tc.want)
+		}
+	}
+}

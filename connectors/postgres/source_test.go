@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -217,6 +218,28 @@ func TestSourceValueErrors(t *testing.T) {
 		var ve *connectors.ValueError
 		if !errors.As(err, &ve) || err.Error() != c.want || connectors.IsTransient(err) {
 			t.Errorf("got  %v\nwant %s", err, c.want)
+		}
+	}
+}
+
+// PrimaryKey names the key's columns in key order, not table order; none
+// for a table without one (a unique index is not a primary key) or a query.
+func TestPrimaryKey(t *testing.T) {
+	dsn, conn := newDB(t)
+	mustExec(t, conn, `CREATE SCHEMA s`)
+	mustExec(t, conn, `CREATE TABLE s.composite (a text, b int, c int, PRIMARY KEY (c, a))`)
+	mustExec(t, conn, `CREATE TABLE heap (id int UNIQUE)`)
+	for _, tc := range []struct {
+		cfg  connectors.SourceConfig
+		want []string
+	}{
+		{connectors.SourceConfig{DSN: dsn, Table: "s.composite"}, []string{"c", "a"}},
+		{connectors.SourceConfig{DSN: dsn, Table: "heap"}, nil},
+		{connectors.SourceConfig{DSN: dsn, Query: "SELECT * FROM s.composite"}, nil},
+	} {
+		got, err := openSource(t, tc.cfg).PrimaryKey(testCtx(t))
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("%s%s: primary key %v (%v), want %v", tc.cfg.Table, tc.cfg.Query, got, err, tc.want)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 var (
 	_ connectors.Source         = (*source)(nil)
 	_ connectors.Sampler        = (*source)(nil)
+	_ connectors.PrimaryKeyer   = (*source)(nil)
 	_ connectors.Counter        = (*source)(nil)
 	_ connectors.CursorSource   = (*source)(nil)
 	_ connectors.PositionReader = (*source)(nil)
@@ -296,6 +297,15 @@ func sniffTime(c *liteConn, from string, col *column) error {
 }
 
 func (s *source) Schema(ctx context.Context) (*arrow.Schema, error) { return s.schema, nil }
+
+// PrimaryKey names the columns of the table's primary key in key order;
+// none for a query, a view or a table without one.
+func (s *source) PrimaryKey(context.Context) ([]string, error) {
+	if s.table == nil {
+		return nil, nil
+	}
+	return s.table.primaryKey, nil
+}
 
 func (s *source) Close() error { return nil }
 

@@ -38,10 +38,12 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -156,6 +158,8 @@ type tableInfo struct {
 	// rowidKey is the table's INTEGER PRIMARY KEY: the rowid under another
 	// name; nil when it has none.
 	rowidKey *column
+	// primaryKey names the primary key's columns in key order.
+	primaryKey []string
 }
 
 // lookupTable resolves name ("t" or "schema.t") and reads its columns. found
@@ -190,6 +194,7 @@ func lookupTable(c *liteConn, name string) (ti *tableInfo, found bool, err error
 		ti := &tableInfo{ref: ref, rowid: typ == "table" && wr == 0}
 		var pkCols []*column
 		var pkDecl []string
+		var pkSeq []int64
 		err = c.query(`SELECT name, type, "notnull", pk, hidden FROM pragma_table_xinfo(?, ?) ORDER BY cid`,
 			[]any{ref.name, ref.schema}, func(s *liteStmt) error {
 				if s.colInt64(4) == 1 { // hidden column of a virtual table
@@ -200,6 +205,7 @@ func lookupTable(c *liteConn, name string) (ti *tableInfo, found bool, err error
 				if s.colInt64(3) > 0 {
 					pkCols = append(pkCols, col)
 					pkDecl = append(pkDecl, strings.ToUpper(col.decl))
+					pkSeq = append(pkSeq, s.colInt64(3))
 				}
 				ti.cols = append(ti.cols, col)
 				return nil
@@ -210,6 +216,15 @@ func lookupTable(c *liteConn, name string) (ti *tableInfo, found bool, err error
 		// An INTEGER PRIMARY KEY is the rowid and never NULL; so are the
 		// key columns of a WITHOUT ROWID table. Other key columns of a rowid
 		// table may hold NULL unless declared NOT NULL (an old SQLite quirk).
+		// pk is the column's place in the key, from 1.
+		order := make([]int, len(pkCols))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(a, b int) int { return cmp.Compare(pkSeq[a], pkSeq[b]) })
+		for _, i := range order {
+			ti.primaryKey = append(ti.primaryKey, pkCols[i].name)
+		}
 		if typ == "table" && wr != 0 {
 			for _, pc := range pkCols {
 				pc.nullable = false

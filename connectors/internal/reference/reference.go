@@ -70,7 +70,7 @@ var connectorNotes = map[string]notes{
 			"a `file:` URI, given to SQLite as is (`file:orders.db?mode=ro`).",
 		},
 		about:  "Every reader and writer has its own connection; the file runs in WAL mode. Writers buffer their batches and hold the write lock only inside a commit (`BEGIN IMMEDIATE … COMMIT`), which also updates the commit record. Types declared by datashift store decimals, UUIDs, JSON and times as text whose bytes sort in value order ([TYPES.md](TYPES.md)).",
-		source: "A table or a query; `where` and `columns` apply. Split points come from samples of the key. A table without a usable key, and the NULL-key range, are read by rowid: a rowid position holds until `VACUUM` renumbers a table without an INTEGER PRIMARY KEY. WITHOUT ROWID tables and queries have no positions.",
+		source: "A table or a query; `where` and `columns` apply. Split points come from samples of the key. A job that names no key is read by the table's primary key. A table without a primary key or a key named, and the NULL-key range, are read by rowid: a rowid position holds until `VACUUM` renumbers a table without an INTEGER PRIMARY KEY. WITHOUT ROWID tables and queries have no positions.",
 		sink:   "Modes append, truncate, upsert (by `source.key`). `create_table` creates the target from the Arrow schema.",
 	},
 	"redis": {
