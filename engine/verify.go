@@ -100,8 +100,9 @@ func (v *Verification) Totals() (source, sink int64) {
 // the whole key space, NULL keys included, so a sink row outside every
 // source range still shows. The comparison is of the whole table also for
 // an incremental job (not one run's window), and is one range when the job
-// has no key (named, or its table's primary key). A sink read back as files (no key order to read a range by)
-// is read once, each row summed into the partition its key falls in.
+// has no key (named, or its table's primary key). A sink read back as
+// files (no key order to read a range by) is read once, each row summed
+// into the partition its key falls in.
 // Verify returns the comparison, and an error wrapping ErrDiffers when any
 // partition differs.
 func Verify(ctx context.Context, job *Job) (*Verification, error) {

@@ -167,27 +167,17 @@ func (s *sink) checkCommitTable(ctx context.Context, cols []*column) error {
 		return fail("%w", err)
 	}
 
-	rows, err := s.db.QueryContext(ctx, `SELECT COLUMN_NAME, COALESCE(SUB_PART, 0) FROM information_schema.STATISTICS
-		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX`,
-		s.commits.schema, s.commits.name)
+	parts, err := primaryKeyOf(ctx, s.db, s.commits)
 	if err != nil {
 		return classify(fail("primary key: %w", err))
 	}
-	defer rows.Close()
 	var pk []string
-	for rows.Next() {
-		var name string
-		var prefix int64
-		if err := rows.Scan(&name, &prefix); err != nil {
-			return classify(fail("primary key: %w", err))
-		}
-		if prefix > 0 {
+	for _, p := range parts {
+		name := p.name
+		if p.prefix > 0 {
 			name += "(prefix)"
 		}
 		pk = append(pk, strings.ToLower(name))
-	}
-	if err := rows.Err(); err != nil {
-		return classify(fail("primary key: %w", err))
 	}
 	if !slices.Equal(pk, []string{"job", "run", "part"}) {
 		return fail("want PRIMARY KEY (job, run, part), the table has (%s)", strings.Join(pk, ", "))

@@ -373,6 +373,33 @@ func (t tableRef) String() string { return t.schema + "." + t.name }
 
 var errNoTable = errors.New("table not found")
 
+// indexPart is a column of an index, with the length of the column's
+// prefix it indexes (0: the whole column).
+type indexPart struct {
+	name   string
+	prefix int64
+}
+
+// primaryKeyOf reads the columns of t's primary key in key order; none
+// when it has no primary key.
+func primaryKeyOf(ctx context.Context, db *sql.DB, t tableRef) ([]indexPart, error) {
+	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, COALESCE(SUB_PART, 0) FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX`, t.schema, t.name)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var parts []indexPart
+	for rows.Next() {
+		var p indexPart
+		if err := rows.Scan(&p.name, &p.prefix); err != nil {
+			return nil, err
+		}
+		parts = append(parts, p)
+	}
+	return parts, rows.Err()
+}
+
 // loadColumns reads a table's columns from information_schema, in order.
 func loadColumns(ctx context.Context, db *sql.DB, t tableRef) ([]*column, error) {
 	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE,

@@ -184,22 +184,13 @@ func (s *source) PrimaryKey(ctx context.Context) ([]string, error) {
 	if s.table == nil {
 		return nil, nil
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT COLUMN_NAME FROM information_schema.STATISTICS
-		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX`, s.table.schema, s.table.name)
+	parts, err := primaryKeyOf(ctx, s.db, *s.table)
 	if err != nil {
 		return nil, classify(fmt.Errorf("primary key of %s: %w", s.name, err))
 	}
-	defer rows.Close()
-	var key []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			return nil, classify(fmt.Errorf("primary key of %s: %w", s.name, err))
-		}
-		key = append(key, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, classify(fmt.Errorf("primary key of %s: %w", s.name, err))
+	key := make([]string, len(parts))
+	for i, p := range parts {
+		key[i] = p.name
 	}
 	return key, nil
 }

@@ -305,16 +305,15 @@ func uniqueOn(c *liteConn, ti *tableInfo, key []string) (bool, error) {
 		sort.Strings(got)
 		return strings.Join(got, "\x00") == strings.Join(want, "\x00")
 	}
-	var pk []string
-	err := c.query(`SELECT name FROM pragma_table_xinfo(?, ?) WHERE pk > 0`, []any{ti.ref.name, ti.ref.schema}, func(s *liteStmt) error {
-		pk = append(pk, strings.ToLower(s.colString(0)))
-		return nil
-	})
-	if err != nil || same(pk) {
-		return err == nil, err
+	pk := make([]string, len(ti.primaryKey))
+	for i, name := range ti.primaryKey {
+		pk[i] = strings.ToLower(name)
+	}
+	if same(pk) {
+		return true, nil
 	}
 	var indexes []string
-	err = c.query(`SELECT name FROM pragma_index_list(?, ?) WHERE "unique" AND partial = 0`, []any{ti.ref.name, ti.ref.schema}, func(s *liteStmt) error {
+	err := c.query(`SELECT name FROM pragma_index_list(?, ?) WHERE "unique" AND partial = 0`, []any{ti.ref.name, ti.ref.schema}, func(s *liteStmt) error {
 		indexes = append(indexes, s.colString(0))
 		return nil
 	})

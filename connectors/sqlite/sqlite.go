@@ -213,9 +213,6 @@ func lookupTable(c *liteConn, name string) (ti *tableInfo, found bool, err error
 		if err != nil {
 			return nil, false, err
 		}
-		// An INTEGER PRIMARY KEY is the rowid and never NULL; so are the
-		// key columns of a WITHOUT ROWID table. Other key columns of a rowid
-		// table may hold NULL unless declared NOT NULL (an old SQLite quirk).
 		// pk is the column's place in the key, from 1.
 		order := make([]int, len(pkCols))
 		for i := range order {
@@ -225,6 +222,9 @@ func lookupTable(c *liteConn, name string) (ti *tableInfo, found bool, err error
 		for _, i := range order {
 			ti.primaryKey = append(ti.primaryKey, pkCols[i].name)
 		}
+		// An INTEGER PRIMARY KEY is the rowid and never NULL; so are the
+		// key columns of a WITHOUT ROWID table. Other key columns of a rowid
+		// table may hold NULL unless declared NOT NULL (an old SQLite quirk).
 		if typ == "table" && wr != 0 {
 			for _, pc := range pkCols {
 				pc.nullable = false
