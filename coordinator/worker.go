@@ -25,6 +25,7 @@ func (n *Node) work(ctx context.Context, id string) {
 	s := n.cfg.Store
 	dir := store.Join(assignPath, id)
 	execs := &executors{byRun: map[string]*sharedExecutor{}, sleep: n.cfg.Sleep, now: n.cfg.Now, progress: n.cfg.Metrics.progress(n.cfg.Progress)}
+	defer execs.closeAll() // after every partition has ended
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for ctx.Err() == nil {
@@ -208,9 +209,12 @@ func (n *Node) endPartition(ctx context.Context, log interface {
 	log.Info("partition ended", "done", cp.Done, "rows", cp.Rows, "error", cp.Error)
 }
 
-// executors share one Executor (its rate limit, bad-row budget and
-// reject file) among a node's partitions of one run, as a standalone run
-// shares one among its partitions.
+// executors share one Executor (its rate limit, bad-row budget, reject
+// file and open stores) among a node's partitions of one run, as a
+// standalone run shares one among its partitions. An executor no
+// partition uses is kept for executorIdle, so that the run's next
+// partition, usually assigned a few milliseconds after the last one
+// ended, takes up its open source and sink.
 type executors struct {
 	mu       sync.Mutex
 	byRun    map[string]*sharedExecutor
@@ -223,6 +227,24 @@ type sharedExecutor struct {
 	exec  *engine.Executor
 	close func()
 	users int
+	idle  *time.Timer // closes it, once users is 0
+}
+
+// executorIdle is how long an executor outlives its last partition.
+const executorIdle = 5 * time.Second
+
+// closeAll closes every executor, used or not; the node's partitions have
+// ended.
+func (e *executors) closeAll() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for key, se := range e.byRun {
+		if se.idle != nil {
+			se.idle.Stop()
+		}
+		se.close()
+		delete(e.byRun, key)
+	}
 }
 
 // readError is a failure to read what an executor is made from.
@@ -253,13 +275,24 @@ func (e *executors) get(job *engine.Job, run *engine.RunRecord, load func() ([]e
 		se = &sharedExecutor{exec: exec, close: close}
 		e.byRun[key] = se
 	}
+	if se.idle != nil {
+		se.idle.Stop()
+		se.idle = nil
+	}
 	se.users++
 	return se.exec, func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		if se.users--; se.users == 0 {
-			se.close()
-			delete(e.byRun, key)
+		if se.users--; se.users > 0 {
+			return
 		}
+		se.idle = time.AfterFunc(executorIdle, func() {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			if se.users == 0 && e.byRun[key] == se {
+				se.close()
+				delete(e.byRun, key)
+			}
+		})
 	}, nil
 }

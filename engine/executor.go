@@ -55,6 +55,11 @@ type Executor struct {
 	// cluster pass their own clock. Nil: the real one.
 	Sleep func(ctx context.Context, d time.Duration) error
 	Now   func() time.Time
+
+	// stores keeps the source and sink of partitions that ended well for
+	// the next one (see storePool); nil: each attempt opens its own.
+	// NewExecutor makes one, and its close closes it.
+	stores *storePool
 }
 
 // ErrBudgetExceeded fails a run whose sink rejected more rows than its
@@ -189,13 +194,22 @@ func (o readOrder) String() string {
 
 // attempt is one try at a partition; cp is its checkpoint, kept up to date
 // across attempts.
-func (e *Executor) attempt(ctx context.Context, t Task, cp *Checkpoint) error {
+func (e *Executor) attempt(ctx context.Context, t Task, cp *Checkpoint) (err error) {
 	job, part := t.Job, t.Partition
-	src, err := connectors.OpenSource(ctx, job.Source.Type, sourceConfig(job, t.Run))
+	st, err := e.openStores(ctx, t)
 	if err != nil {
-		return fmt.Errorf("open source: %w", err)
+		return err
 	}
-	defer src.Close()
+	// Stores that saw an error may hold a broken connection or a half
+	// state: only those of an attempt that ended well serve the next.
+	defer func() {
+		if err == nil {
+			e.stores.put(st)
+		} else {
+			st.close()
+		}
+	}()
+	src, sink := st.src, st.sink
 	schema, err := src.Schema(ctx)
 	if err != nil {
 		return fmt.Errorf("source schema: %w", err)
@@ -204,11 +218,6 @@ func (e *Executor) attempt(ctx context.Context, t Task, cp *Checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("source.key: %w", err)
 	}
-	sink, err := connectors.OpenSink(ctx, job.Sink.Type, sinkConfig(job))
-	if err != nil {
-		return fmt.Errorf("open sink: %w", err)
-	}
-	defer sink.Close()
 
 	spec := connectors.WriterSpec{Job: job.Name, Run: t.Run.ID, Partition: part.ID, Lease: t.Lease.Epoch(), Range: part.Range, Schema: schema}
 	if err := e.settle(ctx, t, sink, spec, cp); err != nil {

@@ -152,17 +152,17 @@ func NewExecutor(job *Job, parts []PartitionRecord) (exec *Executor, close func(
 	if used > job.BadRows.Max {
 		return nil, nil, fmt.Errorf("%w: the run has set aside %d bad rows already, bad_rows.max is %d", ErrBudgetExceeded, used, job.BadRows.Max)
 	}
-	exec = &Executor{Budget: NewBudget(job.BadRows.Max, used)}
+	exec = &Executor{Budget: NewBudget(job.BadRows.Max, used), stores: &storePool{}}
 	if job.RateLimit.RowsPerSecond > 0 {
 		exec.Limiter = rate.NewLimiter(rate.Limit(job.RateLimit.RowsPerSecond), int(min(job.RateLimit.RowsPerSecond, int64(job.BatchRows))))
 	}
-	close = func() {}
+	close = exec.stores.close
 	if job.BadRows.Max > 0 && job.BadRows.RejectFile != "" {
 		rf, err := OpenRejectFile(job.BadRows.RejectFile)
 		if err != nil {
 			return nil, nil, err
 		}
-		exec.Rejects, close = rf, func() { rf.Close() }
+		exec.Rejects, close = rf, func() { exec.stores.close(); rf.Close() }
 	}
 	return exec, close, nil
 }

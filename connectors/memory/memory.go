@@ -84,6 +84,31 @@ type DB struct {
 	faults  FaultFunc
 	counts  map[string]int
 	nextRow atomic.Int64
+
+	opened, closed atomic.Int64 // sources and sinks on db
+}
+
+// Opened says how many sources and sinks were opened on db, and how many
+// of them are not closed yet.
+func (db *DB) Opened() (opened, open int64) {
+	o, c := db.opened.Load(), db.closed.Load()
+	return o, o - c
+}
+
+// closer counts one source's or sink's Close, once.
+type closer struct {
+	db   *DB
+	once sync.Once
+}
+
+func newCloser(db *DB) *closer {
+	db.opened.Add(1)
+	return &closer{db: db}
+}
+
+func (c *closer) Close() error {
+	c.once.Do(func() { c.db.closed.Add(1) })
+	return nil
 }
 
 type recordKey struct{ job, run, partition string }

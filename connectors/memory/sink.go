@@ -16,6 +16,7 @@ var (
 )
 
 type sink struct {
+	*closer
 	db  *DB
 	cfg connectors.SinkConfig
 	log bool // keeps commit records
@@ -33,7 +34,7 @@ func (n sinkWithoutLog) OpenWriter(ctx context.Context, spec connectors.WriterSp
 	return n.s.OpenWriter(ctx, spec)
 }
 
-func (n sinkWithoutLog) Close() error { return nil }
+func (n sinkWithoutLog) Close() error { return n.s.Close() }
 
 func openSink(cfg connectors.SinkConfig) (connectors.Sink, error) {
 	db, err := lookup(cfg.DSN)
@@ -66,13 +67,12 @@ func openSink(cfg connectors.SinkConfig) (connectors.Sink, error) {
 			return nil, fmt.Errorf("memory sink: option no_commit_log %q: want true or false", v)
 		}
 	}
+	s.closer = newCloser(db)
 	if !s.log {
 		return sinkWithoutLog{s}, nil
 	}
 	return s, nil
 }
-
-func (s *sink) Close() error { return nil }
 
 // Complete has nothing to build; it is where a test holds or fails a run's
 // completion (StepComplete).

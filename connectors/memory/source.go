@@ -22,6 +22,7 @@ var (
 )
 
 type source struct {
+	*closer
 	db      *DB
 	cfg     connectors.SourceConfig
 	schema  *arrow.Schema
@@ -55,11 +56,10 @@ func openSource(cfg connectors.SourceConfig) (*source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("memory source %s: key: %w", cfg.Table, err)
 	}
-	return &source{db: db, cfg: cfg, schema: t.schema, keyCols: keyCols}, nil
+	return &source{closer: newCloser(db), db: db, cfg: cfg, schema: t.schema, keyCols: keyCols}, nil
 }
 
 func (s *source) Schema(context.Context) (*arrow.Schema, error) { return s.schema, nil }
-func (s *source) Close() error                                  { return nil }
 
 // keyed is a row with its key (nil for a keyless source).
 type keyed struct {

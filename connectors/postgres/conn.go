@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/datashift/datashift/connectors"
 	"github.com/jackc/pgx/v5"
@@ -48,9 +49,22 @@ type connector struct {
 	cfg    *pgx.ConnConfig
 
 	mu     sync.Mutex
-	idle   []*pgx.Conn
+	idle   []idleConn
 	closed bool
 }
+
+// idleConn is a connection given back, and when.
+type idleConn struct {
+	conn  *pgx.Conn
+	since time.Time
+}
+
+// pingAfter is how long a connection may sit idle before it is checked on
+// its way out: the server may have ended it meanwhile (a restart,
+// idle_session_timeout, an administrator), which would otherwise cost the
+// next partition an attempt. A partition that starts right after another
+// ended takes its connection unchecked.
+const pingAfter = time.Second
 
 func newConnector(dsn string) (*connector, error) {
 	if dsn == "" {
@@ -100,12 +114,17 @@ func (c *connector) get(ctx context.Context) (*pgx.Conn, error) {
 		return nil, errors.New("postgres: connector is closed")
 	}
 	for len(c.idle) > 0 {
-		conn := c.idle[len(c.idle)-1]
+		ic := c.idle[len(c.idle)-1]
 		c.idle = c.idle[:len(c.idle)-1]
-		if !conn.IsClosed() {
-			c.mu.Unlock()
-			return conn, nil
+		if ic.conn.IsClosed() {
+			continue
 		}
+		c.mu.Unlock()
+		if time.Since(ic.since) < pingAfter || ic.conn.Ping(ctx) == nil {
+			return ic.conn, nil
+		}
+		_ = ic.conn.Close(context.Background())
+		c.mu.Lock()
 	}
 	c.mu.Unlock()
 	conn, err := pgx.ConnectConfig(ctx, c.cfg.Copy())
@@ -131,7 +150,7 @@ func (c *connector) put(conn *pgx.Conn) {
 		_ = conn.Close(context.Background())
 		return
 	}
-	c.idle = append(c.idle, conn)
+	c.idle = append(c.idle, idleConn{conn: conn, since: time.Now()})
 	c.mu.Unlock()
 }
 
@@ -147,8 +166,8 @@ func (c *connector) close() {
 	idle := c.idle
 	c.idle, c.closed = nil, true
 	c.mu.Unlock()
-	for _, conn := range idle {
-		_ = conn.Close(context.Background())
+	for _, ic := range idle {
+		_ = ic.conn.Close(context.Background())
 	}
 }
 

@@ -243,3 +243,42 @@ func TestPrimaryKey(t *testing.T) {
 		}
 	}
 }
+
+// A connection the server ended while it sat idle in the pool (a restart,
+// idle_session_timeout, an administrator) is found out when it is taken
+// again, so the next partition's read does not fail on it.
+func TestIdleConnectionEndedByTheServerIsNotReused(t *testing.T) {
+	dsn, conn := newDB(t)
+	mustExec(t, conn, `CREATE TABLE idle_t (id bigint PRIMARY KEY, v text)`)
+	mustExec(t, conn, `INSERT INTO idle_t SELECT g, 'v' || g FROM generate_series(1, 100) g`)
+	src := openSource(t, connectors.SourceConfig{DSN: dsn, Table: "idle_t", Key: []string{"id"}, BatchRows: 50})
+	want := readRows(t, src, connectors.Range{})
+
+	src.conn.mu.Lock()
+	if len(src.conn.idle) == 0 {
+		src.conn.mu.Unlock()
+		t.Fatal("the read gave no connection back to the pool")
+	}
+	pids := make([]uint32, len(src.conn.idle))
+	for i := range src.conn.idle {
+		pids[i] = src.conn.idle[i].conn.PgConn().PID()
+		src.conn.idle[i].since = time.Now().Add(-2 * pingAfter) // idle long enough to be checked
+	}
+	src.conn.mu.Unlock()
+	for _, pid := range pids {
+		mustExec(t, conn, `SELECT pg_terminate_backend($1)`, int32(pid))
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if queryInt(t, conn, `SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)`, pids) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backends %v did not end", pids)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	if got := readRows(t, src, connectors.Range{}); fmtRows(got) != fmtRows(want) {
+		t.Fatalf("the read after the pool's connection was ended gave\n%s\nwant\n%s", fmtRows(got), fmtRows(want))
+	}
+}
