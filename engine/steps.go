@@ -143,7 +143,7 @@ func NewRunID(now time.Time) string {
 // NewExecutor makes the executor of a job's partitions, for the run whose
 // partitions are parts: its bad-row budget starts from what they have set
 // aside already, its rate limit and reject file are the job's. close
-// releases the reject file.
+// releases the reject file and the stores its partitions left open.
 func NewExecutor(job *Job, parts []PartitionRecord) (exec *Executor, close func(), err error) {
 	var used int64
 	for _, p := range parts {
