@@ -43,8 +43,9 @@ func Check(ctx context.Context, job *Job) error {
 	if err != nil {
 		return &SpecError{Job: job.Name, Field: "source", Reason: err.Error()}
 	}
-	// The sink is checked with the key a run would give it.
-	keyed, src, err := primaryKeyed(ctx, slog.Default(), job, cfg, src)
+	// The sink is checked with the key a run would give it. What the key
+	// is shows in the run's plan; check says nothing of it.
+	keyed, src, err := primaryKeyed(ctx, quiet, job, cfg, src)
 	if err != nil {
 		return &SpecError{Job: job.Name, Field: "source", Reason: err.Error()}
 	}
@@ -539,10 +540,13 @@ func (s *Steps) logRetry(job *Job, step string) func(error) {
 
 func (s *Steps) logger() *slog.Logger {
 	if s.Log == nil {
-		return slog.New(slog.DiscardHandler)
+		return quiet
 	}
 	return s.Log
 }
+
+// quiet is the logger of steps that have no log to write to.
+var quiet = slog.New(slog.DiscardHandler)
 
 func (s *Steps) sleep(ctx context.Context, d time.Duration) error {
 	if s.Sleep != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sort"
 	"sync"
@@ -119,7 +118,7 @@ func Verify(ctx context.Context, job *Job) (*Verification, error) {
 		return nil, fmt.Errorf("job %q: open source: %w", job.Name, err)
 	}
 	// Compared by the key the job's runs copy by.
-	if job, src, err = primaryKeyed(ctx, slog.Default(), job, cfg, src); err != nil {
+	if job, src, err = primaryKeyed(ctx, quiet, job, cfg, src); err != nil {
 		return nil, err
 	}
 	schema, err := src.Schema(ctx)
