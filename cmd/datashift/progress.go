@@ -30,6 +30,9 @@ type progressUI struct {
 	est   int64
 	// resumed is the rows earlier attempts had copied, left out of rates.
 	resumed int64
+	// planned: Plan was called; until then there is no count of
+	// partitions to report against.
+	planned bool
 	done    int
 	n       int
 	// finished: the bars are gone; lines go straight to w.
@@ -56,21 +59,31 @@ func isTerminal(f *os.File) bool {
 func (ui *progressUI) Plan(run *engine.RunRecord, parts []engine.PartitionRecord) {
 	ui.mu.Lock()
 	defer ui.mu.Unlock()
-	ui.n = len(parts)
+	ui.planned = true
 	sort.Slice(parts, func(i, j int) bool { return parts[i].ID < parts[j].ID })
+	// The plan is read once the run started, and a small run's partitions
+	// may have been copied, or even ended and gone, by then: those this
+	// process reported on are its own work, not rows an earlier attempt
+	// left.
+	var earlier []engine.PartitionRecord
 	for _, p := range parts {
 		ui.est += max(p.EstRows, 1)
+		if _, ours := ui.rows[p.ID]; ours {
+			continue
+		}
+		earlier = append(earlier, p)
 		ui.rows[p.ID] = p.Checkpoint.Rows
+		ui.resumed += p.Checkpoint.Rows
 		if p.State == engine.Done {
 			ui.done++
 		}
 	}
-	ui.resumed = ui.sumRows()
+	ui.n = max(len(parts), len(ui.rows))
 	if !ui.quiet {
-		fmt.Fprintf(ui.w, "%s: run %s, %d partitions (%s): %s\n", run.Job, run.ID, len(parts), run.Scheme, run.Reason)
-		if started := countStarted(parts); started > 0 {
+		fmt.Fprintf(ui.w, "%s: run %s, %d partitions (%s): %s\n", run.Job, run.ID, ui.n, run.Scheme, run.Reason)
+		if started := countStarted(earlier); started > 0 {
 			fmt.Fprintf(ui.w, "%s: resuming from checkpoints: %d partitions done, %d part-way, %d rows already copied\n",
-				run.Job, ui.done, started-ui.done, ui.sumRows())
+				run.Job, ui.done, started-ui.done, ui.resumed)
 		}
 	}
 	if !ui.bars {
@@ -112,7 +125,7 @@ func (ui *progressUI) Update(p engine.Progress) {
 		if p.State == engine.Failed || (p.State == engine.Pending && p.Err != nil) {
 			fmt.Fprintf(ui.w, "partition %s: %s: %v\n", p.Partition, p.State, p.Err)
 		}
-		if !ui.quiet && (time.Since(ui.last) >= 5*time.Second || (ui.done == ui.n && p.State == engine.Done)) {
+		if !ui.quiet && ui.planned && (time.Since(ui.last) >= 5*time.Second || (ui.done == ui.n && p.State == engine.Done)) {
 			ui.last = time.Now()
 			rows := ui.sumRows()
 			fmt.Fprintf(ui.w, "%d/%d partitions done, %d rows, %s rows/s\n", ui.done, ui.n, rows, humanCount(float64(rows-ui.resumed)/time.Since(ui.start).Seconds()))
