@@ -613,8 +613,10 @@ func checksum(b *testing.B, typ string, cfg connectors.SourceConfig) connectors.
 }
 
 // BenchmarkPairPostgresToPostgres: the binary COPY pipe, pgcopydb and
-// datashift into a table with a primary key; and datashift into a database
-// without the table, which the sink makes and keys after the rows are in.
+// datashift into a table with a primary key (datashift twice: by default,
+// and keeping the key up to date with keep_indexes); and datashift into a
+// database without the table, which the sink makes and keys after the
+// rows are in.
 func BenchmarkPairPostgresToPostgres(b *testing.B) {
 	rows := benchRows()
 	src := benchDatabase(b, "datashift_bench_src")
@@ -640,6 +642,19 @@ func BenchmarkPairPostgresToPostgres(b *testing.B) {
 	created.tool = "datashift run, making the table"
 	created.how = strings.Replace(created.how, "`datashift run`", "`datashift run` with `create_table: true` into a database without the table", 1)
 	created.reset = func(b *testing.B) { pgExec(b, dst, `DROP TABLE IF EXISTS `+pairTable, `CHECKPOINT`) }
+	// Into the table made beforehand, which the run finds empty: the sink
+	// drops its primary key, loads it bare and builds the key again once
+	// the rows are in; and, with keep_indexes, keeps the key up to date
+	// row by row, as the pipe does.
+	existing := datashiftSide(b, bin, "bench-pair-pg-pg",
+		fmt.Sprintf("{type: postgres, dsn: %q, table: %s, key: [id]}", src, pairTable),
+		fmt.Sprintf("{type: postgres, dsn: %q, table: %s, mode: append}", dst, pairTable), rows)
+	existing.how += "; the table, empty when the run begins, loads without its primary key, built again once the rows are in (the default)"
+	kept := datashiftSide(b, bin, "bench-pair-pg-pg-kept",
+		fmt.Sprintf("{type: postgres, dsn: %q, table: %s, key: [id]}", src, pairTable),
+		fmt.Sprintf("{type: postgres, dsn: %q, table: %s, mode: append, options: {keep_indexes: \"true\"}}", dst, pairTable), rows)
+	kept.tool = "datashift run, keep_indexes"
+	kept.how += "; sink option `keep_indexes: true`: the primary key kept up to date row by row, as the pipe does"
 	p := pair{
 		name: "PostgreSQL → PostgreSQL", rows: rows, reset: reset, sink: sink,
 		want: checksum(b, "postgres", connectors.SourceConfig{DSN: src, Table: pairTable}),
@@ -661,10 +676,7 @@ func BenchmarkPairPostgresToPostgres(b *testing.B) {
 				return s
 			},
 		},
-			datashiftSide(b, bin, "bench-pair-pg-pg",
-				fmt.Sprintf("{type: postgres, dsn: %q, table: %s, key: [id]}", src, pairTable),
-				fmt.Sprintf("{type: postgres, dsn: %q, table: %s, mode: append}", dst, pairTable), rows),
-			created},
+			existing, kept, created},
 	}
 	runPair(b, p)
 }
@@ -839,7 +851,8 @@ func pairIndexes(t string) []string {
 // two secondary indexes, copied with its indexes into a database that has
 // not got it. The binary COPY pipe loads a table made beforehand with the
 // same indexes; pgcopydb clone and datashift (create_table) make the table,
-// load it bare and build the indexes afterwards, in parallel.
+// load it bare and build the indexes afterwards, in parallel; and datashift
+// loads the pipe's table, dropping its indexes and building them again.
 func BenchmarkPairPostgresToPostgresIndexed(b *testing.B) {
 	rows := benchRows()
 	src := benchDatabase(b, "datashift_bench_src")
@@ -877,6 +890,13 @@ func BenchmarkPairPostgresToPostgresIndexed(b *testing.B) {
 	env := []string{"SRC=" + src, "DST=" + dst}
 	filters := pgcopydbFilters(b, pairIndexed)
 	work := b.TempDir()
+	// The pipe's target: the table made beforehand with its indexes, which
+	// the run finds empty, drops them, and builds them again at its end.
+	into := datashiftSide(b, bin, "bench-pair-pg-pg-indexed-into",
+		fmt.Sprintf("{type: postgres, dsn: %q, table: %s, key: [id]}", src, pairIndexed),
+		fmt.Sprintf("{type: postgres, dsn: %q, table: %s, mode: append}", dst, pairIndexed), rows)
+	into.tool, into.reset = "datashift run, into the table made beforehand", made
+	into.how += " into the pipe's target, made beforehand with its primary key and indexes; empty when the run begins, it loads without them, built again once the rows are in"
 	p := pair{
 		name: "PostgreSQL → PostgreSQL, with indexes", rows: rows, reset: drop, sink: sink,
 		want: checksum(b, "postgres", connectors.SourceConfig{DSN: src, Table: pairIndexed}),
@@ -900,7 +920,8 @@ func BenchmarkPairPostgresToPostgresIndexed(b *testing.B) {
 		},
 			datashiftJobSide(b, bin, "bench-pair-pg-pg-indexed",
 				fmt.Sprintf("{type: postgres, dsn: %q, table: %s, key: [id]}", src, pairIndexed),
-				fmt.Sprintf("{type: postgres, dsn: %q, table: %s, mode: append, create_table: true}", dst, pairIndexed), "", rows)},
+				fmt.Sprintf("{type: postgres, dsn: %q, table: %s, mode: append, create_table: true}", dst, pairIndexed), "", rows),
+			into},
 	}
 	runPair(b, p)
 }

@@ -60,6 +60,21 @@ func pgExec(t *testing.T, dsn string, stmts ...string) {
 	}
 }
 
+// pgQueryString runs a query of one text value.
+func pgQueryString(t *testing.T, dsn, query string, args ...any) string {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var v string
+	if err := conn.QueryRow(context.Background(), query, args...).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return v
+}
+
 // killAndResume starts `datashift run` on job, SIGKILLs it at random
 // moments kills times, then lets it finish, and returns how many kills
 // landed while it was still copying. Each start gets its state folder from
@@ -175,9 +190,19 @@ func TestKillPostgresToPostgres(t *testing.T) {
 	const rows = 200000
 	pgExec(t, src, `CREATE TABLE orders (id bigint PRIMARY KEY, name text, amount numeric(12,2), created timestamptz)`,
 		fmt.Sprintf(`INSERT INTO orders SELECT g, 'name ' || g, g / 100.0, now() - g * interval '1 minute' FROM generate_series(1, %d) g`, rows))
-	for _, mode := range []string{"append", "truncate", "upsert"} {
+	// "existing" is the user's own empty table with its key and an index,
+	// which the run loads without them and builds again at its end.
+	for _, mode := range []string{"append", "truncate", "upsert", "existing"} {
 		t.Run(mode, func(t *testing.T) {
-			table := "orders_" + mode
+			table, sinkMode := "orders_"+mode, mode
+			var indexes, keyOID string
+			if mode == "existing" {
+				sinkMode = "append"
+				pgExec(t, dst, `CREATE TABLE `+table+` (id bigint PRIMARY KEY, name text, amount numeric(12,2), created timestamptz)`,
+					`CREATE INDEX `+table+`_created ON `+table+` (created DESC) WHERE amount > 10`)
+				indexes = indexDefs(t, dst, table)
+				keyOID = pgQueryString(t, dst, `SELECT to_regclass($1)::oid::text`, table+"_pkey")
+			}
 			job := writeJob(t, fmt.Sprintf(`
 name: kill-pg-pg-%s
 source: {type: postgres, dsn: %q, table: orders, key: [id]}
@@ -187,7 +212,7 @@ commit_rows: 5000
 batch_rows: 2000
 parallelism: 4
 rate_limit: {rows_per_second: 60000}
-`, mode, src, dst, table, mode))
+`, mode, src, dst, table, sinkMode))
 			landed := killAndResume(t, job, 3)
 			if landed == 0 {
 				t.Fatal("no kill landed while copying: the test did not test resuming")
@@ -197,8 +222,23 @@ rate_limit: {rows_per_second: 60000}
 			if got != want || got.Rows != rows {
 				t.Fatalf("after %d kills: sink %v, source %v", landed, got, want)
 			}
+			if got := indexDefs(t, dst, table); mode == "existing" && got != indexes {
+				t.Fatalf("the table's indexes after the run:\n%s\nwant\n%s", got, indexes)
+			}
+			if mode == "existing" && pgQueryString(t, dst, `SELECT to_regclass($1)::oid::text`, table+"_pkey") == keyOID {
+				t.Fatal("the key's index is the one the table had: the rows did not load without it")
+			}
 		})
 	}
+}
+
+// indexDefs are table's indexes, one definition a line, and its
+// constraints, as PostgreSQL writes them.
+func indexDefs(t *testing.T, dsn, table string) string {
+	t.Helper()
+	return pgQueryString(t, dsn, `SELECT coalesce(string_agg(indexdef, E'\n' ORDER BY indexname), '') ||
+  coalesce((SELECT string_agg(E'\n' || conname || ' ' || pg_get_constraintdef(oid), '' ORDER BY conname) FROM pg_constraint WHERE conrelid = to_regclass($1)), '')
+FROM pg_indexes WHERE tablename = $1`, table)
 }
 
 func TestKillSQLiteToParquet(t *testing.T) {

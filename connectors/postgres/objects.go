@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/jackc/pgx/v5"
@@ -178,18 +180,145 @@ func objectsOf(schema *arrow.Schema) (tableObjects, error) {
 	return o, nil
 }
 
-// deferred is what a table the sink created waits for until its rows are
-// in, kept in the table's comment (create, Complete): its key's
-// constraint, and the source's indexes and checks.
+// deferred is what a table waits for until its rows are in, kept in the
+// table's comment (Complete builds it): for a table the sink created
+// (create), its key's constraint and the source's indexes and checks; for
+// one that was there, empty, when the run began (deferOwnIndexes), the
+// indexes it had, and its comment.
 type deferred struct {
 	// Mark is deferredMark: the comment is this sink's.
 	Mark string `json:"datashift"`
 	Key  bool   `json:"key,omitempty"`
 	tableObjects
+	Own     []ownIndex `json:"own,omitempty"`
+	Comment *string    `json:"comment,omitempty"`
 }
 
-// deferredMark marks a table's comment as written by create.
+// ownIndex is an index of a table the sink did not create, under its own
+// name; Constraint is "PRIMARY KEY" or "UNIQUE" when the index was that
+// constraint's, of the same name.
+type ownIndex struct {
+	indexDef
+	Constraint string `json:"constraint,omitempty"`
+}
+
+// deferredMark marks a table's comment as written by create or
+// deferOwnIndexes.
 const deferredMark = "to build once the rows are in"
+
+// deferOwnIndexes drops, from a table the sink did not create and that is
+// empty as the run begins, the indexes a build after the rows can make as
+// they were, and keeps them in the table's mark for Complete: the rows load
+// into the bare heap, and each index is sorted once, over all of them,
+// beside the others, instead of kept up to date row by row (pgloader's
+// "drop indexes", pg_restore's order).
+//
+// An index stays when it cannot be made again as it was, or when loading
+// without it could let in what it refuses: one another object depends on
+// (a foreign key), one of another constraint (exclusion, deferrable), the
+// replica identity or clustering index, one in a tablespace of its own,
+// a partitioned table's, and a unique index on anything but the job's key,
+// which the run writes once per row. One that was a constraint is made
+// that constraint again.
+//
+// The lock waits at most lockWait for the table: a table in use is loaded
+// with its indexes as it is.
+func (s *Sink) deferOwnIndexes(ctx context.Context, conn *pgx.Conn, keyAttnums []int16) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = "+strconv.Itoa(int(lockWait.Milliseconds()))); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+s.what+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
+			return nil
+		}
+		return err
+	}
+	if d, err := readDeferred(ctx, tx, s.what); err != nil || d != nil {
+		return err
+	}
+	var empty bool
+	if err := tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+s.what+")").Scan(&empty); err != nil {
+		return err
+	}
+	if !empty {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT n.nspname, c.relname, i.indisunique, substring(pg_get_indexdef(i.indexrelid) from ' USING .*$'),
+  coalesce((SELECT CASE k.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END FROM pg_constraint k
+    WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid), '')
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_class t ON t.oid = i.indrelid
+WHERE i.indrelid = to_regclass($1) AND t.relkind = 'r' AND NOT t.relispartition
+  AND i.indisvalid AND i.indisready AND i.indislive AND NOT i.indisexclusion AND NOT i.indisreplident AND NOT i.indisclustered
+  AND c.reltablespace = 0
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indexrelid AND d.deptype = 'n')
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid
+    AND (k.contype NOT IN ('p', 'u') OR k.condeferrable OR k.conname <> c.relname))
+  AND (NOT i.indisunique OR (cardinality($2::int2[]) > 0 AND i.indpred IS NULL AND i.indexprs IS NULL
+    AND i.indnkeyatts = cardinality($2::int2[]) AND (i.indkey::int2[])[0:i.indnkeyatts - 1] @> $2::int2[]))
+ORDER BY c.relname`, s.what, keyAttnums)
+	if err != nil {
+		return fmt.Errorf("read the table's indexes: %w", err)
+	}
+	var (
+		own     []ownIndex
+		drops   []string
+		ix      ownIndex
+		nspname string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&nspname, &ix.Name, &ix.Unique, &ix.Using, &ix.Constraint}, func() error {
+		ix.Using = strings.TrimPrefix(ix.Using, " ")
+		own = append(own, ix)
+		if ix.Constraint != "" {
+			drops = append(drops, "ALTER TABLE "+s.what+" DROP CONSTRAINT "+quoteIdent(ix.Name))
+		} else {
+			drops = append(drops, "DROP INDEX "+pgx.Identifier{nspname, ix.Name}.Sanitize())
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read the table's indexes: %w", err)
+	}
+	if len(own) == 0 {
+		return nil
+	}
+	d := deferred{Mark: deferredMark, Own: own}
+	if err := tx.QueryRow(ctx, "SELECT obj_description(to_regclass($1), 'pg_class')", s.what).Scan(&d.Comment); err != nil {
+		return err
+	}
+	if err := setMark(ctx, tx, s.what, &d); err != nil {
+		return err
+	}
+	for _, sql := range drops {
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("drop the table's indexes until its rows are in: %w", err)
+		}
+	}
+	return tx.Commit(ctx)
+}
+
+// lockWait is how long deferOwnIndexes waits for a table in use.
+const lockWait = 5 * time.Second
+
+// setMark writes d as table's comment, the mark readDeferred reads.
+func setMark(ctx context.Context, tx pgx.Tx, table string, d *deferred) error {
+	data, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	mark, err := quoteLiteral(string(data))
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, "COMMENT ON TABLE "+table+" IS "+mark)
+	return err
+}
 
 // readDeferred reads what table waits for; nil when its comment is not
 // create's.
@@ -210,9 +339,10 @@ func readDeferred(ctx context.Context, q interface {
 	return &d, nil
 }
 
-// buildIndexes builds the key's unique index (when keyIndex is not "") and
-// the source's indexes on table, each on a connection of its own, at most
-// four at once. Each is made under a name of the target table's; one that
+// buildIndexes builds the key's unique index (when keyIndex is not ""),
+// the table's own indexes and the source's, each on a connection of its
+// own, at most four at once. Each is made under a name of the target
+// table's; one that
 // is there already (a build that a crash interrupted was rolled back, so
 // one that is there is whole) is left as it is.
 func (s *Sink) buildIndexes(ctx context.Context, keyIndex string, d *deferred) error {
@@ -226,6 +356,17 @@ func (s *Sink) buildIndexes(ctx context.Context, keyIndex string, d *deferred) e
 			q[i] = quoteIdent(k)
 		}
 		builds = append(builds, build{"the key's index", keyIndex, "CREATE UNIQUE INDEX IF NOT EXISTS " + quoteIdent(keyIndex) + " ON " + s.what + " (" + strings.Join(q, ", ") + ")"})
+	}
+	for _, ix := range d.Own {
+		names[ix.Name] = true
+	}
+	for _, ix := range d.Own {
+		unique := ""
+		if ix.Unique {
+			unique = "UNIQUE "
+		}
+		builds = append(builds, build{"index " + ix.Name, ix.Name,
+			"CREATE " + unique + "INDEX IF NOT EXISTS " + quoteIdent(ix.Name) + " ON " + s.what + " " + ix.Using})
 	}
 	for _, ix := range d.Indexes {
 		name := indexName(s.name[len(s.name)-1], ix.Name, names)
@@ -327,6 +468,27 @@ func setDefaults(ctx context.Context, tx pgx.Tx, table string, defaults []defaul
 	for _, d := range defaults {
 		if _, err := tx.Exec(ctx, "ALTER TABLE "+table+" ALTER COLUMN "+quoteIdent(d.Column)+" SET DEFAULT "+d.Expr); err != nil {
 			return fmt.Errorf("set the source's default of column %s: %w", d.Column, withDetail(err))
+		}
+	}
+	return nil
+}
+
+// addConstraints makes each of a table's own indexes that was a
+// constraint that constraint again, unless it is.
+func addConstraints(ctx context.Context, tx pgx.Tx, table string, own []ownIndex) error {
+	for _, ix := range own {
+		if ix.Constraint == "" {
+			continue
+		}
+		var there bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)", table, ix.Name).Scan(&there); err != nil {
+			return err
+		}
+		if there {
+			continue
+		}
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+table+" ADD CONSTRAINT "+quoteIdent(ix.Name)+" "+ix.Constraint+" USING INDEX "+quoteIdent(ix.Name)); err != nil {
+			return fmt.Errorf("add the table's %s %s: %w", ix.Constraint, ix.Name, withDetail(err))
 		}
 	}
 	return nil

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apache/arrow-go/v18/arrow"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/datashift/datashift/connectors"
@@ -128,4 +130,151 @@ WHERE table_name = 'accounts_copy' ORDER BY ordinal_position`)
 	if d, err := readDeferred(testCtx(t), conn, `"clash"`); err != nil || d == nil {
 		t.Errorf("the mark after a failed Complete: %+v, %v", d, err)
 	}
+}
+
+// constraintsOf are table's constraints, each its name and definition,
+// sorted by name.
+func constraintsOf(t *testing.T, conn *pgx.Conn, table string) []string {
+	t.Helper()
+	rows, err := conn.Query(testCtx(t), `SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+WHERE conrelid = to_regclass($1) ORDER BY conname`, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return defs
+}
+
+func commentOf(t *testing.T, conn *pgx.Conn, table string) *string {
+	t.Helper()
+	var c *string
+	if err := conn.QueryRow(testCtx(t), "SELECT obj_description(to_regclass($1), 'pg_class')", table).Scan(&c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// A table of the user's that is empty when the run begins loads without
+// the indexes a build after the rows can make: its key, plain, partial and
+// expression indexes. Complete builds them again as they were, the key as
+// the constraint it was, and gives the table its comment back. What
+// loading without could let in, or what could not be made again, stays:
+// a unique index on other columns than the key, an index a foreign key
+// relies on. A table with rows, an upserted one and one with keep_indexes
+// keep theirs; so does a table waiting for its indexes since an earlier
+// run if it has rows now, which gets them before it takes more.
+func TestSinkLoadsAnEmptyTableWithoutTheIndexesItBuildsAfter(t *testing.T) {
+	dsn, conn := newDB(t)
+	ctx := testCtx(t)
+	ddl := func(table string) []string {
+		return []string{
+			`CREATE TABLE ` + table + ` (id bigint CONSTRAINT ` + table + `_key_is_id PRIMARY KEY, code text NOT NULL CONSTRAINT ` + table + `_code UNIQUE,
+				tag text, amount numeric(12,2))`,
+			`CREATE INDEX ` + table + `_tag ON ` + table + ` (lower(tag)) WHERE tag IS NOT NULL`,
+			`CREATE INDEX ` + table + `_amount ON ` + table + ` (amount DESC, tag) WITH (fillfactor = 70)`,
+			`COMMENT ON TABLE ` + table + ` IS 'the user''s words'`,
+		}
+	}
+	for _, table := range []string{"empty", "with_rows", "upserted", "kept", "referenced", "truncated"} {
+		for _, stmt := range ddl(table) {
+			mustExec(t, conn, stmt)
+		}
+	}
+	mustExec(t, conn, `INSERT INTO with_rows VALUES (0, 'zero', NULL, 0)`)
+	mustExec(t, conn, `INSERT INTO truncated VALUES (0, 'zero', NULL, 0)`)
+	mustExec(t, conn, `CREATE TABLE referrer (id bigint REFERENCES referenced)`)
+	fill := func(table string) {
+		mustExec(t, conn, `INSERT INTO `+table+` SELECT g, 'c' || g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'Tag' || g % 7 END, g / 100.0
+			FROM generate_series(1, 3000) g ON CONFLICT DO NOTHING`)
+	}
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "code", Type: arrow.BinaryTypes.String},
+		field("tag", arrow.BinaryTypes.String),
+		field("amount", &arrow.Decimal128Type{Precision: 12, Scale: 2}),
+	}, nil)
+	words := "the user's words"
+	for _, c := range []struct {
+		table   string
+		mode    connectors.WriteMode
+		options map[string]string
+		// the indexes Prepare leaves, by name; nil: all of them
+		left []string
+	}{
+		{"empty", connectors.Append, nil, []string{"empty_code"}},
+		{"truncated", connectors.Truncate, nil, []string{"truncated_code"}},
+		{"with_rows", connectors.Append, nil, nil},
+		{"upserted", connectors.Upsert, nil, nil},
+		{"kept", connectors.Append, map[string]string{"keep_indexes": "true"}, nil},
+		// The foreign key relies on the key's index.
+		{"referenced", connectors.Append, nil, []string{"referenced_code", "referenced_key_is_id"}},
+	} {
+		indexes, indexNames, constraints := indexesOf(t, conn, c.table), indexNamesOf(t, conn, c.table), constraintsOf(t, conn, c.table)
+		snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: c.table, Key: []string{"id"}, Mode: c.mode, Options: c.options})
+		if err := snk.Prepare(ctx, schema, c.mode == connectors.Truncate); err != nil {
+			t.Fatalf("%s: Prepare: %v", c.table, err)
+		}
+		left := indexNamesOf(t, conn, c.table)
+		want := c.left
+		if want == nil {
+			want = indexNames
+		}
+		if strings.Join(left, " ") != strings.Join(want, " ") {
+			t.Errorf("%s: Prepare left indexes %v, want %v", c.table, left, want)
+		}
+		if got := commentOf(t, conn, c.table); c.left == nil && (got == nil || *got != words) {
+			t.Errorf("%s: Prepare changed the comment to %v", c.table, got)
+		}
+		fill(c.table)
+		for range 2 { // the second finds nothing left to do
+			if err := snk.Complete(ctx); err != nil {
+				t.Fatalf("%s: Complete: %v", c.table, err)
+			}
+			if got := indexesOf(t, conn, c.table); strings.Join(got, "\n") != strings.Join(indexes, "\n") {
+				t.Errorf("%s: indexes after Complete:\n%s\nwant\n%s", c.table, strings.Join(got, "\n"), strings.Join(indexes, "\n"))
+			}
+			if got := constraintsOf(t, conn, c.table); strings.Join(got, "\n") != strings.Join(constraints, "\n") {
+				t.Errorf("%s: constraints after Complete: %q, want %q", c.table, got, constraints)
+			}
+			if got := commentOf(t, conn, c.table); got == nil || *got != words {
+				t.Errorf("%s: comment after Complete: %v", c.table, got)
+			}
+		}
+	}
+
+	// An earlier run left the table waiting and failed; rows came since.
+	// The next run's Prepare builds the key first, so that a key that
+	// repeats is refused as it is written.
+	for _, stmt := range ddl("resumed") {
+		mustExec(t, conn, stmt)
+	}
+	snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "resumed", Key: []string{"id"}, Mode: connectors.Append})
+	prepare(t, snk, schema)
+	if got := keyConstraintOf(t, conn, "resumed"); got != "UNIQUE (code)" {
+		t.Fatalf("after the first Prepare: %q", got)
+	}
+	fill("resumed")
+	prepare(t, snk, schema)
+	if got := keyConstraintOf(t, conn, "resumed"); got != "PRIMARY KEY (id), UNIQUE (code)" && got != "UNIQUE (code), PRIMARY KEY (id)" {
+		t.Fatalf("after the second Prepare, over rows: %q", got)
+	}
+	if got := commentOf(t, conn, "resumed"); got == nil || *got != words {
+		t.Errorf("comment after the second Prepare: %v", got)
+	}
+}
+
+func indexNamesOf(t *testing.T, conn *pgx.Conn, table string) []string {
+	t.Helper()
+	rows, err := conn.Query(testCtx(t), `SELECT indexname FROM pg_indexes WHERE tablename = $1 ORDER BY indexname`, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
 }

@@ -2,9 +2,9 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -29,6 +29,9 @@ type Sink struct {
 	// commitName is option commit_table as given: one part (in the
 	// target's schema) or two.
 	commitName pgx.Identifier
+	// keepIndexes is option keep_indexes: an empty table of the user's
+	// keeps its indexes while the rows load (settleIndexes).
+	keepIndexes bool
 
 	mu       sync.Mutex
 	cols     []column       // the target's columns, loaded once
@@ -68,7 +71,13 @@ func OpenSink(ctx context.Context, cfg connectors.SinkConfig) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{cfg: cfg, conn: cn, name: name, what: name.Sanitize(), commitName: commitName}, nil
+	keep := false
+	if v, ok := ov.Lookup("keep_indexes"); ok {
+		if keep, err = strconv.ParseBool(v); err != nil {
+			return nil, fmt.Errorf("postgres sink: option keep_indexes %q: want true or false", v)
+		}
+	}
+	return &Sink{cfg: cfg, conn: cn, name: name, what: name.Sanitize(), commitName: commitName, keepIndexes: keep}, nil
 }
 
 // Close releases the idle connections.
@@ -184,7 +193,47 @@ func (s *Sink) prepare(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema
 			return fmt.Errorf("truncate: %w", err)
 		}
 	}
-	return nil
+	return s.settleIndexes(ctx, conn)
+}
+
+// settleIndexes readies the table's indexes for the run's rows. A table
+// that still waits for indexes an earlier run left to its end, and now
+// has rows or is upserted into, gets them first: a key the new rows repeat
+// is then refused as it comes, not after all of them are in, and ON
+// CONFLICT finds its index. Otherwise, unless option keep_indexes is set,
+// an empty table of the user's loads without the indexes a build after
+// the rows can make (deferOwnIndexes).
+func (s *Sink) settleIndexes(ctx context.Context, conn *pgx.Conn) error {
+	d, err := readDeferred(ctx, conn, s.what)
+	if err != nil {
+		return err
+	}
+	if d != nil {
+		var empty bool
+		if err := conn.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+s.what+")").Scan(&empty); err != nil {
+			return err
+		}
+		if empty && s.cfg.Mode != connectors.Upsert {
+			return nil
+		}
+		return s.complete(ctx, conn)
+	}
+	if s.keepIndexes || s.cfg.Mode == connectors.Upsert {
+		return nil
+	}
+	cols, err := s.columns(ctx, conn, false)
+	if err != nil {
+		return err
+	}
+	keys, err := findColumns(cols, s.cfg.Key, "key", s.what)
+	if err != nil {
+		return err
+	}
+	attnums := make([]int16, len(keys))
+	for i := range keys {
+		attnums[i] = keys[i].attnum
+	}
+	return s.deferOwnIndexes(ctx, conn, attnums)
 }
 
 // create creates the target table. Unless the run upserts (ON CONFLICT
@@ -217,14 +266,6 @@ func (s *Sink) create(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema)
 	if !later.Key && constraint != "" {
 		defs = append(defs, constraint)
 	}
-	data, err := json.Marshal(later)
-	if err != nil {
-		return err
-	}
-	mark, err := quoteLiteral(string(data))
-	if err != nil {
-		return err
-	}
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
@@ -233,7 +274,7 @@ func (s *Sink) create(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema)
 	if _, err := tx.Exec(ctx, "CREATE TABLE "+s.what+" ("+strings.Join(defs, ", ")+")"); err != nil {
 		return fmt.Errorf("create table: %w", err)
 	}
-	if _, err := tx.Exec(ctx, "COMMENT ON TABLE "+s.what+" IS "+mark); err != nil {
+	if err := setMark(ctx, tx, s.what, &later); err != nil {
 		return fmt.Errorf("create table: %w", err)
 	}
 	return tx.Commit(ctx)
@@ -304,13 +345,22 @@ WHERE a.attrelid = to_regclass($1) AND a.attname = ANY($2) AND NOT a.attisdroppe
 			}
 		}
 	}
+	if err := addConstraints(ctx, tx, s.what, d.Own); err != nil {
+		return err
+	}
 	if err := addChecks(ctx, tx, s.what, d.Checks); err != nil {
 		return err
 	}
 	if err := setDefaults(ctx, tx, s.what, d.Defaults); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, "COMMENT ON TABLE "+s.what+" IS NULL"); err != nil {
+	comment := "NULL"
+	if d.Comment != nil {
+		if comment, err = quoteLiteral(*d.Comment); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.Exec(ctx, "COMMENT ON TABLE "+s.what+" IS "+comment); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)

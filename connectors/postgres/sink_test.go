@@ -297,7 +297,8 @@ func TestCommitAndAbandon(t *testing.T) {
 	dsn, conn := newDB(t)
 	mustExec(t, conn, `CREATE TABLE c (id bigint PRIMARY KEY, v text)`)
 	schema := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}, field("v", arrow.BinaryTypes.String)}, nil)
-	snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "c", Key: []string{"id"}})
+	// The key stays as the rows load, to refuse a repeated one below.
+	snk := openSink(t, connectors.SinkConfig{DSN: dsn, Table: "c", Key: []string{"id"}, Options: map[string]string{"keep_indexes": "true"}})
 	prepare(t, snk, schema)
 	ctx := testCtx(t)
 	spec := testSpec(connectors.WriterSpec{Partition: "p", Schema: schema})
@@ -530,8 +531,12 @@ func TestSinkErrors(t *testing.T) {
 		}
 	}
 	_, err := OpenSink(testCtx(t), connectors.SinkConfig{DSN: dsn, Table: "e", Options: map[string]string{"batchsize": "1"}})
-	if err == nil || err.Error() != `postgres sink: unknown option "batchsize" (known: commit_table)` {
+	if err == nil || err.Error() != `postgres sink: unknown option "batchsize" (known: commit_table, keep_indexes)` {
 		t.Errorf("unknown option: %v", err)
+	}
+	_, err = OpenSink(testCtx(t), connectors.SinkConfig{DSN: dsn, Table: "e", Options: map[string]string{"keep_indexes": "always"}})
+	if err == nil || err.Error() != `postgres sink: option keep_indexes "always": want true or false` {
+		t.Errorf("bad keep_indexes: %v", err)
 	}
 }
 

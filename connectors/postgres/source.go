@@ -34,6 +34,7 @@ var (
 	sourceOptions = connectors.Options{}
 	sinkOptions   = connectors.Options{
 		{Name: "commit_table", Doc: "the commit record table (default `datashift_commits` in the target table's schema; `schema.table` puts it elsewhere)"},
+		{Name: "keep_indexes", Doc: "`true` keeps the indexes of a table that is empty when a run begins up to date row by row; by default (`false`) those a build after the rows can make as they were (not one another object depends on, nor a unique one but the job key's) are dropped and built again, all at once, once every row is in"},
 	}
 )
 
