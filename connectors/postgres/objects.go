@@ -221,9 +221,19 @@ const deferredMark = "to build once the rows are in"
 // which the run writes once per row. One that was a constraint is made
 // that constraint again.
 //
-// The lock waits at most lockWait for the table: a table in use is loaded
-// with its indexes as it is.
+// A table in use (the lock waits at most lockWait for it), or one the
+// job's user may write into but not alter, is loaded with its indexes as
+// it is.
 func (s *Sink) deferOwnIndexes(ctx context.Context, conn *pgx.Conn, keyAttnums []int16) error {
+	err := s.dropOwnIndexes(ctx, conn, keyAttnums)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "55P03" || pe.Code == "42501") { // lock_not_available, insufficient_privilege
+		return nil
+	}
+	return err
+}
+
+func (s *Sink) dropOwnIndexes(ctx context.Context, conn *pgx.Conn, keyAttnums []int16) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
@@ -233,10 +243,6 @@ func (s *Sink) deferOwnIndexes(ctx context.Context, conn *pgx.Conn, keyAttnums [
 		return err
 	}
 	if _, err := tx.Exec(ctx, "LOCK TABLE "+s.what+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
-			return nil
-		}
 		return err
 	}
 	if d, err := readDeferred(ctx, tx, s.what); err != nil || d != nil {
@@ -297,7 +303,7 @@ ORDER BY c.relname`, s.what, keyAttnums)
 	}
 	for _, sql := range drops {
 		if _, err := tx.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("drop the table's indexes until its rows are in: %w", err)
+			return err
 		}
 	}
 	return tx.Commit(ctx)

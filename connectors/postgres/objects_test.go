@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/datashift/datashift/connectors"
+	"github.com/datashift/datashift/internal/testenv"
 )
 
 // indexesOf are the definitions of table's indexes, as pg_indexes writes
@@ -263,6 +265,26 @@ func TestSinkLoadsAnEmptyTableWithoutTheIndexesItBuildsAfter(t *testing.T) {
 	}
 	if got := commentOf(t, conn, "resumed"); got == nil || *got != words {
 		t.Errorf("comment after the second Prepare: %v", got)
+	}
+
+	// The job's user may write into the table (and lock it) but not alter
+	// it: the rows load with the indexes there.
+	role := testenv.UniqueName("writer")
+	mustExec(t, conn, "CREATE ROLE "+role+" LOGIN")
+	t.Cleanup(func() {
+		_, _ = conn.Exec(context.Background(), "DROP OWNED BY "+role)
+		_, _ = conn.Exec(context.Background(), "DROP ROLE "+role)
+	})
+	for _, stmt := range ddl("not_theirs") {
+		mustExec(t, conn, stmt)
+	}
+	mustExec(t, conn, "GRANT SELECT, INSERT, UPDATE ON not_theirs TO "+role)
+	mustExec(t, conn, "GRANT USAGE, CREATE ON SCHEMA public TO "+role)
+	before := indexNamesOf(t, conn, "not_theirs")
+	snk = openSink(t, connectors.SinkConfig{DSN: strings.Replace(dsn, "//postgres@", "//"+role+"@", 1), Table: "not_theirs", Key: []string{"id"}, Mode: connectors.Append})
+	prepare(t, snk, schema)
+	if got := indexNamesOf(t, conn, "not_theirs"); strings.Join(got, " ") != strings.Join(before, " ") {
+		t.Errorf("a user who may not alter the table: indexes %v after Prepare, want %v", got, before)
 	}
 }
 

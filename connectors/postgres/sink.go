@@ -198,9 +198,9 @@ func (s *Sink) prepare(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema
 
 // settleIndexes readies the table's indexes for the run's rows. A table
 // that still waits for indexes an earlier run left to its end, and now
-// has rows or is upserted into, gets them first: a key the new rows repeat
-// is then refused as it comes, not after all of them are in, and ON
-// CONFLICT finds its index. Otherwise, unless option keep_indexes is set,
+// has rows, or is upserted into and waits for its key, gets them first: a
+// key the new rows repeat is then refused as it comes, not after all of
+// them are in, and ON CONFLICT finds its index. Otherwise, unless option keep_indexes is set,
 // an empty table of the user's loads without the indexes a build after
 // the rows can make (deferOwnIndexes).
 func (s *Sink) settleIndexes(ctx context.Context, conn *pgx.Conn) error {
@@ -213,7 +213,8 @@ func (s *Sink) settleIndexes(ctx context.Context, conn *pgx.Conn) error {
 		if err := conn.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+s.what+")").Scan(&empty); err != nil {
 			return err
 		}
-		if empty && s.cfg.Mode != connectors.Upsert {
+		waitsForKey := d.Key || len(d.Own) > 0
+		if empty && (s.cfg.Mode != connectors.Upsert || !waitsForKey) {
 			return nil
 		}
 		return s.complete(ctx, conn)
