@@ -16,16 +16,21 @@ import (
 // indexesOf are the definitions of table's indexes, as pg_indexes writes
 // them, sorted by name.
 func indexesOf(t *testing.T, conn *pgx.Conn, table string) []string {
+	return queryStrings(t, conn, `SELECT indexdef FROM pg_indexes WHERE tablename = $1 ORDER BY indexname`, table)
+}
+
+// queryStrings is the one text column of query's rows.
+func queryStrings(t *testing.T, conn *pgx.Conn, query string, args ...any) []string {
 	t.Helper()
-	rows, err := conn.Query(testCtx(t), `SELECT indexdef FROM pg_indexes WHERE tablename = $1 ORDER BY indexname`, table)
+	rows, err := conn.Query(testCtx(t), query, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	values, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		t.Fatal(err)
 	}
-	return defs
+	return values
 }
 
 // A table the sink creates from a PostgreSQL table gets the source's
@@ -137,17 +142,8 @@ WHERE table_name = 'accounts_copy' ORDER BY ordinal_position`)
 // constraintsOf are table's constraints, each its name and definition,
 // sorted by name.
 func constraintsOf(t *testing.T, conn *pgx.Conn, table string) []string {
-	t.Helper()
-	rows, err := conn.Query(testCtx(t), `SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+	return queryStrings(t, conn, `SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
 WHERE conrelid = to_regclass($1) ORDER BY conname`, table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defs, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return defs
 }
 
 func commentOf(t *testing.T, conn *pgx.Conn, table string) *string {
@@ -289,14 +285,5 @@ func TestSinkLoadsAnEmptyTableWithoutTheIndexesItBuildsAfter(t *testing.T) {
 }
 
 func indexNamesOf(t *testing.T, conn *pgx.Conn, table string) []string {
-	t.Helper()
-	rows, err := conn.Query(testCtx(t), `SELECT indexname FROM pg_indexes WHERE tablename = $1 ORDER BY indexname`, table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return names
+	return queryStrings(t, conn, `SELECT indexname FROM pg_indexes WHERE tablename = $1 ORDER BY indexname`, table)
 }

@@ -226,15 +226,25 @@ func (s *Sink) settleIndexes(ctx context.Context, conn *pgx.Conn) error {
 	if err != nil {
 		return err
 	}
-	keys, err := findColumns(cols, s.cfg.Key, "key", s.what)
+	attnums, err := s.keyAttnums(cols)
 	if err != nil {
 		return err
+	}
+	return s.deferOwnIndexes(ctx, conn, attnums)
+}
+
+// keyAttnums are the attribute numbers of the job's key columns among
+// the table's columns cols.
+func (s *Sink) keyAttnums(cols []column) ([]int16, error) {
+	keys, err := findColumns(cols, s.cfg.Key, "key", s.what)
+	if err != nil {
+		return nil, err
 	}
 	attnums := make([]int16, len(keys))
 	for i := range keys {
 		attnums[i] = keys[i].attnum
 	}
-	return s.deferOwnIndexes(ctx, conn, attnums)
+	return attnums, nil
 }
 
 // create creates the target table. Unless the run upserts (ON CONFLICT
@@ -419,13 +429,9 @@ func planColumns(schema *arrow.Schema, cols []column) ([]column, []encoder, erro
 // checkUnique makes sure ON CONFLICT (key) has a unique index to use, so
 // that a missing one is reported now and by name.
 func (s *Sink) checkUnique(ctx context.Context, conn *pgx.Conn, cols []column) error {
-	keys, err := findColumns(cols, s.cfg.Key, "key", s.what)
+	attnums, err := s.keyAttnums(cols)
 	if err != nil {
 		return err
-	}
-	attnums := make([]int16, len(keys))
-	for i := range keys {
-		attnums[i] = keys[i].attnum
 	}
 	var ok bool
 	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i
