@@ -113,13 +113,24 @@ func (ui *progressUI) sumRows() int64 {
 	return n
 }
 
-// Update takes an executor's progress report.
+// Update takes an executor's progress report. Once the last partition is
+// done it says the run is finishing: the sink may take a while yet (a
+// PostgreSQL table loaded bare gets its indexes then), with every bar full.
 func (ui *progressUI) Update(p engine.Progress) {
+	if ui.update(p) {
+		fmt.Fprintf(ui, "%s: all %d partitions copied; finishing the run (a sink that builds its indexes after the rows builds them now)\n", p.Job, ui.n)
+	}
+}
+
+// update takes the report; finishing is whether it ended the last
+// partition.
+func (ui *progressUI) update(p engine.Progress) (finishing bool) {
 	ui.mu.Lock()
 	defer ui.mu.Unlock()
 	ui.rows[p.Partition] = p.Rows
 	if p.State == engine.Done {
 		ui.done++
+		finishing = ui.planned && !ui.quiet && ui.done == ui.n
 	}
 	if !ui.bars {
 		if p.State == engine.Failed || (p.State == engine.Pending && p.Err != nil) {
@@ -130,7 +141,7 @@ func (ui *progressUI) Update(p engine.Progress) {
 			rows := ui.sumRows()
 			fmt.Fprintf(ui.w, "%d/%d partitions done, %d rows, %s rows/s\n", ui.done, ui.n, rows, humanCount(float64(rows-ui.resumed)/time.Since(ui.start).Seconds()))
 		}
-		return
+		return finishing
 	}
 	if bar := ui.part[p.Partition]; bar != nil {
 		if p.Rows > p.EstRows {
@@ -150,6 +161,7 @@ func (ui *progressUI) Update(p engine.Progress) {
 		}
 		ui.total.SetCurrent(rows)
 	}
+	return finishing
 }
 
 // Resumed is how many rows earlier attempts of the run had copied.

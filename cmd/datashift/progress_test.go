@@ -65,3 +65,26 @@ func TestProgressCountsOnlyEarlierAttemptsAsResumed(t *testing.T) {
 		})
 	}
 }
+
+// When the last partition is done the run is not over: the sink may build
+// its indexes for a while with every bar full. That is said once, and not
+// when quiet.
+func TestProgressSaysTheRunIsFinishingOnceEveryPartitionIsDone(t *testing.T) {
+	run := &engine.RunRecord{Job: "j", ID: "r1", Scheme: "key-range", Reason: "two key ranges"}
+	parts := []engine.PartitionRecord{{ID: "p0000", EstRows: 10, State: engine.Pending}, {ID: "p0001", EstRows: 10, State: engine.Pending}}
+	const finishing = "j: all 2 partitions copied; finishing the run"
+	for _, quiet := range []bool{false, true} {
+		var out bytes.Buffer
+		ui := newProgressUI(&out, quiet)
+		ui.Plan(run, parts)
+		ui.Update(engine.Progress{Job: "j", Partition: "p0000", State: engine.Done, Rows: 10})
+		if strings.Contains(out.String(), finishing) {
+			t.Fatalf("quiet %v: finishing with a partition to go:\n%s", quiet, out.String())
+		}
+		ui.Update(engine.Progress{Job: "j", Partition: "p0001", State: engine.Running, Rows: 4})
+		ui.Update(engine.Progress{Job: "j", Partition: "p0001", State: engine.Done, Rows: 10})
+		if n := strings.Count(out.String(), finishing); n != map[bool]int{false: 1, true: 0}[quiet] {
+			t.Errorf("quiet %v: said %d times that the run is finishing:\n%s", quiet, n, out.String())
+		}
+	}
+}
