@@ -263,6 +263,29 @@ func TestSinkLoadsAnEmptyTableWithoutTheIndexesItBuildsAfter(t *testing.T) {
 		t.Errorf("comment after the second Prepare: %v", got)
 	}
 
+	// Keys that repeat: the user's key cannot be built again, and the
+	// error says why and that the table's comment keeps what it waits for;
+	// once the repeat is gone, the next Complete builds it.
+	for _, stmt := range ddl("repeated") {
+		mustExec(t, conn, stmt)
+	}
+	indexes := indexesOf(t, conn, "repeated")
+	snk = openSink(t, connectors.SinkConfig{DSN: dsn, Table: "repeated", Key: []string{"id"}, Mode: connectors.Append})
+	prepare(t, snk, schema)
+	mustExec(t, conn, `INSERT INTO repeated VALUES (1, 'a', NULL, 1), (1, 'b', NULL, 2)`)
+	err := snk.Complete(ctx)
+	if err == nil || !strings.Contains(err.Error(), `could not create unique index "repeated_key_is_id"`) || !strings.Contains(err.Error(), "Key (id)=(1) is duplicated") ||
+		!strings.Contains(err.Error(), "the table's comment keeps the definitions of its indexes") || strings.Contains(err.Error(), "take the mark off") {
+		t.Fatalf("Complete over repeated keys: %v", err)
+	}
+	mustExec(t, conn, `DELETE FROM repeated WHERE code = 'b'`)
+	if err := snk.Complete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := indexesOf(t, conn, "repeated"); strings.Join(got, "\n") != strings.Join(indexes, "\n") {
+		t.Errorf("indexes once the repeat is gone: %q, want %q", got, indexes)
+	}
+
 	// The job's user may write into the table (and lock it) but not alter
 	// it: the rows load with the indexes there.
 	role := testenv.UniqueName("writer")

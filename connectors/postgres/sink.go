@@ -326,6 +326,10 @@ WHERE a.attrelid = to_regclass($1) AND a.attname = ANY($2) AND NOT a.attisdroppe
 		keyIndex = keyIndexName(s.name[len(s.name)-1], nullable)
 	}
 	if err := s.buildIndexes(ctx, keyIndex, d); err != nil {
+		if len(d.Own) > 0 {
+			// Taking the mark off would lose what the table had.
+			return fmt.Errorf("%w; the rows are all in: fix the cause and run the job again; until then the table's comment keeps the definitions of its indexes and its own comment", err)
+		}
 		return fmt.Errorf("%w; the rows are all in: fix the cause and run the job again, or take the mark off the table (COMMENT ON TABLE %s IS NULL) to keep it as it is", err, s.what)
 	}
 	tx, err := conn.Begin(ctx)
