@@ -327,7 +327,7 @@ func setMark(ctx context.Context, tx pgx.Tx, table string, d *deferred) error {
 }
 
 // readDeferred reads what table waits for; nil when its comment is not
-// create's.
+// the sink's mark.
 func readDeferred(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, table string) (*deferred, error) {
@@ -348,9 +348,8 @@ func readDeferred(ctx context.Context, q interface {
 // buildIndexes builds the key's unique index (when keyIndex is not ""),
 // the table's own indexes and the source's, each on a connection of its
 // own, at most four at once. Each is made under a name of the target
-// table's; one that
-// is there already (a build that a crash interrupted was rolled back, so
-// one that is there is whole) is left as it is.
+// table's; one that is there already (a build that a crash interrupted
+// was rolled back, so one that is there is whole) is left as it is.
 func (s *Sink) buildIndexes(ctx context.Context, keyIndex string, d *deferred) error {
 	type build struct{ what, name, ddl string }
 	var builds []build
