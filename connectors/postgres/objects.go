@@ -52,6 +52,16 @@ type checkDef struct {
 	Def  string `json:"def"`
 }
 
+// createSQL makes ix on table under name, unless a relation of that
+// name is there.
+func (ix indexDef) createSQL(name, table string) string {
+	unique := ""
+	if ix.Unique {
+		unique = "UNIQUE "
+	}
+	return "CREATE " + unique + "INDEX IF NOT EXISTS " + quoteIdent(name) + " ON " + table + " " + ix.Using
+}
+
 func (o tableObjects) empty() bool {
 	return len(o.Indexes) == 0 && len(o.Checks) == 0 && len(o.Defaults) == 0
 }
@@ -248,12 +258,8 @@ func (s *Sink) dropOwnIndexes(ctx context.Context, conn *pgx.Conn, keyAttnums []
 	if d, err := readDeferred(ctx, tx, s.what); err != nil || d != nil {
 		return err
 	}
-	var empty bool
-	if err := tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+s.what+")").Scan(&empty); err != nil {
+	if empty, err := isEmpty(ctx, tx, s.what); err != nil || !empty {
 		return err
-	}
-	if !empty {
-		return nil
 	}
 	rows, err := tx.Query(ctx, `SELECT n.nspname, c.relname, i.indisunique, substring(pg_get_indexdef(i.indexrelid) from ' USING .*$'),
   coalesce((SELECT CASE k.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END FROM pg_constraint k
@@ -307,6 +313,15 @@ ORDER BY c.relname`, s.what, keyAttnums)
 		}
 	}
 	return tx.Commit(ctx)
+}
+
+// isEmpty reports whether table has no rows.
+func isEmpty(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, table string) (bool, error) {
+	var empty bool
+	err := q.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+table+")").Scan(&empty)
+	return empty, err
 }
 
 // lockWait is how long deferOwnIndexes waits for a table in use.
@@ -364,23 +379,11 @@ func (s *Sink) buildIndexes(ctx context.Context, keyIndex string, d *deferred) e
 	}
 	for _, ix := range d.Own {
 		names[ix.Name] = true
-	}
-	for _, ix := range d.Own {
-		unique := ""
-		if ix.Unique {
-			unique = "UNIQUE "
-		}
-		builds = append(builds, build{"index " + ix.Name, ix.Name,
-			"CREATE " + unique + "INDEX IF NOT EXISTS " + quoteIdent(ix.Name) + " ON " + s.what + " " + ix.Using})
+		builds = append(builds, build{"index " + ix.Name, ix.Name, ix.createSQL(ix.Name, s.what)})
 	}
 	for _, ix := range d.Indexes {
 		name := indexName(s.name[len(s.name)-1], ix.Name, names)
-		unique := ""
-		if ix.Unique {
-			unique = "UNIQUE "
-		}
-		builds = append(builds, build{fmt.Sprintf("index %s (the source's %s)", name, ix.Name), name,
-			"CREATE " + unique + "INDEX IF NOT EXISTS " + quoteIdent(name) + " ON " + s.what + " " + ix.Using})
+		builds = append(builds, build{fmt.Sprintf("index %s (the source's %s)", name, ix.Name), name, ix.createSQL(name, s.what)})
 	}
 	var (
 		wg   sync.WaitGroup

@@ -200,17 +200,17 @@ func (s *Sink) prepare(ctx context.Context, conn *pgx.Conn, schema *arrow.Schema
 // that still waits for indexes an earlier run left to its end, and now
 // has rows, or is upserted into and waits for its key, gets them first: a
 // key the new rows repeat is then refused as it comes, not after all of
-// them are in, and ON CONFLICT finds its index. Otherwise, unless option keep_indexes is set,
-// an empty table of the user's loads without the indexes a build after
-// the rows can make (deferOwnIndexes).
+// them are in, and ON CONFLICT finds its index. Otherwise, unless option
+// keep_indexes is set, an empty table of the user's loads without the
+// indexes a build after the rows can make (deferOwnIndexes).
 func (s *Sink) settleIndexes(ctx context.Context, conn *pgx.Conn) error {
 	d, err := readDeferred(ctx, conn, s.what)
 	if err != nil {
 		return err
 	}
 	if d != nil {
-		var empty bool
-		if err := conn.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+s.what+")").Scan(&empty); err != nil {
+		empty, err := isEmpty(ctx, conn, s.what)
+		if err != nil {
 			return err
 		}
 		waitsForKey := d.Key || len(d.Own) > 0
